@@ -1,0 +1,425 @@
+//! The sans-IO replication core: push to a fanout of peers, anti-entropy by frontier
+//! exchange, and a bounded buffer for operations whose causal past has not arrived.
+//!
+//! Driven by the controller's gossip driver in production and by the simulator in tests.
+
+mod message;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use rand::seq::IteratorRandom;
+
+pub use message::GossipMessage;
+
+use crate::clock::{Dot, NodeId, Seq, VersionVector};
+use crate::error::StoreResult;
+use crate::hlc::HlcClock;
+use crate::op::Op;
+use crate::store::{LogStore, read_causal};
+
+/// Tuning of the replication core.
+#[derive(Clone, Debug)]
+pub struct GossipConfig {
+    /// How many peers receive each new operation directly.
+    pub fanout: usize,
+    /// Mean time between anti-entropy rounds started by this node (jittered ±50%).
+    pub anti_entropy_interval: Duration,
+    /// Most operations in one message.
+    pub page_max_ops: usize,
+    /// Most operations held while their causal past is missing; beyond it, arrivals are
+    /// dropped and fetched again by anti-entropy.
+    pub buffer_max_ops: usize,
+    /// A peer that has not answered for this long after being asked is suspected and no
+    /// longer chosen for pushes, until it is heard from again.
+    pub suspect_after: Duration,
+}
+
+impl Default for GossipConfig {
+    fn default() -> Self {
+        Self {
+            fanout: 3,
+            anti_entropy_interval: Duration::from_secs(1),
+            page_max_ops: 512,
+            buffer_max_ops: 8192,
+            suspect_after: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A message to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit<P> {
+    /// The peer to send it to.
+    pub to: NodeId,
+    /// What to send.
+    pub message: GossipMessage<P>,
+}
+
+/// Something the application must know about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event<P> {
+    /// Operations are now durably in the log, in causal order: project them.
+    Applied {
+        /// The operations, each after its causal past.
+        ops: Vec<Op<P>>,
+    },
+    /// A peer stopped answering.
+    PeerSuspected {
+        /// The peer.
+        peer: NodeId,
+    },
+    /// A suspected peer answered again.
+    PeerRecovered {
+        /// The peer.
+        peer: NodeId,
+    },
+    /// The out-of-order buffer was full; this operation will come again through anti-entropy.
+    BufferOverflow {
+        /// The operation dropped.
+        dropped: Dot,
+    },
+}
+
+/// How this node sees a peer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// When the peer was last heard from.
+    pub last_heard: Option<Instant>,
+    /// When the peer was first asked something it has not answered yet.
+    pub waiting_since: Option<Instant>,
+    /// Whether the peer is suspected of being down or cut off.
+    pub suspected: bool,
+}
+
+/// The replication core of one node.
+///
+/// It owns no socket, clock, thread or entropy source: time comes in as `now`, randomness from
+/// the injected `rng`, and the log through a [`LogStore`]. Usage:
+///
+/// 1. Feed inputs: [`Gossip::handle_message`] for each message received,
+///    [`Gossip::handle_tick`] when the deadline from [`Gossip::poll_timeout`] passes, and
+///    [`Gossip::append_local`] for the node's own writes.
+/// 2. After each input, drain [`Gossip::poll_event`] (project applied operations before
+///    answering anyone who depends on them), then [`Gossip::poll_transmit`] (send), then
+///    read [`Gossip::poll_timeout`] again.
+///
+/// Invariant: it appends to the store only operations whose causal past the store holds,
+/// so the log stays causally closed.
+pub struct Gossip<P, R> {
+    me: NodeId,
+    config: GossipConfig,
+    rng: R,
+    clock: HlcClock,
+    peers: BTreeMap<NodeId, PeerStatus>,
+    /// Operations waiting for their causal past, by origin then seq.
+    buffer: BTreeMap<NodeId, BTreeMap<Seq, Op<P>>>,
+    buffered: usize,
+    next_round: Instant,
+    transmits: VecDeque<Transmit<P>>,
+    events: VecDeque<Event<P>>,
+}
+
+impl<P: Clone, R: Rng> Gossip<P, R> {
+    /// A core for node `me` over the log in `store`, with no peers yet.
+    ///
+    /// Reads the last operation of every origin so that new local timestamps exceed every
+    /// timestamp in the log.
+    pub fn new(
+        me: NodeId,
+        config: GossipConfig,
+        mut rng: R,
+        now: Instant,
+        store: &(impl LogStore<P> + ?Sized),
+    ) -> StoreResult<Self> {
+        let mut clock = HlcClock::new();
+        for (origin, seq) in store.frontier().iter() {
+            for op in store.read(origin, seq..=seq, 1)? {
+                clock.observe(op.hlc);
+            }
+        }
+        let first_round = now + jitter(&mut rng, config.anti_entropy_interval) / 2;
+        Ok(Self {
+            me,
+            config,
+            rng,
+            clock,
+            peers: BTreeMap::new(),
+            buffer: BTreeMap::new(),
+            buffered: 0,
+            next_round: first_round,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.me
+    }
+
+    /// Starts gossiping with `peer` (no effect if known already or if it is this node).
+    pub fn add_peer(&mut self, peer: NodeId) {
+        if peer != self.me {
+            self.peers.entry(peer).or_default();
+        }
+    }
+
+    /// Stops gossiping with `peer`.
+    pub fn remove_peer(&mut self, peer: NodeId) {
+        self.peers.remove(&peer);
+    }
+
+    /// Every known peer and how it looks from here.
+    pub fn peers(&self) -> impl Iterator<Item = (NodeId, &PeerStatus)> {
+        self.peers.iter().map(|(id, status)| (*id, status))
+    }
+
+    /// How many operations wait for their causal past.
+    pub fn buffered(&self) -> usize {
+        self.buffered
+    }
+
+    /// Creates operations for `payloads`, appends them durably, and schedules their push.
+    ///
+    /// `wall_ms` is the wall clock now, in milliseconds since the Unix epoch. Returns the new
+    /// operations; they also come out of [`Gossip::poll_event`] as applied.
+    pub fn append_local(
+        &mut self,
+        wall_ms: u64,
+        payloads: Vec<P>,
+        store: &(impl LogStore<P> + ?Sized),
+    ) -> StoreResult<Vec<Op<P>>> {
+        let mut frontier = store.frontier();
+        let mut ops = Vec::with_capacity(payloads.len());
+        for payload in payloads {
+            let dot = Dot::new(self.me, frontier.get(self.me).next());
+            let op = Op {
+                dot,
+                deps: frontier.clone(),
+                hlc: self.clock.tick(wall_ms),
+                payload,
+            };
+            frontier.raise(dot.origin, dot.seq);
+            ops.push(op);
+        }
+        store.append(&ops)?;
+        self.push(&ops, None);
+        self.events.push_back(Event::Applied { ops: ops.clone() });
+        Ok(ops)
+    }
+
+    /// Takes in a message from `from`. A store error leaves the core consistent: operations
+    /// that could not be appended will be fetched again.
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        message: GossipMessage<P>,
+        store: &(impl LogStore<P> + ?Sized),
+    ) -> StoreResult<()> {
+        if from == self.me {
+            return Ok(());
+        }
+        self.heard_from(now, from);
+        match message {
+            GossipMessage::Push { ops } => {
+                let applied = self.ingest(ops, store)?;
+                self.push(&applied, Some(from));
+            }
+            GossipMessage::Page { ops, more } => {
+                let applied = self.ingest(ops, store)?;
+                // Ask for the next page only if this one moved us forward, so a page that
+                // cannot be applied never loops.
+                if more && !applied.is_empty() {
+                    self.send(from, frontier_message(store.frontier(), false));
+                }
+            }
+            GossipMessage::Frontier { frontier, reply } => {
+                let page = read_causal(store, &frontier, self.config.page_max_ops)?;
+                if !page.ops.is_empty() {
+                    let message = GossipMessage::Page {
+                        ops: page.ops,
+                        more: page.more,
+                    };
+                    self.send(from, message);
+                }
+                if reply {
+                    self.send(from, frontier_message(store.frontier(), false));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Advances time: starts an anti-entropy round when one is due and updates suspicion.
+    pub fn handle_tick(&mut self, now: Instant, store: &(impl LogStore<P> + ?Sized)) {
+        for (peer, status) in &mut self.peers {
+            let overdue = status
+                .waiting_since
+                .is_some_and(|since| now.saturating_duration_since(since) >= self.config.suspect_after);
+            if overdue && !status.suspected {
+                status.suspected = true;
+                self.events.push_back(Event::PeerSuspected { peer: *peer });
+            }
+        }
+        if now < self.next_round {
+            return;
+        }
+        self.next_round = now + jitter(&mut self.rng, self.config.anti_entropy_interval);
+        let Some(peer) = self.peers.keys().copied().choose(&mut self.rng) else {
+            return;
+        };
+        if let Some(status) = self.peers.get_mut(&peer) {
+            status.waiting_since.get_or_insert(now);
+        }
+        self.send(peer, frontier_message(store.frontier(), true));
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit<P>> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<Event<P>> {
+        self.events.pop_front()
+    }
+
+    /// When [`Gossip::handle_tick`] should be called next.
+    pub fn poll_timeout(&self) -> Instant {
+        let suspicion = self
+            .peers
+            .values()
+            .filter(|status| !status.suspected)
+            .filter_map(|status| status.waiting_since)
+            .map(|since| since + self.config.suspect_after)
+            .min();
+        suspicion.map_or(self.next_round, |at| at.min(self.next_round))
+    }
+
+    fn heard_from(&mut self, now: Instant, peer: NodeId) {
+        let status = self.peers.entry(peer).or_default();
+        status.last_heard = Some(now);
+        status.waiting_since = None;
+        if status.suspected {
+            status.suspected = false;
+            self.events.push_back(Event::PeerRecovered { peer });
+        }
+    }
+
+    /// Appends whatever of `ops` (and of the buffer) has become ready, in causal order;
+    /// buffers the rest. Returns the operations appended.
+    fn ingest(
+        &mut self,
+        ops: Vec<Op<P>>,
+        store: &(impl LogStore<P> + ?Sized),
+    ) -> StoreResult<Vec<Op<P>>> {
+        let mut known = store.frontier();
+        let mut ready = Vec::new();
+        for op in ops {
+            if known.contains(op.dot) {
+                continue;
+            }
+            if op.is_ready_for(&known) {
+                known.raise(op.dot.origin, op.dot.seq);
+                ready.push(op);
+            } else {
+                self.hold(op);
+            }
+        }
+        self.drain_buffer(&mut known, &mut ready);
+        if ready.is_empty() {
+            return Ok(ready);
+        }
+        store.append(&ready)?;
+        for op in &ready {
+            self.clock.observe(op.hlc);
+        }
+        self.events.push_back(Event::Applied { ops: ready.clone() });
+        Ok(ready)
+    }
+
+    fn hold(&mut self, op: Op<P>) {
+        let waiting = self.buffer.entry(op.dot.origin).or_default();
+        if waiting.contains_key(&op.dot.seq) {
+            return;
+        }
+        if self.buffered >= self.config.buffer_max_ops {
+            self.events.push_back(Event::BufferOverflow { dropped: op.dot });
+            return;
+        }
+        waiting.insert(op.dot.seq, op);
+        self.buffered += 1;
+    }
+
+    /// Moves buffered operations that `known` now makes ready into `ready`, and forgets those
+    /// already covered.
+    fn drain_buffer(&mut self, known: &mut VersionVector, ready: &mut Vec<Op<P>>) {
+        loop {
+            let mut progressed = false;
+            for (origin, waiting) in &mut self.buffer {
+                let have = known.get(*origin);
+                let stale: Vec<Seq> = waiting.range(..=have).map(|(seq, _)| *seq).collect();
+                for seq in stale {
+                    waiting.remove(&seq);
+                    self.buffered -= 1;
+                }
+                while let Some(entry) = waiting.first_entry() {
+                    if !entry.get().is_ready_for(known) {
+                        break;
+                    }
+                    let op = entry.remove();
+                    self.buffered -= 1;
+                    known.raise(op.dot.origin, op.dot.seq);
+                    ready.push(op);
+                    progressed = true;
+                }
+            }
+            self.buffer.retain(|_, waiting| !waiting.is_empty());
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    /// Sends `ops` to a fanout of live peers other than `except`, in pages.
+    fn push(&mut self, ops: &[Op<P>], except: Option<NodeId>) {
+        if ops.is_empty() {
+            return;
+        }
+        let candidates = |suspected_ok: bool| {
+            self.peers
+                .iter()
+                .filter(move |(id, status)| Some(**id) != except && (suspected_ok || !status.suspected))
+                .map(|(id, _)| *id)
+        };
+        let mut targets = candidates(false).choose_multiple(&mut self.rng, self.config.fanout);
+        if targets.is_empty() {
+            targets = candidates(true).choose_multiple(&mut self.rng, self.config.fanout);
+        }
+        for chunk in ops.chunks(self.config.page_max_ops.max(1)) {
+            for &to in &targets {
+                let message = GossipMessage::Push {
+                    ops: chunk.to_vec(),
+                };
+                self.send(to, message);
+            }
+        }
+    }
+
+    fn send(&mut self, to: NodeId, message: GossipMessage<P>) {
+        self.transmits.push_back(Transmit { to, message });
+    }
+}
+
+fn frontier_message<P>(frontier: VersionVector, reply: bool) -> GossipMessage<P> {
+    GossipMessage::Frontier { frontier, reply }
+}
+
+/// A duration uniformly drawn from half to one and a half times `mean`, so nodes started
+/// together do not run their rounds in lockstep.
+fn jitter(rng: &mut impl Rng, mean: Duration) -> Duration {
+    mean.mul_f64(rng.random_range(0.5..1.5))
+}

@@ -1,0 +1,128 @@
+//! Log storage: the [`LogStore`] trait, its fjall and in-memory adapters, and causal-order
+//! reading over any store.
+//!
+//! A store only ever holds a causally closed set of operations: [`LogStore::append`] itself
+//! refuses an operation whose causal past is not already in the log.
+
+use std::collections::VecDeque;
+use std::ops::RangeInclusive;
+
+use crate::clock::{NodeId, Seq, VersionVector};
+use crate::error::{NotReadyReason, StoreError, StoreResult};
+use crate::op::Op;
+
+pub mod fjall;
+pub mod mem;
+
+/// Durable, append-only storage of operations, synchronous (call it off the async runtime).
+///
+/// Contract (checked by the shared suite in `tests/store_contract.rs` against every adapter):
+/// - `append` is atomic and durable when it returns: all of the batch or none of it, on disk.
+/// - It rejects any operation that is already present, not its origin's next seq, or whose
+///   causal context is not covered by the log plus the earlier operations of the batch.
+/// - `frontier` and `read` show only durable operations.
+/// - Safe to share between threads; concurrent appends may share one fsync.
+pub trait LogStore<P>: Send + Sync {
+    /// Appends `ops`, in order, atomically and durably.
+    fn append(&self, ops: &[Op<P>]) -> StoreResult<()>;
+
+    /// The highest durable seq of every origin.
+    fn frontier(&self) -> VersionVector;
+
+    /// Up to `limit` operations of `origin` with seqs in `seqs`, in seq order.
+    fn read(
+        &self,
+        origin: NodeId,
+        seqs: RangeInclusive<Seq>,
+        limit: usize,
+    ) -> StoreResult<Vec<Op<P>>>;
+}
+
+/// Checks that `ops` may follow a log whose frontier is `frontier`, advancing it past them.
+/// On error `frontier` is partly advanced: pass a copy.
+pub(crate) fn admit<P>(frontier: &mut VersionVector, ops: &[Op<P>]) -> StoreResult<()> {
+    for op in ops {
+        let reason = if frontier.contains(op.dot) {
+            Some(NotReadyReason::AlreadyPresent)
+        } else if frontier.get(op.dot.origin).next() != op.dot.seq {
+            Some(NotReadyReason::SeqGap)
+        } else if !frontier.dominates(&op.deps) {
+            Some(NotReadyReason::MissingDeps)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(StoreError::NotReady { dot: op.dot, reason });
+        }
+        frontier.raise(op.dot.origin, op.dot.seq);
+    }
+    Ok(())
+}
+
+/// A page of operations read in causal order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CausalPage<P> {
+    /// Operations the reader lacked, each after its whole causal past.
+    pub ops: Vec<Op<P>>,
+    /// Whether the store holds further operations the reader lacks.
+    pub more: bool,
+}
+
+/// Reads up to `max_ops` operations that `store` holds and `since` does not cover, in an order
+/// where each comes after its causal past: a reader whose log has frontier `since` can append
+/// them one by one.
+///
+/// Among the operations that are ready, the one with the smallest `(hlc, origin)` goes first,
+/// so honest logs come out in stamp order. Reads at most `max_ops` per origin.
+pub fn read_causal<P, S: LogStore<P> + ?Sized>(
+    store: &S,
+    since: &VersionVector,
+    max_ops: usize,
+) -> StoreResult<CausalPage<P>> {
+    let frontier = store.frontier();
+    let mut queues = Vec::new();
+    for (origin, seqs) in frontier.missing_from(since) {
+        queues.push(VecDeque::from(store.read(origin, seqs, max_ops)?));
+    }
+    let mut known = since.clone();
+    let mut ops = Vec::new();
+    while ops.len() < max_ops {
+        let next = queues
+            .iter()
+            .enumerate()
+            .filter_map(|(i, queue)| queue.front().map(|op| (i, op)))
+            .filter(|(_, op)| op.is_ready_for(&known))
+            .min_by_key(|(_, op)| op.stamp())
+            .map(|(i, _)| i);
+        let Some(op) = next.and_then(|i| queues[i].pop_front()) else {
+            break;
+        };
+        known.raise(op.dot.origin, op.dot.seq);
+        ops.push(op);
+    }
+    let more = frontier.count_missing_from(&known) > 0;
+    Ok(CausalPage { ops, more })
+}
+
+/// Reads every operation of `store` in causal order, `page_ops` at a time, handing each page
+/// to `visit`. Returns the number of operations visited.
+pub fn replay<P, S: LogStore<P> + ?Sized>(
+    store: &S,
+    page_ops: usize,
+    mut visit: impl FnMut(Vec<Op<P>>),
+) -> StoreResult<u64> {
+    let mut seen = VersionVector::new();
+    let mut count = 0u64;
+    loop {
+        let page = read_causal(store, &seen, page_ops.max(1))?;
+        for op in &page.ops {
+            seen.raise(op.dot.origin, op.dot.seq);
+        }
+        count += page.ops.len() as u64;
+        let progressed = !page.ops.is_empty();
+        visit(page.ops);
+        if !page.more || !progressed {
+            return Ok(count);
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! One contract suite for every `LogStore` adapter, plus what only the fjall store can show:
+//! reopening, corruption on disk, and a kill -9 in the middle of appends.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use redcloud_eventlog::{
+    Dot, FjallStore, Hlc, LogStore, MemStore, NodeId, NotReadyReason, Op, Seq, StoreError,
+    VersionVector, read_causal, replay,
+};
+
+type Payload = String;
+
+fn node(raw: u64) -> NodeId {
+    NodeId::new(raw)
+}
+
+/// The next op of `origin` on top of `deps` (which must end at its predecessor).
+fn op(origin: u64, seq: u64, deps: &[(u64, u64)], hlc_ms: u64) -> Op<Payload> {
+    let mut vv: VersionVector = deps.iter().map(|&(o, s)| (node(o), Seq::new(s))).collect();
+    vv.raise(node(origin), Seq::new(seq - 1));
+    Op {
+        dot: Dot::new(node(origin), Seq::new(seq)),
+        deps: vv,
+        hlc: Hlc::new(hlc_ms, 0),
+        payload: format!("{origin}:{seq}"),
+    }
+}
+
+fn not_ready(result: Result<(), StoreError>) -> NotReadyReason {
+    match result {
+        Err(StoreError::NotReady { reason, .. }) => reason,
+        other => panic!("expected NotReady, got {other:?}"),
+    }
+}
+
+/// The contract. `reopen` gives a store over the same log, as after a restart.
+fn log_store_suite<S: LogStore<Payload>>(store: S, reopen: impl FnOnce(S) -> S) {
+    assert_eq!(store.frontier(), VersionVector::new());
+    assert!(store.read(node(1), Seq::new(1)..=Seq::new(9), 10).unwrap().is_empty());
+
+    // Appends in causal order, across origins, in one batch and in several.
+    store.append(&[op(1, 1, &[], 10), op(1, 2, &[], 11)]).unwrap();
+    store.append(&[op(2, 1, &[(1, 2)], 12)]).unwrap();
+    store.append(&[op(1, 3, &[(2, 1)], 13)]).unwrap();
+    store.append(&[]).unwrap();
+
+    // Everything that breaks causal closure is refused, and refuses the whole batch.
+    assert_eq!(not_ready(store.append(&[op(1, 3, &[(2, 1)], 13)])), NotReadyReason::AlreadyPresent);
+    assert_eq!(not_ready(store.append(&[op(1, 5, &[(2, 1)], 15)])), NotReadyReason::SeqGap);
+    assert_eq!(not_ready(store.append(&[op(3, 1, &[(2, 4)], 15)])), NotReadyReason::MissingDeps);
+    assert_eq!(
+        not_ready(store.append(&[op(3, 1, &[], 15), op(3, 3, &[], 16)])),
+        NotReadyReason::SeqGap
+    );
+    assert_eq!(store.frontier().get(node(3)), Seq::ZERO, "a refused batch leaves no trace");
+
+    let expected: VersionVector = [(node(1), Seq::new(3)), (node(2), Seq::new(1))].into_iter().collect();
+    assert_eq!(store.frontier(), expected);
+
+    // Reads: ranges, limits, clipping at the frontier.
+    let ones = store.read(node(1), Seq::new(2)..=Seq::new(100), 10).unwrap();
+    assert_eq!(ones.iter().map(|o| o.dot.seq.get()).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(ones[1], op(1, 3, &[(2, 1)], 13));
+    assert_eq!(store.read(node(1), Seq::new(1)..=Seq::new(3), 1).unwrap().len(), 1);
+    assert!(store.read(node(9), Seq::new(1)..=Seq::new(3), 5).unwrap().is_empty());
+
+    // Causal reading: every op after its causal past, exactly the missing ones.
+    let since: VersionVector = [(node(1), Seq::new(1))].into_iter().collect();
+    let page = read_causal(&store, &since, 10).unwrap();
+    let dots: Vec<_> = page.ops.iter().map(|o| o.dot).collect();
+    assert_eq!(
+        dots,
+        [Dot::new(node(1), Seq::new(2)), Dot::new(node(2), Seq::new(1)), Dot::new(node(1), Seq::new(3))]
+    );
+    assert!(!page.more);
+    let first = read_causal(&store, &since, 2).unwrap();
+    assert_eq!(first.ops.len(), 2);
+    assert!(first.more);
+
+    let store = reopen(store);
+    assert_eq!(store.frontier(), expected);
+    let mut replayed = Vec::new();
+    let count = replay(&store, 1, |ops| replayed.extend(ops.into_iter().map(|o| o.dot))).unwrap();
+    assert_eq!(count, 4);
+    assert_eq!(replayed[0], Dot::new(node(1), Seq::new(1)));
+    store.append(&[op(2, 2, &[(1, 3)], 20)]).unwrap();
+    assert_eq!(store.frontier().get(node(2)), Seq::new(2));
+}
+
+#[test]
+fn mem_store_meets_the_contract() {
+    log_store_suite(MemStore::new(), |store| store.clone());
+}
+
+#[test]
+fn fjall_store_meets_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    log_store_suite(FjallStore::open(&path).unwrap(), move |store| {
+        drop(store);
+        FjallStore::open(&path).unwrap()
+    });
+}
+
+#[test]
+fn a_directory_opens_in_one_store_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = FjallStore::<Payload>::open(dir.path()).unwrap();
+    assert!(FjallStore::<Payload>::open(dir.path()).is_err());
+}
+
+#[test]
+fn concurrent_appends_all_land_and_share_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FjallStore::<Payload>::open(dir.path()).unwrap());
+    let writers: Vec<_> = (1..=8u64)
+        .map(|origin| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for seq in 1..=50 {
+                    store.append(&[op(origin, seq, &[], seq)]).unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let frontier = store.frontier();
+    assert_eq!(frontier.op_count(), 400);
+    for origin in 1..=8 {
+        assert_eq!(frontier.get(node(origin)), Seq::new(50));
+    }
+}
+
+/// Opens the raw database under a closed store to damage it.
+fn damage(dir: &std::path::Path, keyspace: &str, key: &[u8], value: &[u8]) {
+    let db = fjall::Database::builder(dir).open().unwrap();
+    let ks = db.keyspace(keyspace, fjall::KeyspaceCreateOptions::default).unwrap();
+    ks.insert(key, value).unwrap();
+    db.persist(fjall::PersistMode::SyncAll).unwrap();
+}
+
+fn op_key(origin: u64, seq: u64) -> Vec<u8> {
+    [origin.to_be_bytes(), seq.to_be_bytes()].concat()
+}
+
+#[test]
+fn corrupt_operation_bytes_are_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = FjallStore::open(dir.path()).unwrap();
+        store.append(&[op(1, 1, &[], 1), op(1, 2, &[], 2)]).unwrap();
+    }
+    damage(dir.path(), "ops", &op_key(1, 2), b"\x01\xff\xfe garbage");
+    let store = FjallStore::<Payload>::open(dir.path()).unwrap();
+    let err = store.read(node(1), Seq::new(1)..=Seq::new(2), 10).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains("ops/"), "names the location: {err}");
+    assert_eq!(store.read(node(1), Seq::new(1)..=Seq::new(1), 10).unwrap().len(), 1);
+}
+
+#[test]
+fn an_operation_under_the_wrong_key_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = FjallStore::open(dir.path()).unwrap();
+        store.append(&[op(1, 1, &[], 1), op(1, 2, &[], 2)]).unwrap();
+    }
+    damage(dir.path(), "ops", &op_key(1, 2), &op(1, 1, &[], 1).encode());
+    let store = FjallStore::<Payload>::open(dir.path()).unwrap();
+    assert!(matches!(
+        store.read(node(1), Seq::new(1)..=Seq::new(2), 10),
+        Err(StoreError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn a_missing_operation_below_the_head_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = FjallStore::open(dir.path()).unwrap();
+        store.append(&[op(1, 1, &[], 1), op(1, 2, &[], 2), op(1, 3, &[], 3)]).unwrap();
+    }
+    {
+        let db = fjall::Database::builder(dir.path()).open().unwrap();
+        let ks = db.keyspace("ops", fjall::KeyspaceCreateOptions::default).unwrap();
+        ks.remove(op_key(1, 2)).unwrap();
+        db.persist(fjall::PersistMode::SyncAll).unwrap();
+    }
+    let store = FjallStore::<Payload>::open(dir.path()).unwrap();
+    assert!(matches!(
+        store.read(node(1), Seq::new(1)..=Seq::new(3), 10),
+        Err(StoreError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn corrupt_heads_refuse_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = FjallStore::open(dir.path()).unwrap();
+        store.append(&[op(1, 1, &[], 1)]).unwrap();
+    }
+    damage(dir.path(), "heads", &1u64.to_be_bytes(), b"short");
+    assert!(matches!(FjallStore::<Payload>::open(dir.path()), Err(StoreError::Corrupt { .. })));
+
+    damage(dir.path(), "heads", &1u64.to_be_bytes(), &7u64.to_be_bytes());
+    let err = FjallStore::<Payload>::open(dir.path()).err().unwrap();
+    assert!(err.to_string().contains("not stored"), "{err}");
+}
+
+const CRASH_CHILD_ENV: &str = "REDCLOUD_EVENTLOG_CRASH_CHILD_DIR";
+
+/// The child half of `kill_9_loses_nothing_acknowledged`: appends until killed, printing each
+/// acknowledged dot. Does nothing in a normal test run.
+#[test]
+fn crash_child_appends_until_killed() {
+    let Ok(dir) = std::env::var(CRASH_CHILD_ENV) else {
+        return;
+    };
+    let store = Arc::new(FjallStore::<Payload>::open(std::path::Path::new(&dir)).unwrap());
+    let writers: Vec<_> = (1..=4u64)
+        .map(|origin| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let mut seq = 0;
+                loop {
+                    let batch: Vec<_> = (1..=3).map(|i| op(origin, seq + i, &[], seq + i)).collect();
+                    store.append(&batch).unwrap();
+                    seq += 3;
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "ACK {origin} {seq}").unwrap();
+                    out.flush().unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+}
+
+#[test]
+fn kill_9_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..3 {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "crash_child_appends_until_killed", "--nocapture", "--test-threads=1"])
+            .env(CRASH_CHILD_ENV, dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let reader = BufReader::new(child.stdout.take().unwrap());
+        let mut acked = std::collections::BTreeMap::new();
+        for line in reader.lines() {
+            let line = line.unwrap();
+            let Some(rest) = line.strip_prefix("ACK ") else { continue };
+            let (origin, seq) = rest.split_once(' ').unwrap();
+            acked.insert(origin.parse::<u64>().unwrap(), seq.parse::<u64>().unwrap());
+            if acked.values().sum::<u64>() >= 300 * (round + 1) {
+                break;
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let acknowledged: u64 = acked.values().sum();
+        assert!(
+            acknowledged >= 300 * (round + 1),
+            "round {round}: the writer acknowledged only {acknowledged} ops before it died"
+        );
+
+        let store = FjallStore::<Payload>::open(dir.path()).unwrap();
+        let frontier = store.frontier();
+        for (&origin, &seq) in &acked {
+            assert!(
+                frontier.get(node(origin)) >= Seq::new(seq),
+                "round {round}: origin {origin} acknowledged {seq} but recovered {frontier}"
+            );
+        }
+        // Whatever survived is whole: every op decodes, seqs are contiguous, batches atomic.
+        for (origin, head) in frontier.iter() {
+            assert_eq!(head.get() % 3, 0, "a batch of three was torn: {origin} at {head}");
+            let ops = store.read(origin, Seq::new(1)..=head, usize::MAX).unwrap();
+            assert_eq!(ops.len() as u64, head.get());
+        }
+    }
+}
