@@ -55,7 +55,10 @@ impl<K: Ord + Clone + Serialize, V: Clone + PartialEq + Serialize> LwwMap<K, V> 
     /// Writes `value` (or removes, with `None`) at `stamp`; a write with a lower stamp than the
     /// key's current one has no effect.
     pub fn write(&mut self, key: K, value: Option<V>, stamp: Stamp) {
-        let write = LWWReg { val: value, marker: stamp };
+        let write = LWWReg {
+            val: value,
+            marker: stamp,
+        };
         match self.entries.get_mut(&key) {
             Some(register) => register.merge(write),
             None => {
@@ -66,7 +69,9 @@ impl<K: Ord + Clone + Serialize, V: Clone + PartialEq + Serialize> LwwMap<K, V> 
 
     /// The current value at `key`.
     pub fn get(&self, key: &K) -> Option<&V> {
-        self.entries.get(key).and_then(|register| register.val.as_ref())
+        self.entries
+            .get(key)
+            .and_then(|register| register.val.as_ref())
     }
 
     /// The number of keys with a value.

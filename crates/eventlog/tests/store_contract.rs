@@ -39,33 +39,71 @@ fn not_ready(result: Result<(), StoreError>) -> NotReadyReason {
 /// The contract. `reopen` gives a store over the same log, as after a restart.
 fn log_store_suite<S: LogStore<Payload>>(store: S, reopen: impl FnOnce(S) -> S) {
     assert_eq!(store.frontier(), VersionVector::new());
-    assert!(store.read(node(1), Seq::new(1)..=Seq::new(9), 10).unwrap().is_empty());
+    assert!(
+        store
+            .read(node(1), Seq::new(1)..=Seq::new(9), 10)
+            .unwrap()
+            .is_empty()
+    );
 
     // Appends in causal order, across origins, in one batch and in several.
-    store.append(&[op(1, 1, &[], 10), op(1, 2, &[], 11)]).unwrap();
+    store
+        .append(&[op(1, 1, &[], 10), op(1, 2, &[], 11)])
+        .unwrap();
     store.append(&[op(2, 1, &[(1, 2)], 12)]).unwrap();
     store.append(&[op(1, 3, &[(2, 1)], 13)]).unwrap();
     store.append(&[]).unwrap();
 
     // Everything that breaks causal closure is refused, and refuses the whole batch.
-    assert_eq!(not_ready(store.append(&[op(1, 3, &[(2, 1)], 13)])), NotReadyReason::AlreadyPresent);
-    assert_eq!(not_ready(store.append(&[op(1, 5, &[(2, 1)], 15)])), NotReadyReason::SeqGap);
-    assert_eq!(not_ready(store.append(&[op(3, 1, &[(2, 4)], 15)])), NotReadyReason::MissingDeps);
+    assert_eq!(
+        not_ready(store.append(&[op(1, 3, &[(2, 1)], 13)])),
+        NotReadyReason::AlreadyPresent
+    );
+    assert_eq!(
+        not_ready(store.append(&[op(1, 5, &[(2, 1)], 15)])),
+        NotReadyReason::SeqGap
+    );
+    assert_eq!(
+        not_ready(store.append(&[op(3, 1, &[(2, 4)], 15)])),
+        NotReadyReason::MissingDeps
+    );
     assert_eq!(
         not_ready(store.append(&[op(3, 1, &[], 15), op(3, 3, &[], 16)])),
         NotReadyReason::SeqGap
     );
-    assert_eq!(store.frontier().get(node(3)), Seq::ZERO, "a refused batch leaves no trace");
+    assert_eq!(
+        store.frontier().get(node(3)),
+        Seq::ZERO,
+        "a refused batch leaves no trace"
+    );
 
-    let expected: VersionVector = [(node(1), Seq::new(3)), (node(2), Seq::new(1))].into_iter().collect();
+    let expected: VersionVector = [(node(1), Seq::new(3)), (node(2), Seq::new(1))]
+        .into_iter()
+        .collect();
     assert_eq!(store.frontier(), expected);
 
     // Reads: ranges, limits, clipping at the frontier.
-    let ones = store.read(node(1), Seq::new(2)..=Seq::new(100), 10).unwrap();
-    assert_eq!(ones.iter().map(|o| o.dot.seq.get()).collect::<Vec<_>>(), [2, 3]);
+    let ones = store
+        .read(node(1), Seq::new(2)..=Seq::new(100), 10)
+        .unwrap();
+    assert_eq!(
+        ones.iter().map(|o| o.dot.seq.get()).collect::<Vec<_>>(),
+        [2, 3]
+    );
     assert_eq!(ones[1], op(1, 3, &[(2, 1)], 13));
-    assert_eq!(store.read(node(1), Seq::new(1)..=Seq::new(3), 1).unwrap().len(), 1);
-    assert!(store.read(node(9), Seq::new(1)..=Seq::new(3), 5).unwrap().is_empty());
+    assert_eq!(
+        store
+            .read(node(1), Seq::new(1)..=Seq::new(3), 1)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .read(node(9), Seq::new(1)..=Seq::new(3), 5)
+            .unwrap()
+            .is_empty()
+    );
 
     // Causal reading: every op after its causal past, exactly the missing ones.
     let since: VersionVector = [(node(1), Seq::new(1))].into_iter().collect();
@@ -73,7 +111,11 @@ fn log_store_suite<S: LogStore<Payload>>(store: S, reopen: impl FnOnce(S) -> S) 
     let dots: Vec<_> = page.ops.iter().map(|o| o.dot).collect();
     assert_eq!(
         dots,
-        [Dot::new(node(1), Seq::new(2)), Dot::new(node(2), Seq::new(1)), Dot::new(node(1), Seq::new(3))]
+        [
+            Dot::new(node(1), Seq::new(2)),
+            Dot::new(node(2), Seq::new(1)),
+            Dot::new(node(1), Seq::new(3))
+        ]
     );
     assert!(!page.more);
     let first = read_causal(&store, &since, 2).unwrap();
@@ -83,7 +125,10 @@ fn log_store_suite<S: LogStore<Payload>>(store: S, reopen: impl FnOnce(S) -> S) 
     let store = reopen(store);
     assert_eq!(store.frontier(), expected);
     let mut replayed = Vec::new();
-    let count = replay(&store, 1, |ops| replayed.extend(ops.into_iter().map(|o| o.dot))).unwrap();
+    let count = replay(&store, 1, |ops| {
+        replayed.extend(ops.into_iter().map(|o| o.dot))
+    })
+    .unwrap();
     assert_eq!(count, 4);
     assert_eq!(replayed[0], Dot::new(node(1), Seq::new(1)));
     store.append(&[op(2, 2, &[(1, 3)], 20)]).unwrap();
@@ -139,7 +184,9 @@ fn concurrent_appends_all_land_and_share_fsyncs() {
 /// Opens the raw database under a closed store to damage it.
 fn damage(dir: &std::path::Path, keyspace: &str, key: &[u8], value: &[u8]) {
     let db = fjall::Database::builder(dir).open().unwrap();
-    let ks = db.keyspace(keyspace, fjall::KeyspaceCreateOptions::default).unwrap();
+    let ks = db
+        .keyspace(keyspace, fjall::KeyspaceCreateOptions::default)
+        .unwrap();
     ks.insert(key, value).unwrap();
     db.persist(fjall::PersistMode::SyncAll).unwrap();
 }
@@ -157,10 +204,21 @@ fn corrupt_operation_bytes_are_an_error_not_a_panic() {
     }
     damage(dir.path(), "ops", &op_key(1, 2), b"\x01\xff\xfe garbage");
     let store = FjallStore::<Payload>::open(dir.path()).unwrap();
-    let err = store.read(node(1), Seq::new(1)..=Seq::new(2), 10).unwrap_err();
+    let err = store
+        .read(node(1), Seq::new(1)..=Seq::new(2), 10)
+        .unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
-    assert!(err.to_string().contains("ops/"), "names the location: {err}");
-    assert_eq!(store.read(node(1), Seq::new(1)..=Seq::new(1), 10).unwrap().len(), 1);
+    assert!(
+        err.to_string().contains("ops/"),
+        "names the location: {err}"
+    );
+    assert_eq!(
+        store
+            .read(node(1), Seq::new(1)..=Seq::new(1), 10)
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -183,11 +241,15 @@ fn a_missing_operation_below_the_head_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = FjallStore::open(dir.path()).unwrap();
-        store.append(&[op(1, 1, &[], 1), op(1, 2, &[], 2), op(1, 3, &[], 3)]).unwrap();
+        store
+            .append(&[op(1, 1, &[], 1), op(1, 2, &[], 2), op(1, 3, &[], 3)])
+            .unwrap();
     }
     {
         let db = fjall::Database::builder(dir.path()).open().unwrap();
-        let ks = db.keyspace("ops", fjall::KeyspaceCreateOptions::default).unwrap();
+        let ks = db
+            .keyspace("ops", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
         ks.remove(op_key(1, 2)).unwrap();
         db.persist(fjall::PersistMode::SyncAll).unwrap();
     }
@@ -206,9 +268,17 @@ fn corrupt_heads_refuse_to_open() {
         store.append(&[op(1, 1, &[], 1)]).unwrap();
     }
     damage(dir.path(), "heads", &1u64.to_be_bytes(), b"short");
-    assert!(matches!(FjallStore::<Payload>::open(dir.path()), Err(StoreError::Corrupt { .. })));
+    assert!(matches!(
+        FjallStore::<Payload>::open(dir.path()),
+        Err(StoreError::Corrupt { .. })
+    ));
 
-    damage(dir.path(), "heads", &1u64.to_be_bytes(), &7u64.to_be_bytes());
+    damage(
+        dir.path(),
+        "heads",
+        &1u64.to_be_bytes(),
+        &7u64.to_be_bytes(),
+    );
     let err = FjallStore::<Payload>::open(dir.path()).err().unwrap();
     assert!(err.to_string().contains("not stored"), "{err}");
 }
@@ -229,7 +299,8 @@ fn crash_child_appends_until_killed() {
             std::thread::spawn(move || {
                 let mut seq = store.frontier().get(node(origin)).get();
                 loop {
-                    let batch: Vec<_> = (1..=3).map(|i| op(origin, seq + i, &[], seq + i)).collect();
+                    let batch: Vec<_> =
+                        (1..=3).map(|i| op(origin, seq + i, &[], seq + i)).collect();
                     store.append(&batch).unwrap();
                     seq += 3;
                     let mut out = std::io::stdout().lock();
@@ -249,7 +320,12 @@ fn kill_9_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     for round in 0..3 {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "crash_child_appends_until_killed", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash_child_appends_until_killed",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CRASH_CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -260,7 +336,9 @@ fn kill_9_loses_nothing_acknowledged() {
         for line in reader.lines() {
             let line = line.unwrap();
             // libtest may print its "test ... " prefix on the same line as the first ack.
-            let Some(rest) = line.split_once("ACK ").map(|(_, rest)| rest) else { continue };
+            let Some(rest) = line.split_once("ACK ").map(|(_, rest)| rest) else {
+                continue;
+            };
             let (origin, seq) = rest.split_once(' ').unwrap();
             acked.insert(origin.parse::<u64>().unwrap(), seq.parse::<u64>().unwrap());
             if acked.values().sum::<u64>() >= 300 * (round + 1) {
@@ -285,7 +363,11 @@ fn kill_9_loses_nothing_acknowledged() {
         }
         // Whatever survived is whole: every op decodes, seqs are contiguous, batches atomic.
         for (origin, head) in frontier.iter() {
-            assert_eq!(head.get() % 3, 0, "a batch of three was torn: {origin} at {head}");
+            assert_eq!(
+                head.get() % 3,
+                0,
+                "a batch of three was torn: {origin} at {head}"
+            );
             let ops = store.read(origin, Seq::new(1)..=head, usize::MAX).unwrap();
             assert_eq!(ops.len() as u64, head.get());
         }

@@ -256,9 +256,9 @@ impl<P: Clone, R: Rng> Gossip<P, R> {
     /// Advances time: starts an anti-entropy round when one is due and updates suspicion.
     pub fn handle_tick(&mut self, now: Instant, store: &(impl LogStore<P> + ?Sized)) {
         for (peer, status) in &mut self.peers {
-            let overdue = status
-                .waiting_since
-                .is_some_and(|since| now.saturating_duration_since(since) >= self.config.suspect_after);
+            let overdue = status.waiting_since.is_some_and(|since| {
+                now.saturating_duration_since(since) >= self.config.suspect_after
+            });
             if overdue && !status.suspected {
                 status.suspected = true;
                 self.events.push_back(Event::PeerSuspected { peer: *peer });
@@ -347,7 +347,8 @@ impl<P: Clone, R: Rng> Gossip<P, R> {
             return;
         }
         if self.buffered >= self.config.buffer_max_ops {
-            self.events.push_back(Event::BufferOverflow { dropped: op.dot });
+            self.events
+                .push_back(Event::BufferOverflow { dropped: op.dot });
             return;
         }
         waiting.insert(op.dot.seq, op);
@@ -392,7 +393,9 @@ impl<P: Clone, R: Rng> Gossip<P, R> {
         let candidates = |suspected_ok: bool| {
             self.peers
                 .iter()
-                .filter(move |(id, status)| Some(**id) != except && (suspected_ok || !status.suspected))
+                .filter(move |(id, status)| {
+                    Some(**id) != except && (suspected_ok || !status.suspected)
+                })
                 .map(|(id, _)| *id)
         };
         let mut targets = candidates(false).choose_multiple(&mut self.rng, self.config.fanout);

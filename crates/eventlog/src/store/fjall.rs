@@ -84,7 +84,10 @@ impl<P> FjallStore<P> {
             };
             let head = Dot::new(NodeId::new(origin), Seq::new(seq));
             if seq == 0 || !ops.contains_key(op_key(head))? {
-                return Err(corrupt(location, "head names an operation that is not stored"));
+                return Err(corrupt(
+                    location,
+                    "head names an operation that is not stored",
+                ));
             }
             frontier.raise(head.origin, head.seq);
         }
@@ -152,7 +155,11 @@ impl<P: Serialize + DeserializeOwned> LogStore<P> for FjallStore<P> {
                 batch.insert(&self.ops, op_key(dot), bytes);
             }
             for (origin, seq) in frontier.missing_from(&written.frontier) {
-                batch.insert(&self.heads, origin.to_be_bytes(), seq.end().get().to_be_bytes());
+                batch.insert(
+                    &self.heads,
+                    origin.to_be_bytes(),
+                    seq.end().get().to_be_bytes(),
+                );
             }
             batch.commit()?;
             written.frontier = frontier;
@@ -193,7 +200,10 @@ impl<P: Serialize + DeserializeOwned> LogStore<P> for FjallStore<P> {
                 source,
             })?;
             if op.dot != expected {
-                return Err(corrupt(location(), "operation stored under another dot's key"));
+                return Err(corrupt(
+                    location(),
+                    "operation stored under another dot's key",
+                ));
             }
             expected.seq = expected.seq.next();
             out.push(op);

@@ -52,7 +52,10 @@ pub(crate) fn admit<P>(frontier: &mut VersionVector, ops: &[Op<P>]) -> StoreResu
             None
         };
         if let Some(reason) = reason {
-            return Err(StoreError::NotReady { dot: op.dot, reason });
+            return Err(StoreError::NotReady {
+                dot: op.dot,
+                reason,
+            });
         }
         frontier.raise(op.dot.origin, op.dot.seq);
     }
