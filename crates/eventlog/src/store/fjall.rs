@@ -4,14 +4,16 @@
 //! operation; keyspace `heads` maps `origin` to its highest seq (8 bytes BE). Both change in
 //! one atomic batch, so a crash never exposes half an append.
 //!
-//! Group commit: an append writes its batch to the journal under a short lock, then waits for
-//! an fsync that covers it. The first waiter becomes the leader and syncs everything written
-//! so far; the others find their batch already covered. Readers see only what is synced.
+//! Group commit: an append is admitted and queued under a short lock. The first appender to
+//! find no sync in progress becomes the leader: it writes every queued append as one atomic
+//! batch and issues one fsync, while later appenders queue up for the next group. Readers see
+//! only what is synced.
 
 use std::marker::PhantomData;
 use std::ops::RangeInclusive;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, RwLock};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use serde::Serialize;
@@ -32,19 +34,29 @@ pub struct FjallStore<P> {
     db: Database,
     ops: Keyspace,
     heads: Keyspace,
-    /// Everything written to the journal; appends are admitted against its frontier.
-    written: Mutex<Written>,
-    /// The number of batches known to be synced. Held by the leader across its fsync, so
-    /// followers queue behind it instead of issuing their own.
-    synced_batches: Mutex<u64>,
+    group: Mutex<GroupCommit>,
+    /// Wakes appenders waiting for their group's fsync.
+    synced: Condvar,
     /// The frontier of synced operations: what readers and peers may see.
     durable: RwLock<VersionVector>,
+    /// fsyncs issued since open; fewer than appends when group commit is sharing them.
+    syncs: AtomicU64,
     payload: PhantomData<fn() -> P>,
 }
 
-struct Written {
-    frontier: VersionVector,
-    batches: u64,
+/// Appends admitted but not yet known durable, and the bookkeeping of whose fsync is whose.
+struct GroupCommit {
+    /// Frontier of everything admitted, synced or queued: new appends are checked against it.
+    admitted: VersionVector,
+    /// Encoded operations waiting for the next leader, in admission order.
+    queue: Vec<(Dot, Vec<u8>)>,
+    /// Tickets are handed out in admission order; every ticket up to `synced` is durable.
+    issued: u64,
+    synced: u64,
+    /// Whether a leader is writing and syncing right now.
+    leader_active: bool,
+    /// Set when a group failed: the database is poisoned and every later append fails too.
+    failed: bool,
 }
 
 fn op_key(dot: Dot) -> [u8; 16] {
@@ -95,12 +107,17 @@ impl<P> FjallStore<P> {
             db,
             ops,
             heads,
-            written: Mutex::new(Written {
-                frontier: frontier.clone(),
-                batches: 0,
+            group: Mutex::new(GroupCommit {
+                admitted: frontier.clone(),
+                queue: Vec::new(),
+                issued: 0,
+                synced: 0,
+                leader_active: false,
+                failed: false,
             }),
-            synced_batches: Mutex::new(0),
+            synced: Condvar::new(),
             durable: RwLock::new(frontier),
+            syncs: AtomicU64::new(0),
             payload: PhantomData,
         })
     }
@@ -110,32 +127,29 @@ impl<P> FjallStore<P> {
         Ok(self.db.disk_space()?)
     }
 
-    fn written(&self) -> MutexGuard<'_, Written> {
-        self.written
-            .lock()
-            .expect("log write lock poisoned by a panic in another thread")
+    /// How many fsyncs the store has issued since it was opened.
+    pub fn sync_count(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
     }
 
-    /// Waits until batch number `ticket` is synced, syncing it (and everything written before
-    /// it) if no one else already has.
-    fn sync_through(&self, ticket: u64) -> StoreResult<()> {
-        let mut synced = self
-            .synced_batches
+    fn group(&self) -> MutexGuard<'_, GroupCommit> {
+        self.group
             .lock()
-            .expect("log sync lock poisoned by a panic in another thread");
-        if *synced >= ticket {
-            return Ok(());
+            .expect("group commit lock poisoned by a panic in another thread")
+    }
+
+    /// Writes `queue` as one atomic batch, heads included, and syncs it.
+    fn write_group(&self, queue: Vec<(Dot, Vec<u8>)>, heads: &VersionVector) -> StoreResult<()> {
+        let mut batch = self.db.batch();
+        for (dot, bytes) in queue {
+            batch.insert(&self.ops, op_key(dot), bytes);
         }
-        let (batches, frontier) = {
-            let written = self.written();
-            (written.batches, written.frontier.clone())
-        };
+        for (origin, seq) in heads.iter() {
+            batch.insert(&self.heads, origin.to_be_bytes(), seq.get().to_be_bytes());
+        }
+        batch.commit()?;
         self.db.persist(PersistMode::SyncAll)?;
-        *synced = batches;
-        self.durable
-            .write()
-            .expect("durable frontier lock poisoned by a panic in another thread")
-            .merge(&frontier);
+        self.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -146,27 +160,53 @@ impl<P: Serialize + DeserializeOwned> LogStore<P> for FjallStore<P> {
             return Ok(());
         }
         let encoded: Vec<_> = ops.iter().map(|op| (op.dot, op.encode())).collect();
-        let ticket = {
-            let mut written = self.written();
-            let mut frontier = written.frontier.clone();
-            admit(&mut frontier, ops)?;
-            let mut batch = self.db.batch();
-            for (dot, bytes) in encoded {
-                batch.insert(&self.ops, op_key(dot), bytes);
+        let mut group = self.group();
+        if group.failed {
+            return Err(fjall::Error::Poisoned.into());
+        }
+        let mut admitted = group.admitted.clone();
+        admit(&mut admitted, ops)?;
+        group.admitted = admitted;
+        group.queue.extend(encoded);
+        group.issued += 1;
+        let ticket = group.issued;
+        loop {
+            if group.failed {
+                return Err(fjall::Error::Poisoned.into());
             }
-            for (origin, seq) in frontier.missing_from(&written.frontier) {
-                batch.insert(
-                    &self.heads,
-                    origin.to_be_bytes(),
-                    seq.end().get().to_be_bytes(),
-                );
+            if group.synced >= ticket {
+                return Ok(());
             }
-            batch.commit()?;
-            written.frontier = frontier;
-            written.batches += 1;
-            written.batches
-        };
-        self.sync_through(ticket)
+            if !group.leader_active {
+                break;
+            }
+            group = self
+                .synced
+                .wait(group)
+                .expect("group commit lock poisoned by a panic in another thread");
+        }
+        // Lead: write and sync every queued append, ours included, while others queue anew.
+        group.leader_active = true;
+        let queue = std::mem::take(&mut group.queue);
+        let through = group.issued;
+        let heads = group.admitted.clone();
+        drop(group);
+        let written = self.write_group(queue, &heads);
+        if written.is_ok() {
+            self.durable
+                .write()
+                .expect("durable frontier lock poisoned by a panic in another thread")
+                .merge(&heads);
+        }
+        let mut group = self.group();
+        group.leader_active = false;
+        match written {
+            Ok(()) => group.synced = through,
+            Err(_) => group.failed = true,
+        }
+        drop(group);
+        self.synced.notify_all();
+        written
     }
 
     fn frontier(&self) -> VersionVector {

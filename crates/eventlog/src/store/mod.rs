@@ -71,40 +71,104 @@ pub struct CausalPage<P> {
     pub more: bool,
 }
 
+/// Most operations read from one origin at a time while merging origins in causal order.
+const READ_CHUNK_OPS: usize = 256;
+
+/// Walks the operations a store holds beyond a starting frontier, in causal order, reading
+/// each origin lazily in chunks so that nothing is read twice or far ahead of need.
+///
+/// Among the operations that are ready, the one with the smallest `(hlc, origin)` goes first,
+/// so honest logs come out in stamp order.
+struct CausalCursor<P> {
+    origins: Vec<OriginCursor<P>>,
+    known: VersionVector,
+}
+
+struct OriginCursor<P> {
+    origin: NodeId,
+    /// The next seq to read from the store, and the last one to read.
+    next: Seq,
+    last: Seq,
+    queue: VecDeque<Op<P>>,
+}
+
+impl<P> CausalCursor<P> {
+    fn new(frontier: &VersionVector, since: &VersionVector) -> Self {
+        let origins = frontier
+            .missing_from(since)
+            .into_iter()
+            .map(|(origin, seqs)| OriginCursor {
+                origin,
+                next: *seqs.start(),
+                last: *seqs.end(),
+                queue: VecDeque::new(),
+            })
+            .collect();
+        Self {
+            origins,
+            known: since.clone(),
+        }
+    }
+
+    /// Up to `max_ops` further operations; fewer only when the walk is over.
+    fn next_page<S: LogStore<P> + ?Sized>(
+        &mut self,
+        store: &S,
+        max_ops: usize,
+    ) -> StoreResult<Vec<Op<P>>> {
+        let chunk = max_ops.clamp(1, READ_CHUNK_OPS);
+        let mut ops = Vec::new();
+        while ops.len() < max_ops {
+            for cursor in &mut self.origins {
+                if cursor.queue.is_empty() && cursor.next <= cursor.last {
+                    let read = store.read(cursor.origin, cursor.next..=cursor.last, chunk)?;
+                    let Some(last_read) = read.last() else {
+                        // Below the frontier yet unreadable: stop this origin rather than loop.
+                        cursor.next = cursor.last.next();
+                        continue;
+                    };
+                    cursor.next = last_read.dot.seq.next();
+                    cursor.queue.extend(read);
+                }
+            }
+            let next = self
+                .origins
+                .iter()
+                .enumerate()
+                .filter_map(|(i, cursor)| cursor.queue.front().map(|op| (i, op)))
+                .filter(|(_, op)| op.is_ready_for(&self.known))
+                .min_by_key(|(_, op)| op.stamp())
+                .map(|(i, _)| i);
+            let Some(op) = next.and_then(|i| self.origins[i].queue.pop_front()) else {
+                break;
+            };
+            self.known.raise(op.dot.origin, op.dot.seq);
+            ops.push(op);
+        }
+        Ok(ops)
+    }
+
+    fn is_done(&self) -> bool {
+        self.origins
+            .iter()
+            .all(|cursor| cursor.queue.is_empty() && cursor.next > cursor.last)
+    }
+}
+
 /// Reads up to `max_ops` operations that `store` holds and `since` does not cover, in an order
 /// where each comes after its causal past: a reader whose log has frontier `since` can append
 /// them one by one.
-///
-/// Among the operations that are ready, the one with the smallest `(hlc, origin)` goes first,
-/// so honest logs come out in stamp order. Reads at most `max_ops` per origin.
 pub fn read_causal<P, S: LogStore<P> + ?Sized>(
     store: &S,
     since: &VersionVector,
     max_ops: usize,
 ) -> StoreResult<CausalPage<P>> {
-    let frontier = store.frontier();
-    let mut queues = Vec::new();
-    for (origin, seqs) in frontier.missing_from(since) {
-        queues.push(VecDeque::from(store.read(origin, seqs, max_ops)?));
-    }
-    let mut known = since.clone();
-    let mut ops = Vec::new();
-    while ops.len() < max_ops {
-        let next = queues
-            .iter()
-            .enumerate()
-            .filter_map(|(i, queue)| queue.front().map(|op| (i, op)))
-            .filter(|(_, op)| op.is_ready_for(&known))
-            .min_by_key(|(_, op)| op.stamp())
-            .map(|(i, _)| i);
-        let Some(op) = next.and_then(|i| queues[i].pop_front()) else {
-            break;
-        };
-        known.raise(op.dot.origin, op.dot.seq);
-        ops.push(op);
-    }
-    let more = frontier.count_missing_from(&known) > 0;
-    Ok(CausalPage { ops, more })
+    let mut cursor = CausalCursor::new(&store.frontier(), since);
+    let ops = cursor.next_page(store, max_ops)?;
+    Ok(CausalPage {
+        ops,
+        more: !cursor.is_done(),
+    })
 }
 
 /// Reads every operation of `store` in causal order, `page_ops` at a time, handing each page
@@ -114,18 +178,14 @@ pub fn replay<P, S: LogStore<P> + ?Sized>(
     page_ops: usize,
     mut visit: impl FnMut(Vec<Op<P>>),
 ) -> StoreResult<u64> {
-    let mut seen = VersionVector::new();
+    let mut cursor = CausalCursor::new(&store.frontier(), &VersionVector::new());
     let mut count = 0u64;
     loop {
-        let page = read_causal(store, &seen, page_ops.max(1))?;
-        for op in &page.ops {
-            seen.raise(op.dot.origin, op.dot.seq);
-        }
-        count += page.ops.len() as u64;
-        let progressed = !page.ops.is_empty();
-        visit(page.ops);
-        if !page.more || !progressed {
+        let page = cursor.next_page(store, page_ops.max(1))?;
+        if page.is_empty() {
             return Ok(count);
         }
+        count += page.len() as u64;
+        visit(page);
     }
 }
