@@ -138,7 +138,8 @@ fn in_sync_round_bytes(a: &FjallStore<Payload>, b: &FjallStore<Payload>) -> (usi
             (&mut core_b, b)
         };
         let message = redcloud_eventlog::GossipMessage::decode(&encoded).unwrap();
-        core.handle_message(now, from, message, store).unwrap();
+        core.handle_message(now, 1_800_000_000_000, from, message, store)
+            .unwrap();
         let sender = core.id();
         while let Some(t) = core.poll_transmit() {
             in_flight.push((sender, t));

@@ -180,7 +180,7 @@ impl VersionVector {
         self.missing_from(other)
             .iter()
             .map(|(_, range)| range.end().0 - range.start().0 + 1)
-            .sum()
+            .fold(0, u64::saturating_add)
     }
 
     /// `(origin, highest seq)` for every origin with at least one operation, by origin.
@@ -195,7 +195,10 @@ impl VersionVector {
 
     /// The number of operations covered.
     pub fn op_count(&self) -> u64 {
-        self.0.dots.values().sum()
+        self.0
+            .dots
+            .values()
+            .fold(0, |sum, seq| sum.saturating_add(*seq))
     }
 
     /// Whether nothing is covered.

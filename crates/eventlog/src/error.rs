@@ -38,6 +38,8 @@ pub enum NotReadyReason {
     SeqGap,
     /// Part of the operation's causal context is missing.
     MissingDeps,
+    /// The operation breaks a shape rule (see [`crate::Op::validate`]).
+    Malformed,
 }
 
 /// A failure of a [`crate::LogStore`].

@@ -38,9 +38,9 @@ impl<P> Op<P> {
     /// Checks the shape rules that any op must satisfy, whatever its source.
     pub fn validate(&self) -> Result<(), DecodeError> {
         let seq = self.dot.seq.get();
-        if seq == 0 {
+        if seq == 0 || seq == u64::MAX {
             return Err(DecodeError::Malformed {
-                reason: format!("operation {} has seq 0", self.dot),
+                reason: format!("operation {} has a seq outside 1..u64::MAX", self.dot),
             });
         }
         if self.deps.get(self.dot.origin) != Seq::new(seq - 1) {

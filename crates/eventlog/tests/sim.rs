@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redcloud_eventlog::{
-    Dot, Event, Gossip, GossipConfig, GossipMessage, LogStore, LwwMap, MemStore, NodeId, Op, replay,
+    Dot, Event, Gossip, GossipConfig, GossipMessage, LogStore, LwwMap, MemStore, NodeId, Op,
+    VersionVector, replay,
 };
 use sha2::{Digest, Sha256};
 
@@ -24,6 +25,8 @@ const DEFAULT_SEEDS: u64 = 1000;
 const CHAOS_MS: u64 = 20_000;
 const QUIET_DEADLINE_MS: u64 = 120_000;
 const EPOCH_MS: u64 = 1_790_000_000_000;
+/// How long replicas keep running once in sync, to check they stay quiet.
+const QUIET_WINDOW_MS: u64 = 5_000;
 /// Far above what any healthy run needs; beyond it the run is a message storm or a livelock.
 const EVENT_BUDGET: u64 = 2_000_000;
 
@@ -87,6 +90,9 @@ struct Replica {
     joined: bool,
     tick_at: Option<u64>,
     clock_skew_ms: i64,
+    /// What the projection has been given, to check that it gets each operation once, in
+    /// causal order.
+    applied: VersionVector,
 }
 
 impl Replica {
@@ -112,6 +118,9 @@ struct Stats {
     crashes: u64,
     partitions: u64,
     converged_after_ms: u64,
+    /// Messages sent while in sync after convergence, and how many carried operations.
+    quiet_messages: u64,
+    quiet_messages_with_ops: u64,
 }
 
 struct Sim {
@@ -127,6 +136,8 @@ struct Sim {
     groups: Option<Vec<u8>>,
     acked: Vec<Dot>,
     stats: Stats,
+    converged: bool,
+    quiet_from: u64,
 }
 
 fn fail(seed: u64, why: impl std::fmt::Display) -> String {
@@ -143,6 +154,8 @@ impl Sim {
             page_max_ops: rng.random_range(1..=32),
             buffer_max_ops: rng.random_range(0..=64),
             suspect_after: Duration::from_millis(rng.random_range(1000..=3000)),
+            max_clock_drift: Duration::from_millis(rng.random_range(60_000..=600_000)),
+            buffer_ttl: Duration::from_millis(rng.random_range(500..=30_000)),
         };
         let faults = Faults {
             loss: rng.random_range(0.0..0.3),
@@ -158,7 +171,8 @@ impl Sim {
                 projection: LwwMap::new(),
                 joined: false,
                 tick_at: None,
-                clock_skew_ms: rng.random_range(-2000..=2000),
+                clock_skew_ms: rng.random_range(-30_000..=30_000),
+                applied: VersionVector::new(),
             })
             .collect();
         Sim {
@@ -174,6 +188,8 @@ impl Sim {
             groups: None,
             acked: Vec::new(),
             stats: Stats::default(),
+            converged: false,
+            quiet_from: u64::MAX,
         }
     }
 
@@ -184,6 +200,11 @@ impl Sim {
             order: self.order,
             ev,
         }));
+    }
+
+    /// The (skewed) wall clock of a replica, in milliseconds since the Unix epoch.
+    fn wall_ms(&self, node: usize) -> u64 {
+        EPOCH_MS.saturating_add_signed(self.replicas[node].clock_skew_ms) + self.now_ms
     }
 
     fn instant(&self) -> Instant {
@@ -216,7 +237,12 @@ impl Sim {
         for _ in 0..self.rng.random_range(0..=4) {
             let at = self.rng.random_range(0..CHAOS_MS);
             let sides = self.rng.random_range(2..=3);
-            let groups = (0..n).map(|_| self.rng.random_range(0..sides)).collect();
+            let mut groups: Vec<u8> = (0..n).map(|_| self.rng.random_range(0..sides)).collect();
+            if groups.iter().all(|g| *g == groups[0]) {
+                // A partition that splits nothing tests nothing.
+                let moved = self.rng.random_range(0..n);
+                groups[moved] = (groups[moved] + 1) % sides;
+            }
             self.schedule(at, Ev::Partition { groups });
             let heal = at + self.rng.random_range(500..=8000);
             self.schedule(heal, Ev::Heal);
@@ -248,8 +274,10 @@ impl Sim {
         let mut projection = LwwMap::new();
         replay(&replica.store, 16, |ops| project(&mut projection, &ops))
             .map_err(|e| fail(self.seed, format!("replay: {e}")))?;
+        let applied = replica.store.frontier();
         let replica = &mut self.replicas[node];
         replica.projection = projection;
+        replica.applied = applied;
         replica.core = Some(core);
         replica.tick_at = None;
         self.after_input(node)
@@ -264,6 +292,18 @@ impl Sim {
         };
         while let Some(event) = core.poll_event() {
             if let Event::Applied { ops } = event {
+                for op in &ops {
+                    if !op.is_ready_for(&replica.applied) {
+                        return Err(fail(
+                            self.seed,
+                            format!(
+                                "{} was handed {} out of causal order or twice (applied {})",
+                                replica.id, op.dot, replica.applied
+                            ),
+                        ));
+                    }
+                    replica.applied.raise(op.dot.origin, op.dot.seq);
+                }
                 project(&mut replica.projection, &ops);
             }
         }
@@ -288,6 +328,14 @@ impl Sim {
             self.schedule(at, Ev::Tick { node });
         }
         for transmit in outgoing {
+            // Frontiers sent before convergence may still be in flight and rightly answered
+            // with pages; the quiet window starts once they have all landed.
+            if self.converged && self.now_ms > self.quiet_from {
+                self.stats.quiet_messages += 1;
+                if !transmit.message.ops().is_empty() {
+                    self.stats.quiet_messages_with_ops += 1;
+                }
+            }
             let Some(to) = self.replicas.iter().position(|r| r.id == transmit.to) else {
                 return Err(fail(
                     self.seed,
@@ -346,10 +394,11 @@ impl Sim {
                     }
                 };
                 let now = self.instant();
+                let wall_ms = self.wall_ms(to);
                 let from_id = self.replicas[from].id;
                 let replica = &mut self.replicas[to];
                 let core = replica.core.as_mut().expect("checked up above");
-                core.handle_message(now, from_id, message, &replica.store)
+                core.handle_message(now, wall_ms, from_id, message, &replica.store)
                     .map_err(|e| {
                         fail(self.seed, format!("{} handling a message: {e}", replica.id))
                     })?;
@@ -457,6 +506,7 @@ impl Sim {
     fn run(mut self) -> Result<Stats, String> {
         self.plan();
         let mut next_check = CHAOS_MS;
+        let mut quiet_until = u64::MAX;
         let mut events = 0u64;
         let mut recent: BTreeMap<String, u64> = BTreeMap::new();
         while let Some(Reverse(Scheduled { at, ev, .. })) = self.queue.pop() {
@@ -484,13 +534,18 @@ impl Sim {
                     format!("no convergence once quiet: {frontiers:?}"),
                 ));
             }
+            if self.converged && at > quiet_until {
+                return self.check_quiet();
+            }
             self.step(ev)?;
-            if at >= next_check {
+            if !self.converged && at >= next_check {
                 next_check = at + 250;
                 if self.converged() {
                     self.stats.converged_after_ms = at - CHAOS_MS;
                     self.check_final_state()?;
-                    return Ok(self.stats);
+                    self.converged = true;
+                    self.quiet_from = at + self.faults.max_delay_ms;
+                    quiet_until = self.quiet_from + QUIET_WINDOW_MS;
                 }
             }
         }
@@ -498,6 +553,35 @@ impl Sim {
             self.seed,
             "the event queue ran dry before convergence",
         ))
+    }
+
+    /// Once in sync, replicas only exchange frontiers: two per round, nothing carrying ops.
+    fn check_quiet(self) -> Result<Stats, String> {
+        let seed = self.seed;
+        if !self.converged() {
+            return Err(fail(seed, "replicas drifted apart after converging"));
+        }
+        if self.stats.quiet_messages_with_ops > 0 {
+            return Err(fail(
+                seed,
+                format!(
+                    "{} messages carried operations between replicas already in sync",
+                    self.stats.quiet_messages_with_ops
+                ),
+            ));
+        }
+        let min_interval = self.config.anti_entropy_interval.as_millis() as u64 / 2;
+        let rounds_max = self.replicas.len() as u64 * (QUIET_WINDOW_MS / min_interval.max(1) + 1);
+        if self.stats.quiet_messages > 2 * rounds_max {
+            return Err(fail(
+                seed,
+                format!(
+                    "{} messages in a quiet {QUIET_WINDOW_MS} ms, more than two per round ({rounds_max} rounds at most)",
+                    self.stats.quiet_messages
+                ),
+            ));
+        }
+        Ok(self.stats)
     }
 
     fn check_final_state(&self) -> Result<(), String> {
@@ -704,7 +788,12 @@ fn the_default_sweep_exercises_every_fault() {
         total.decode_errors += stats.decode_errors;
         total.dropped += stats.dropped;
         total.writes += stats.writes;
+        total.quiet_messages += stats.quiet_messages;
     }
+    assert!(
+        total.quiet_messages > 100,
+        "the quiet window exchanged nothing: {total:?}"
+    );
     assert_eq!(max_nodes, 7);
     assert!(total.crashes > 10 && total.partitions > 10, "{total:?}");
     assert!(

@@ -34,6 +34,28 @@ pub struct GossipConfig {
     /// A peer that has not answered for this long after being asked is suspected and no
     /// longer chosen for pushes, until it is heard from again.
     pub suspect_after: Duration,
+    /// Operations stamped further than this ahead of the local wall clock are not taken in
+    /// until the clock catches up (anti-entropy offers them again), so one node with a wild
+    /// clock cannot drag every stamp into the far future.
+    pub max_clock_drift: Duration,
+    /// Buffered operations whose causal past has not come within this long are dropped;
+    /// anti-entropy delivers them again in causal order.
+    pub buffer_ttl: Duration,
+}
+
+impl GossipConfig {
+    /// The configuration with every value brought into a workable range.
+    fn sanitized(mut self) -> Self {
+        const DAY: Duration = Duration::from_secs(86_400);
+        self.page_max_ops = self.page_max_ops.max(1);
+        self.anti_entropy_interval = self
+            .anti_entropy_interval
+            .clamp(Duration::from_millis(1), DAY);
+        self.suspect_after = self.suspect_after.min(DAY);
+        self.max_clock_drift = self.max_clock_drift.min(DAY * 365);
+        self.buffer_ttl = self.buffer_ttl.min(DAY);
+        self
+    }
 }
 
 impl Default for GossipConfig {
@@ -44,6 +66,8 @@ impl Default for GossipConfig {
             page_max_ops: 512,
             buffer_max_ops: 8192,
             suspect_after: Duration::from_secs(5),
+            max_clock_drift: Duration::from_secs(600),
+            buffer_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -80,6 +104,13 @@ pub enum Event<P> {
         /// The operation dropped.
         dropped: Dot,
     },
+    /// An operation stamped too far ahead of the local wall clock was refused for now.
+    ClockAhead {
+        /// The operation.
+        dot: Dot,
+        /// How far ahead of the local wall clock its stamp is.
+        ahead_ms: u64,
+    },
 }
 
 /// How this node sees a peer.
@@ -113,8 +144,8 @@ pub struct Gossip<P, R> {
     rng: R,
     clock: HlcClock,
     peers: BTreeMap<NodeId, PeerStatus>,
-    /// Operations waiting for their causal past, by origin then seq.
-    buffer: BTreeMap<NodeId, BTreeMap<Seq, Op<P>>>,
+    /// Operations waiting for their causal past, by origin then seq, with their arrival time.
+    buffer: BTreeMap<NodeId, BTreeMap<Seq, (Instant, Op<P>)>>,
     buffered: usize,
     next_round: Instant,
     transmits: VecDeque<Transmit<P>>,
@@ -139,6 +170,7 @@ impl<P: Clone, R: Rng> Gossip<P, R> {
                 clock.observe(op.hlc);
             }
         }
+        let config = config.sanitized();
         let first_round = now + jitter(&mut rng, config.anti_entropy_interval) / 2;
         Ok(Self {
             me,
@@ -210,11 +242,13 @@ impl<P: Clone, R: Rng> Gossip<P, R> {
         Ok(ops)
     }
 
-    /// Takes in a message from `from`. A store error leaves the core consistent: operations
-    /// that could not be appended will be fetched again.
+    /// Takes in a message from `from`; `wall_ms` is the wall clock now (milliseconds since the
+    /// Unix epoch). A store error leaves the core consistent: operations that could not be
+    /// appended will be fetched again.
     pub fn handle_message(
         &mut self,
         now: Instant,
+        wall_ms: u64,
         from: NodeId,
         message: GossipMessage<P>,
         store: &(impl LogStore<P> + ?Sized),
@@ -225,11 +259,11 @@ impl<P: Clone, R: Rng> Gossip<P, R> {
         self.heard_from(now, from);
         match message {
             GossipMessage::Push { ops } => {
-                let applied = self.ingest(ops, store)?;
+                let applied = self.ingest(now, wall_ms, ops, store)?;
                 self.push(&applied, Some(from));
             }
             GossipMessage::Page { ops, more } => {
-                let applied = self.ingest(ops, store)?;
+                let applied = self.ingest(now, wall_ms, ops, store)?;
                 // Ask for the next page only if this one moved us forward, so a page that
                 // cannot be applied never loops.
                 if more && !applied.is_empty() {
@@ -253,8 +287,16 @@ impl<P: Clone, R: Rng> Gossip<P, R> {
         Ok(())
     }
 
-    /// Advances time: starts an anti-entropy round when one is due and updates suspicion.
+    /// Advances time: starts an anti-entropy round when one is due, updates suspicion and
+    /// drops buffered operations that waited too long.
     pub fn handle_tick(&mut self, now: Instant, store: &(impl LogStore<P> + ?Sized)) {
+        let ttl = self.config.buffer_ttl;
+        for waiting in self.buffer.values_mut() {
+            let before = waiting.len();
+            waiting.retain(|_, (arrived, _)| now.saturating_duration_since(*arrived) < ttl);
+            self.buffered -= before - waiting.len();
+        }
+        self.buffer.retain(|_, waiting| !waiting.is_empty());
         for (peer, status) in &mut self.peers {
             let overdue = status.waiting_since.is_some_and(|since| {
                 now.saturating_duration_since(since) >= self.config.suspect_after
@@ -313,20 +355,32 @@ impl<P: Clone, R: Rng> Gossip<P, R> {
     /// buffers the rest. Returns the operations appended.
     fn ingest(
         &mut self,
+        now: Instant,
+        wall_ms: u64,
         ops: Vec<Op<P>>,
         store: &(impl LogStore<P> + ?Sized),
     ) -> StoreResult<Vec<Op<P>>> {
         let mut known = store.frontier();
         let mut ready = Vec::new();
+        let latest_acceptable =
+            wall_ms.saturating_add(self.config.max_clock_drift.as_millis() as u64);
         for op in ops {
             if known.contains(op.dot) {
+                continue;
+            }
+            if op.hlc.wall_ms > latest_acceptable {
+                let ahead_ms = op.hlc.wall_ms - wall_ms;
+                self.events.push_back(Event::ClockAhead {
+                    dot: op.dot,
+                    ahead_ms,
+                });
                 continue;
             }
             if op.is_ready_for(&known) {
                 known.raise(op.dot.origin, op.dot.seq);
                 ready.push(op);
             } else {
-                self.hold(op);
+                self.hold(now, op);
             }
         }
         self.drain_buffer(&mut known, &mut ready);
@@ -341,7 +395,7 @@ impl<P: Clone, R: Rng> Gossip<P, R> {
         Ok(ready)
     }
 
-    fn hold(&mut self, op: Op<P>) {
+    fn hold(&mut self, now: Instant, op: Op<P>) {
         let waiting = self.buffer.entry(op.dot.origin).or_default();
         if waiting.contains_key(&op.dot.seq) {
             return;
@@ -351,7 +405,7 @@ impl<P: Clone, R: Rng> Gossip<P, R> {
                 .push_back(Event::BufferOverflow { dropped: op.dot });
             return;
         }
-        waiting.insert(op.dot.seq, op);
+        waiting.insert(op.dot.seq, (now, op));
         self.buffered += 1;
     }
 
@@ -368,10 +422,10 @@ impl<P: Clone, R: Rng> Gossip<P, R> {
                     self.buffered -= 1;
                 }
                 while let Some(entry) = waiting.first_entry() {
-                    if !entry.get().is_ready_for(known) {
+                    if !entry.get().1.is_ready_for(known) {
                         break;
                     }
-                    let op = entry.remove();
+                    let (_, op) = entry.remove();
                     self.buffered -= 1;
                     known.raise(op.dot.origin, op.dot.seq);
                     ready.push(op);

@@ -95,7 +95,7 @@ impl<P> FjallStore<P> {
                 return Err(corrupt(location, "head entry is not two 8-byte integers"));
             };
             let head = Dot::new(NodeId::new(origin), Seq::new(seq));
-            if seq == 0 || !ops.contains_key(op_key(head))? {
+            if seq == 0 || seq == u64::MAX || !ops.contains_key(op_key(head))? {
                 return Err(corrupt(
                     location,
                     "head names an operation that is not stored",
@@ -154,6 +154,38 @@ impl<P> FjallStore<P> {
     }
 }
 
+/// Ends a leader's turn however it ends: on success the group is marked synced; on error or
+/// panic the store is marked failed. Either way the waiting appenders are woken, so a leader
+/// that dies never leaves them waiting forever.
+struct LeaderGuard<'s, P> {
+    store: &'s FjallStore<P>,
+    finished: Option<Option<u64>>,
+}
+
+impl<P> LeaderGuard<'_, P> {
+    /// `synced_through` is the last ticket now durable, or `None` after a failure.
+    fn finish(mut self, synced_through: Option<u64>) {
+        self.finished = Some(synced_through);
+    }
+}
+
+impl<P> Drop for LeaderGuard<'_, P> {
+    fn drop(&mut self) {
+        let mut group = self
+            .store
+            .group
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        group.leader_active = false;
+        match self.finished.flatten() {
+            Some(through) => group.synced = through,
+            None => group.failed = true,
+        }
+        drop(group);
+        self.store.synced.notify_all();
+    }
+}
+
 impl<P: Serialize + DeserializeOwned> LogStore<P> for FjallStore<P> {
     fn append(&self, ops: &[Op<P>]) -> StoreResult<()> {
         if ops.is_empty() {
@@ -191,6 +223,10 @@ impl<P: Serialize + DeserializeOwned> LogStore<P> for FjallStore<P> {
         let through = group.issued;
         let heads = group.admitted.clone();
         drop(group);
+        let leader = LeaderGuard {
+            store: self,
+            finished: None,
+        };
         let written = self.write_group(queue, &heads);
         if written.is_ok() {
             self.durable
@@ -198,14 +234,7 @@ impl<P: Serialize + DeserializeOwned> LogStore<P> for FjallStore<P> {
                 .expect("durable frontier lock poisoned by a panic in another thread")
                 .merge(&heads);
         }
-        let mut group = self.group();
-        group.leader_active = false;
-        match written {
-            Ok(()) => group.synced = through,
-            Err(_) => group.failed = true,
-        }
-        drop(group);
-        self.synced.notify_all();
+        leader.finish(written.is_ok().then_some(through));
         written
     }
 

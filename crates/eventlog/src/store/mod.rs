@@ -42,7 +42,9 @@ pub trait LogStore<P>: Send + Sync {
 /// On error `frontier` is partly advanced: pass a copy.
 pub(crate) fn admit<P>(frontier: &mut VersionVector, ops: &[Op<P>]) -> StoreResult<()> {
     for op in ops {
-        let reason = if frontier.contains(op.dot) {
+        let reason = if op.validate().is_err() {
+            Some(NotReadyReason::Malformed)
+        } else if frontier.contains(op.dot) {
             Some(NotReadyReason::AlreadyPresent)
         } else if frontier.get(op.dot.origin).next() != op.dot.seq {
             Some(NotReadyReason::SeqGap)

@@ -1,0 +1,83 @@
+//! Small hand-written scenarios of the replication core, each one behaviour.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use redcloud_eventlog::{Event, Gossip, GossipConfig, GossipMessage, LogStore, MemStore, NodeId};
+
+const WALL_MS: u64 = 1_800_000_000_000;
+
+fn core(id: u64, store: &MemStore<String>, now: Instant) -> Gossip<String, StdRng> {
+    Gossip::new(
+        NodeId::new(id),
+        GossipConfig::default(),
+        StdRng::seed_from_u64(id),
+        now,
+        store,
+    )
+    .unwrap()
+}
+
+#[test]
+fn ops_stamped_far_ahead_wait_until_the_clock_catches_up() {
+    let now = Instant::now();
+    let (store_a, store_b) = (MemStore::new(), MemStore::new());
+    let mut a = core(1, &store_a, now);
+    let mut b = core(2, &store_b, now);
+    a.add_peer(NodeId::new(2));
+    let two_hours_ms = 2 * 3600 * 1000;
+    a.append_local(
+        WALL_MS + two_hours_ms,
+        vec!["from the future".to_owned()],
+        &store_a,
+    )
+    .unwrap();
+    let push = a.poll_transmit().unwrap();
+    assert_eq!(push.to, NodeId::new(2));
+
+    b.handle_message(now, WALL_MS, NodeId::new(1), push.message.clone(), &store_b)
+        .unwrap();
+    assert!(
+        store_b.frontier().is_empty(),
+        "taken in despite a stamp two hours ahead"
+    );
+    let refused =
+        std::iter::from_fn(|| b.poll_event()).find(|e| matches!(e, Event::ClockAhead { .. }));
+    assert!(
+        matches!(refused, Some(Event::ClockAhead { ahead_ms, .. }) if ahead_ms == two_hours_ms)
+    );
+
+    b.handle_message(
+        now,
+        WALL_MS + two_hours_ms,
+        NodeId::new(1),
+        push.message,
+        &store_b,
+    )
+    .unwrap();
+    assert_eq!(store_b.frontier(), store_a.frontier());
+}
+
+#[test]
+fn orphans_leave_the_buffer_after_its_ttl() {
+    let now = Instant::now();
+    let (store_a, store_b) = (MemStore::new(), MemStore::new());
+    let mut a = core(1, &store_a, now);
+    let mut b = core(2, &store_b, now);
+    let ops = a
+        .append_local(WALL_MS, vec!["1".into(), "2".into(), "3".into()], &store_a)
+        .unwrap();
+    // Only the last op arrives: it cannot be applied and waits.
+    let orphan = GossipMessage::Push {
+        ops: vec![ops[2].clone()],
+    };
+    b.handle_message(now, WALL_MS, NodeId::new(1), orphan, &store_b)
+        .unwrap();
+    assert_eq!(b.buffered(), 1);
+    b.handle_tick(now + Duration::from_secs(29), &store_b);
+    assert_eq!(b.buffered(), 1);
+    b.handle_tick(now + Duration::from_secs(31), &store_b);
+    assert_eq!(b.buffered(), 0);
+}
