@@ -1,1 +1,115 @@
-//! placeholder
+//! RedCloud's chunkserver: stores chunks named by their SHA-256, verifies them on every read,
+//! serves them over gRPC and announces itself to controllers by heartbeats.
+
+mod config;
+mod error;
+mod grpc;
+mod heartbeat;
+mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redcloud_proto::chunkserver::chunkserver_server::ChunkserverServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use error::StoreError;
+pub use grpc::{ChunkService, STREAM_PIECE_BYTES};
+pub use heartbeat::resolve_all;
+pub use store::{ChunkStore, MAX_CHUNK_BYTES, StoreStats, Written};
+
+/// Why a chunkserver could not start or keep serving.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The data directory cannot be used.
+    #[error("chunk store: {0}")]
+    Store(#[from] StoreError),
+    /// A configuration value is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves on `listener` until `shutdown` is cancelled.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let store = {
+        let dir = config.data_dir.clone();
+        let capacity = config.capacity_bytes;
+        tokio::task::spawn_blocking(move || ChunkStore::open(&dir, capacity))
+            .await
+            .map_err(|e| RunError::Config(format!("store open task failed: {e}")))??
+    };
+    let store = Arc::new(store);
+    let node_id = match &config.node_id {
+        Some(id) => id.clone(),
+        None => {
+            let id = redcloud_types::node_id::load_or_create(
+                &config.data_dir,
+                &redcloud_types::advertise::hostname(),
+                rand::random(),
+            )
+            .map_err(|e| {
+                RunError::Config(format!("node id in {}: {e}", config.data_dir.display()))
+            })?;
+            format!("{id:016x}")
+        }
+    };
+    let local = listener
+        .local_addr()
+        .map_err(|e| RunError::Config(format!("listener address: {e}")))?;
+    let advertise = match &config.advertise {
+        Some(address) => address.clone(),
+        None => {
+            let peers = heartbeat::resolve_all(&config.controllers).await;
+            redcloud_types::advertise::detect(local, &peers).to_string()
+        }
+    };
+    let cluster_token = config
+        .cluster_token()
+        .map_err(|e| RunError::Config(format!("cluster token file: {e}")))?;
+    let stats = store.stats()?;
+    tracing::info!(
+        node_id = %node_id,
+        listen = %local,
+        advertise = %advertise,
+        data_dir = %config.data_dir.display(),
+        chunks = stats.chunk_count,
+        used_bytes = stats.used_bytes,
+        capacity_bytes = stats.capacity_bytes,
+        controllers = ?config.controllers,
+        cluster_token = if cluster_token.is_some() { "set" } else { "none" },
+        "chunkserver starting"
+    );
+
+    let worker = heartbeat::HeartbeatWorker {
+        store: Arc::clone(&store),
+        node_id: node_id.clone(),
+        advertise,
+        controllers: config.controllers.clone(),
+        interval: Duration::from_millis(config.heartbeat_interval_ms.max(10)),
+        cluster_token,
+    };
+    let heartbeats = tokio::spawn(worker.run(shutdown.clone()));
+
+    let service = ChunkserverServer::new(ChunkService::new(store, node_id))
+        .max_decoding_message_size(2 * STREAM_PIECE_BYTES)
+        .max_encoding_message_size(2 * STREAM_PIECE_BYTES);
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let served = tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned())
+        .await;
+    shutdown.cancel();
+    let _ = heartbeats.await;
+    served?;
+    tracing::info!("chunkserver stopped");
+    Ok(())
+}

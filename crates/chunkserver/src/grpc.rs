@@ -1,0 +1,253 @@
+//! The chunkserver's gRPC service: a thin layer over [`ChunkStore`] that moves blocking disk
+//! work off the async runtime and bounds what one request may buffer.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use prost::bytes::Bytes;
+use redcloud_proto::chunkserver::chunkserver_client::ChunkserverClient;
+use redcloud_proto::chunkserver::chunkserver_server::Chunkserver;
+use redcloud_proto::chunkserver::{
+    DeleteChunkRequest, DeleteChunkResponse, ListChunksRequest, ListChunksResponse, PingRequest,
+    PingResponse, ReadChunkRequest, ReadChunkResponse, ReplicateChunkRequest,
+    ReplicateChunkResponse, WriteChunkRequest, WriteChunkResponse,
+};
+use redcloud_types::ChunkId;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::error::StoreError;
+use crate::store::{ChunkStore, MAX_CHUNK_BYTES, Written};
+
+/// Bytes of chunk data per streamed message.
+pub const STREAM_PIECE_BYTES: usize = 1024 * 1024;
+/// Chunk ids per `ListChunks` message: 4096 ids are 128 KiB.
+const LIST_BATCH_IDS: usize = 4096;
+/// How long a replication pull may take to connect to its source.
+const REPLICATE_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a replication pull may take in all.
+const REPLICATE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The service over one chunk store.
+pub struct ChunkService {
+    store: Arc<ChunkStore>,
+    node_id: String,
+}
+
+impl ChunkService {
+    /// A service for `store`, answering pings as `node_id`.
+    pub fn new(store: Arc<ChunkStore>, node_id: String) -> Self {
+        Self { store, node_id }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&ChunkStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(|e| Status::internal(format!("disk task failed: {e}")))?
+            .map_err(Status::from)
+    }
+}
+
+fn chunk_id(bytes: &[u8]) -> Result<ChunkId, Status> {
+    ChunkId::from_slice(bytes).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// Collects a chunk's data from a stream of pieces, refusing more than `size` bytes.
+async fn collect_chunk<S>(first_piece: Bytes, size: u64, rest: &mut S) -> Result<Vec<u8>, Status>
+where
+    S: Stream<Item = Result<Bytes, Status>> + Unpin,
+{
+    if size > MAX_CHUNK_BYTES {
+        return Err(StoreError::TooLarge {
+            size,
+            limit: MAX_CHUNK_BYTES,
+        }
+        .into());
+    }
+    let mut data = Vec::with_capacity(size as usize);
+    data.extend_from_slice(&first_piece);
+    while let Some(piece) = rest.next().await {
+        let piece = piece?;
+        if (data.len() + piece.len()) as u64 > size {
+            return Err(Status::invalid_argument(format!(
+                "chunk data exceeds its declared size of {size} bytes"
+            )));
+        }
+        data.extend_from_slice(&piece);
+    }
+    if data.len() as u64 != size {
+        return Err(Status::invalid_argument(format!(
+            "chunk data ended at {} of {size} declared bytes",
+            data.len()
+        )));
+    }
+    Ok(data)
+}
+
+#[tonic::async_trait]
+impl Chunkserver for ChunkService {
+    async fn write_chunk(
+        &self,
+        request: Request<Streaming<WriteChunkRequest>>,
+    ) -> Result<Response<WriteChunkResponse>, Status> {
+        let mut stream = request.into_inner();
+        let first = stream
+            .next()
+            .await
+            .ok_or_else(|| Status::invalid_argument("empty WriteChunk stream"))??;
+        let id = chunk_id(&first.chunk_id)?;
+        let mut rest = stream.map(|piece| piece.map(|p| p.data));
+        let data = collect_chunk(first.data, first.size, &mut rest).await?;
+        let written = self.blocking(move |store| store.put(&id, &data)).await?;
+        Ok(Response::new(WriteChunkResponse {
+            already_present: written == Written::AlreadyPresent,
+        }))
+    }
+
+    type ReadChunkStream = BoxStream<ReadChunkResponse>;
+
+    async fn read_chunk(
+        &self,
+        request: Request<ReadChunkRequest>,
+    ) -> Result<Response<Self::ReadChunkStream>, Status> {
+        let id = chunk_id(&request.get_ref().chunk_id)?;
+        let data = self.blocking(move |store| store.get(&id)).await?;
+        let data = Bytes::from(data);
+        let pieces: Vec<_> = (0..data.len())
+            .step_by(STREAM_PIECE_BYTES)
+            .map(|start| {
+                let end = (start + STREAM_PIECE_BYTES).min(data.len());
+                Ok(ReadChunkResponse {
+                    data: data.slice(start..end),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(pieces))))
+    }
+
+    async fn delete_chunk(
+        &self,
+        request: Request<DeleteChunkRequest>,
+    ) -> Result<Response<DeleteChunkResponse>, Status> {
+        let id = chunk_id(&request.get_ref().chunk_id)?;
+        let existed = self.blocking(move |store| store.delete(&id)).await?;
+        Ok(Response::new(DeleteChunkResponse { existed }))
+    }
+
+    async fn ping(&self, _: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {
+        let stats = self.blocking(ChunkStore::stats).await?;
+        Ok(Response::new(PingResponse {
+            node_id: self.node_id.clone(),
+            capacity_bytes: stats.capacity_bytes,
+            used_bytes: stats.used_bytes,
+            chunk_count: stats.chunk_count,
+        }))
+    }
+
+    type ListChunksStream = BoxStream<ListChunksResponse>;
+
+    async fn list_chunks(
+        &self,
+        _: Request<ListChunksRequest>,
+    ) -> Result<Response<Self::ListChunksStream>, Status> {
+        // A small channel: the directory walk runs only as fast as the client reads.
+        let (tx, rx) = mpsc::channel(4);
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || {
+            let mut batch = Vec::with_capacity(LIST_BATCH_IDS);
+            let mut client_gone = false;
+            let walked = store.for_each_chunk(|id, _| {
+                if client_gone {
+                    return;
+                }
+                batch.push(Bytes::copy_from_slice(id.as_bytes()));
+                if batch.len() == LIST_BATCH_IDS {
+                    let chunk_ids =
+                        std::mem::replace(&mut batch, Vec::with_capacity(LIST_BATCH_IDS));
+                    client_gone = tx
+                        .blocking_send(Ok(ListChunksResponse { chunk_ids }))
+                        .is_err();
+                }
+            });
+            let last = match walked {
+                Ok(()) if batch.is_empty() => return,
+                Ok(()) => Ok(ListChunksResponse { chunk_ids: batch }),
+                Err(error) => Err(Status::from(error)),
+            };
+            let _ = tx.blocking_send(last);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn replicate_chunk(
+        &self,
+        request: Request<ReplicateChunkRequest>,
+    ) -> Result<Response<ReplicateChunkResponse>, Status> {
+        let ReplicateChunkRequest {
+            chunk_id: raw_id,
+            source_address,
+        } = request.into_inner();
+        let id = chunk_id(&raw_id)?;
+        let present = self.blocking(move |store| match store.get(&id) {
+            Ok(_) => Ok(true),
+            Err(StoreError::NotFound { .. } | StoreError::Corrupt { .. }) => Ok(false),
+            Err(other) => Err(other),
+        });
+        if present.await? {
+            return Ok(Response::new(ReplicateChunkResponse {
+                already_present: true,
+            }));
+        }
+        let data = tokio::time::timeout(REPLICATE_TIMEOUT, fetch_chunk(&source_address, id))
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!("pulling {id} from {source_address} timed out"))
+            })??;
+        let written = self.blocking(move |store| store.put(&id, &data)).await?;
+        Ok(Response::new(ReplicateChunkResponse {
+            already_present: written == Written::AlreadyPresent,
+        }))
+    }
+}
+
+/// Reads chunk `id` from the chunkserver at `address`, checking its size bound; the store
+/// verifies the content when it is written.
+async fn fetch_chunk(address: &str, id: ChunkId) -> Result<Vec<u8>, Status> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| Status::invalid_argument(format!("bad source address {address:?}: {e}")))?
+        .connect_timeout(REPLICATE_CONNECT_TIMEOUT)
+        .tcp_nodelay(true);
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| Status::unavailable(format!("cannot reach {address}: {e}")))?;
+    let mut client =
+        ChunkserverClient::new(channel).max_decoding_message_size(2 * STREAM_PIECE_BYTES);
+    let mut stream = client
+        .read_chunk(ReadChunkRequest {
+            chunk_id: Bytes::copy_from_slice(id.as_bytes()),
+        })
+        .await?
+        .into_inner();
+    let mut data = Vec::new();
+    while let Some(piece) = stream.next().await {
+        data.extend_from_slice(&piece?.data);
+        if data.len() as u64 > MAX_CHUNK_BYTES {
+            return Err(StoreError::TooLarge {
+                size: data.len() as u64,
+                limit: MAX_CHUNK_BYTES,
+            }
+            .into());
+        }
+    }
+    Ok(data)
+}

@@ -1,0 +1,270 @@
+//! Identifier types and the few small helpers shared by the controller, the chunkserver and
+//! the tools: chunk ids, the heartbeat a chunkserver sends, node identity and address detection.
+#![warn(missing_docs)]
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// A chunk's identity: the SHA-256 of its content.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ChunkId([u8; 32]);
+
+impl ChunkId {
+    /// The id of `content`.
+    pub fn of(content: &[u8]) -> Self {
+        Self(Sha256::digest(content).into())
+    }
+
+    /// Wraps a digest computed elsewhere.
+    pub const fn from_digest(digest: [u8; 32]) -> Self {
+        Self(digest)
+    }
+
+    /// The digest bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Reads an id from wire bytes, which must be exactly 32.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, InvalidChunkId> {
+        bytes.try_into().map(Self).map_err(|_| InvalidChunkId {
+            input: hex::encode(bytes),
+        })
+    }
+
+    /// Lower-case hex, 64 characters.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Display for ChunkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for ChunkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChunkId({})", &self.to_hex()[..12])
+    }
+}
+
+/// Bytes or text that are not a 32-byte SHA-256 digest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid chunk id {input:?}: expected a 32-byte SHA-256 digest")]
+pub struct InvalidChunkId {
+    /// What was given (hex for bytes).
+    pub input: String,
+}
+
+impl FromStr for ChunkId {
+    type Err = InvalidChunkId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bytes = hex::decode(s).map_err(|_| InvalidChunkId {
+            input: s.to_owned(),
+        })?;
+        Self::from_slice(&bytes).map_err(|_| InvalidChunkId {
+            input: s.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_ids_are_sha256_and_parse_back() {
+        let id = ChunkId::of(b"abc");
+        assert_eq!(
+            id.to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(id.to_hex().parse::<ChunkId>().unwrap(), id);
+        assert!("abc".parse::<ChunkId>().is_err());
+        assert!(ChunkId::from_slice(&[0; 31]).is_err());
+    }
+}
+
+/// A node's persistent identity, kept in its data directory.
+pub mod node_id {
+    use std::io;
+    use std::path::Path;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use sha2::{Digest, Sha256};
+
+    /// The file in a data directory that holds the node id.
+    pub const FILE_NAME: &str = "node_id";
+
+    /// Reads the id kept in `data_dir`, or makes a fresh one from the hostname, the time and
+    /// `random` and keeps it (written to a temp file, fsynced, renamed). A wiped directory
+    /// therefore never brings back an old identity.
+    pub fn load_or_create(data_dir: &Path, hostname: &str, random: u64) -> io::Result<u64> {
+        let path = data_dir.join(FILE_NAME);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                return u64::from_str_radix(text.trim(), 16).map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{} does not hold a 16-digit hex node id", path.display()),
+                    )
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let digest = Sha256::new()
+            .chain_update(hostname.as_bytes())
+            .chain_update(nanos.to_be_bytes())
+            .chain_update(random.to_be_bytes())
+            .finalize();
+        let id = u64::from_be_bytes(
+            digest[..8]
+                .try_into()
+                .expect("a SHA-256 digest has 32 bytes"),
+        );
+        std::fs::create_dir_all(data_dir)?;
+        let tmp = data_dir.join(format!("{FILE_NAME}.tmp"));
+        {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&tmp)?;
+            writeln!(file, "{id:016x}")?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(data_dir)?.sync_all()?;
+        Ok(id)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn an_id_is_kept_and_a_wiped_directory_gets_a_new_one() {
+            let dir = std::env::temp_dir().join(format!("redcloud-node-id-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let first = load_or_create(&dir, "host", 1).unwrap();
+            assert_eq!(load_or_create(&dir, "host", 2).unwrap(), first);
+            std::fs::remove_dir_all(&dir).unwrap();
+            assert_ne!(load_or_create(&dir, "host", 1).unwrap(), first);
+            std::fs::write(dir.join(FILE_NAME), "not hex").unwrap();
+            assert!(load_or_create(&dir, "host", 1).is_err());
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+}
+
+/// What a chunkserver tells controllers in every heartbeat (JSON on `/internal/heartbeat`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The chunkserver's id (16 hex digits).
+    pub node_id: String,
+    /// Where its gRPC service is reached (host:port).
+    pub address: String,
+    /// Bytes it may use.
+    pub capacity_bytes: u64,
+    /// Bytes of chunks it holds.
+    pub used_bytes: u64,
+    /// Chunks it holds.
+    pub chunk_count: u64,
+}
+
+/// The header that carries the cluster token on internal routes.
+pub const CLUSTER_TOKEN_HEADER: &str = "x-redcloud-cluster-token";
+
+/// Reads a secret given either directly or as a file (Docker secrets), trimming the file's
+/// trailing newline.
+pub fn read_secret(
+    value: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> std::io::Result<Option<String>> {
+    match (value, file) {
+        (Some(value), _) => Ok(Some(value.to_owned())),
+        (None, Some(path)) => Ok(Some(std::fs::read_to_string(path)?.trim_end().to_owned())),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Finding the address other nodes should dial.
+pub mod advertise {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+
+    /// The host name of this machine (the container id under Docker).
+    pub fn hostname() -> String {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|name| name.trim().to_owned())
+            .ok()
+            .filter(|name| !name.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "localhost".to_owned())
+    }
+
+    /// The IP address this machine uses to reach `toward`, read from the routing table: a UDP
+    /// socket "connected" to it sends nothing but learns its source address.
+    pub fn route_source(toward: SocketAddr) -> Option<IpAddr> {
+        let bind = if toward.is_ipv4() {
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+        } else {
+            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+        };
+        let socket = UdpSocket::bind(bind).ok()?;
+        socket.connect(toward).ok()?;
+        let ip = socket.local_addr().ok()?.ip();
+        (!ip.is_unspecified()).then_some(ip)
+    }
+
+    /// The address to advertise for a service listening on `listen`: the listen address itself
+    /// when it names one interface; otherwise the source address of the route toward one of
+    /// `peers`, or of the default route; otherwise what the host name resolves to; otherwise
+    /// loopback.
+    pub fn detect(listen: SocketAddr, peers: &[SocketAddr]) -> SocketAddr {
+        if !listen.ip().is_unspecified() {
+            return listen;
+        }
+        let default_route = SocketAddr::from(([192, 0, 2, 1], 9));
+        let ip = peers
+            .iter()
+            .chain(std::iter::once(&default_route))
+            .find_map(|peer| {
+                route_source(*peer).filter(|ip| !ip.is_loopback() || peer.ip().is_loopback())
+            })
+            .or_else(|| {
+                use std::net::ToSocketAddrs;
+                (hostname().as_str(), 0)
+                    .to_socket_addrs()
+                    .ok()?
+                    .map(|a| a.ip())
+                    .find(|ip| !ip.is_loopback())
+            })
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        SocketAddr::new(ip, listen.port())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_specific_listen_address_is_its_own_advertisement() {
+            let listen: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+            assert_eq!(detect(listen, &[]), listen);
+        }
+
+        #[test]
+        fn a_route_toward_loopback_comes_from_loopback() {
+            let listen: SocketAddr = "0.0.0.0:7000".parse().unwrap();
+            let peer: SocketAddr = "127.0.0.1:8000".parse().unwrap();
+            assert_eq!(detect(listen, &[peer]), "127.0.0.1:7000".parse().unwrap());
+        }
+    }
+}
