@@ -1,1 +1,151 @@
-//! placeholder
+//! RedCloud's controller: keeps metadata as a replicated event log projected into SQLite,
+//! serves the HTTP and gRPC client APIs on one port, and places chunks on chunkservers.
+
+mod chunks;
+mod cluster;
+mod config;
+mod error;
+mod grpc;
+mod http;
+mod log_worker;
+mod meta;
+mod readmodel;
+mod service;
+mod upload;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redcloud_eventlog::{GossipConfig, NodeId};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use error::{ApiError, ErrorCode};
+pub use meta::MetaOp;
+pub use readmodel::{Projection, ReadModelError, conflict_name, digest as read_model_digest};
+
+/// Why a controller could not start or keep serving.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The event log or read model could not be opened.
+    #[error("{0}")]
+    Log(#[from] log_worker::LogOpenError),
+    /// A configuration value is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Serving failed.
+    #[error("server: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+fn node_id(config: &Config) -> Result<NodeId, RunError> {
+    match &config.node_id {
+        Some(text) => text
+            .parse()
+            .map_err(|e| RunError::Config(format!("--node-id: {e}"))),
+        None => redcloud_types::node_id::load_or_create(
+            &config.data_dir,
+            &redcloud_types::advertise::hostname(),
+            rand::random(),
+        )
+        .map(NodeId::new)
+        .map_err(|e| RunError::Config(format!("node id in {}: {e}", config.data_dir.display()))),
+    }
+}
+
+/// Serves on `listener` until `shutdown` is cancelled.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        RunError::Config(format!("data directory {}: {e}", config.data_dir.display()))
+    })?;
+    let node_id = node_id(&config)?;
+    let cluster_token = config
+        .cluster_token()
+        .map_err(|e| RunError::Config(format!("cluster token file: {e}")))?;
+    let gossip = GossipConfig {
+        anti_entropy_interval: Duration::from_millis(config.gossip_interval_ms.max(1)),
+        ..GossipConfig::default()
+    };
+    let data_dir = config.data_dir.clone();
+    let log = tokio::task::spawn_blocking(move || log_worker::start(&data_dir, node_id, gossip))
+        .await
+        .map_err(|e| RunError::Config(format!("log start task failed: {e}")))??;
+    let reads = Arc::new(readmodel::ReadPool::new(
+        &config.data_dir.join("readmodel.sqlite"),
+    ));
+    let registry = Arc::new(cluster::Registry::new(Duration::from_millis(
+        config.chunkserver_timeout_ms,
+    )));
+    let known = {
+        let reads = Arc::clone(&reads);
+        tokio::task::spawn_blocking(move || reads.read(|r| r.chunkservers()))
+            .await
+            .map_err(|e| RunError::Config(format!("read model task failed: {e}")))?
+            .map_err(|e| RunError::Config(format!("read model: {e}")))?
+    };
+    for (id, address) in &known {
+        registry.learn(id, address);
+    }
+    let chunk_io = chunks::ChunkIo::new(
+        Arc::clone(&registry),
+        Duration::from_millis(config.chunk_io_timeout_ms),
+        config.min_replicas,
+    );
+    let limits = upload::UploadLimits {
+        chunk_size: usize::try_from(
+            config
+                .chunk_size_bytes
+                .clamp(1, redcloud_types::MAX_CHUNK_BYTES),
+        )
+        .map_err(|e| RunError::Config(format!("--chunk-size-bytes: {e}")))?,
+        pipeline_chunks: config.upload_pipeline_chunks.max(1),
+        max_bytes: config.upload_max_bytes,
+    };
+    let service = service::Service {
+        log,
+        reads,
+        chunks: chunk_io,
+        limits,
+        registering: tokio::sync::Mutex::new(()),
+    };
+    let state = Arc::new(http::AppState {
+        service,
+        registry,
+        cluster_token: cluster_token.clone(),
+        node_id,
+    });
+
+    let local = listener.local_addr()?;
+    tracing::info!(
+        node_id = %node_id,
+        listen = %local,
+        data_dir = %config.data_dir.display(),
+        chunk_size_bytes = limits.chunk_size,
+        min_replicas = config.min_replicas,
+        known_chunkservers = known.len(),
+        cluster_token = if cluster_token.is_some() { "set" } else { "none" },
+        "controller starting"
+    );
+
+    let grpc = redcloud_proto::files::files_server::FilesServer::new(grpc::FilesApi::new(
+        Arc::clone(&state),
+    ))
+    .max_decoding_message_size(cluster::MAX_MESSAGE_BYTES);
+    // gRPC and HTTP share the port: gRPC calls live under the service's own path prefix.
+    let app = http::router(state).route_service("/redcloud.files.v1.Files/{*method}", grpc);
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    tracing::info!("controller stopped");
+    Ok(())
+}

@@ -8,6 +8,10 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// The largest chunk any node accepts. Controllers cut files into far smaller chunks (4 MiB by
+/// default); this bounds what one request may make a node buffer.
+pub const MAX_CHUNK_BYTES: u64 = 64 * 1024 * 1024;
+
 /// A chunk's identity: the SHA-256 of its content.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ChunkId([u8; 32]);
@@ -266,5 +270,59 @@ pub mod advertise {
             let peer: SocketAddr = "127.0.0.1:8000".parse().unwrap();
             assert_eq!(detect(listen, &[peer]), "127.0.0.1:7000".parse().unwrap());
         }
+    }
+}
+
+/// Process plumbing shared by the server binaries.
+#[cfg(feature = "process")]
+pub mod process {
+    use tokio_util::sync::CancellationToken;
+
+    /// Installs the log subscriber (`RUST_LOG` filter, JSON when `REDCLOUD_LOG_FORMAT=json`)
+    /// and a panic hook that logs and aborts, so a supervisor restarts a clean process rather
+    /// than one limping on with a dead task.
+    pub fn init_logging() {
+        use tracing_subscriber::EnvFilter;
+        let filter = EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("info,lsm_tree=warn,fjall=warn"));
+        use std::io::IsTerminal;
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr);
+        if std::env::var("REDCLOUD_LOG_FORMAT").is_ok_and(|f| f == "json") {
+            builder.json().init();
+        } else {
+            builder.init();
+        }
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            tracing::error!(panic = %info, "panic; aborting so the supervisor restarts a clean process");
+            default_hook(info);
+            std::process::abort();
+        }));
+    }
+
+    /// A token cancelled at the first SIGINT or SIGTERM.
+    pub fn shutdown_on_signal() -> CancellationToken {
+        let token = CancellationToken::new();
+        let cancel = token.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                tracing::error!("cannot install signal handlers; stop with SIGKILL");
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::info!("shutting down");
+            cancel.cancel();
+        });
+        token
     }
 }

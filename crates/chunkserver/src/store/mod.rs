@@ -15,9 +15,7 @@ use redcloud_types::ChunkId;
 
 use crate::error::StoreError;
 
-/// The largest chunk accepted. Controllers cut files into chunks far smaller (4 MiB by
-/// default); this bounds the memory one request can claim.
-pub const MAX_CHUNK_BYTES: u64 = 64 * 1024 * 1024;
+pub use redcloud_types::MAX_CHUNK_BYTES;
 
 const CHUNKS_DIR: &str = "chunks";
 const TMP_DIR: &str = "tmp";

@@ -1,0 +1,238 @@
+//! The chunkserver registry: who is out there, where, how full, and whether it is healthy.
+//! Fed by heartbeats; a chunkserver silent for the configured timeout is marked failed and
+//! recovers with its next heartbeat. Pure bookkeeping plus lazily connected gRPC channels.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use redcloud_proto::chunkserver::chunkserver_client::ChunkserverClient;
+use redcloud_types::Heartbeat;
+use tonic::transport::{Channel, Endpoint};
+
+/// How long connecting to a chunkserver may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest gRPC message exchanged with chunkservers (pieces are 1 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// A chunkserver as this controller knows it.
+#[derive(Clone, Debug)]
+pub struct ChunkserverInfo {
+    /// Its node id.
+    pub node_id: String,
+    /// Its gRPC address.
+    pub address: String,
+    /// Bytes it may use.
+    pub capacity_bytes: u64,
+    /// Bytes it holds.
+    pub used_bytes: u64,
+    /// Chunks it holds.
+    pub chunk_count: u64,
+    /// When it was last heard from (never, if only known from the log).
+    pub last_heartbeat: Option<Instant>,
+    /// Whether it has been heard from within the timeout.
+    pub healthy: bool,
+}
+
+struct Entry {
+    info: ChunkserverInfo,
+    client: ChunkserverClient<Channel>,
+}
+
+/// What a heartbeat changed, so the caller can record news in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeartbeatNews {
+    /// Never seen before, or at a new address.
+    NewAddress,
+    /// Failed and now back.
+    Recovered,
+    /// Nothing worth recording.
+    Nothing,
+}
+
+/// Every chunkserver known, by node id.
+pub struct Registry {
+    timeout: Duration,
+    entries: RwLock<BTreeMap<String, Entry>>,
+}
+
+fn client_for(address: &str) -> Option<ChunkserverClient<Channel>> {
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        .ok()?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5));
+    Some(
+        ChunkserverClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+    )
+}
+
+impl Registry {
+    /// An empty registry; chunkservers silent for `timeout` count as failed.
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            entries: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    /// Records a heartbeat received at `now`. A heartbeat with an unusable address is ignored.
+    pub fn heartbeat(&self, beat: &Heartbeat, now: Instant) -> HeartbeatNews {
+        let mut entries = self
+            .entries
+            .write()
+            .expect("registry lock poisoned by a panic in another thread");
+        let known = entries.get(&beat.node_id);
+        let news = match known {
+            None => HeartbeatNews::NewAddress,
+            Some(entry) if entry.info.address != beat.address => HeartbeatNews::NewAddress,
+            Some(entry) if !self.is_healthy(&entry.info, now) => HeartbeatNews::Recovered,
+            Some(_) => HeartbeatNews::Nothing,
+        };
+        let client = match (news, known) {
+            (HeartbeatNews::NewAddress, _) | (_, None) => match client_for(&beat.address) {
+                Some(client) => client,
+                None => {
+                    tracing::warn!(node = %beat.node_id, address = %beat.address, "heartbeat with an unusable address");
+                    return HeartbeatNews::Nothing;
+                }
+            },
+            (_, Some(entry)) => entry.client.clone(),
+        };
+        let info = ChunkserverInfo {
+            node_id: beat.node_id.clone(),
+            address: beat.address.clone(),
+            capacity_bytes: beat.capacity_bytes,
+            used_bytes: beat.used_bytes,
+            chunk_count: beat.chunk_count,
+            last_heartbeat: Some(now),
+            healthy: true,
+        };
+        entries.insert(beat.node_id.clone(), Entry { info, client });
+        news
+    }
+
+    /// Makes a chunkserver known from the log (seen by another controller), without vouching
+    /// for its health: it is tried for reads but not chosen for writes until it beats here.
+    pub fn learn(&self, node_id: &str, address: &str) {
+        let mut entries = self
+            .entries
+            .write()
+            .expect("registry lock poisoned by a panic in another thread");
+        if entries
+            .get(node_id)
+            .is_some_and(|e| e.info.address == address)
+        {
+            return;
+        }
+        let Some(client) = client_for(address) else {
+            return;
+        };
+        let previous = entries.remove(node_id).map(|e| e.info);
+        let info = ChunkserverInfo {
+            node_id: node_id.to_owned(),
+            address: address.to_owned(),
+            capacity_bytes: previous.as_ref().map_or(0, |p| p.capacity_bytes),
+            used_bytes: previous.as_ref().map_or(0, |p| p.used_bytes),
+            chunk_count: previous.as_ref().map_or(0, |p| p.chunk_count),
+            last_heartbeat: previous.and_then(|p| p.last_heartbeat),
+            healthy: false,
+        };
+        entries.insert(node_id.to_owned(), Entry { info, client });
+    }
+
+    fn is_healthy(&self, info: &ChunkserverInfo, now: Instant) -> bool {
+        info.last_heartbeat
+            .is_some_and(|at| now.saturating_duration_since(at) < self.timeout)
+    }
+
+    /// Every chunkserver with its health as of `now`, healthy ones first.
+    pub fn snapshot(&self, now: Instant) -> Vec<(ChunkserverInfo, ChunkserverClient<Channel>)> {
+        let entries = self
+            .entries
+            .read()
+            .expect("registry lock poisoned by a panic in another thread");
+        let mut all: Vec<_> = entries
+            .values()
+            .map(|entry| {
+                let mut info = entry.info.clone();
+                info.healthy = self.is_healthy(&info, now);
+                (info, entry.client.clone())
+            })
+            .collect();
+        all.sort_by_key(|(info, _)| !info.healthy);
+        all
+    }
+
+    /// The healthy chunkservers: the targets for writes.
+    pub fn healthy(&self, now: Instant) -> Vec<(ChunkserverInfo, ChunkserverClient<Channel>)> {
+        let mut all = self.snapshot(now);
+        all.retain(|(info, _)| info.healthy);
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beat(id: &str, address: &str) -> Heartbeat {
+        Heartbeat {
+            node_id: id.to_owned(),
+            address: address.to_owned(),
+            capacity_bytes: 100,
+            used_bytes: 10,
+            chunk_count: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn health_follows_heartbeats() {
+        let registry = Registry::new(Duration::from_secs(30));
+        let t0 = Instant::now();
+        assert_eq!(
+            registry.heartbeat(&beat("a", "127.0.0.1:1"), t0),
+            HeartbeatNews::NewAddress
+        );
+        assert_eq!(
+            registry.heartbeat(&beat("a", "127.0.0.1:1"), t0),
+            HeartbeatNews::Nothing
+        );
+        assert_eq!(registry.healthy(t0 + Duration::from_secs(29)).len(), 1);
+        assert!(registry.healthy(t0 + Duration::from_secs(30)).is_empty());
+        let later = t0 + Duration::from_secs(31);
+        assert_eq!(
+            registry.snapshot(later).len(),
+            1,
+            "a failed chunkserver is still tried for reads"
+        );
+        assert_eq!(
+            registry.heartbeat(&beat("a", "127.0.0.1:1"), later),
+            HeartbeatNews::Recovered
+        );
+        assert_eq!(registry.healthy(later).len(), 1);
+        assert_eq!(
+            registry.heartbeat(&beat("a", "127.0.0.1:2"), later),
+            HeartbeatNews::NewAddress
+        );
+    }
+
+    #[tokio::test]
+    async fn chunkservers_learned_from_the_log_are_not_write_targets() {
+        let registry = Registry::new(Duration::from_secs(30));
+        let now = Instant::now();
+        registry.learn("b", "127.0.0.1:3");
+        assert!(registry.healthy(now).is_empty());
+        assert_eq!(registry.snapshot(now).len(), 1);
+        registry.heartbeat(&beat("c", "127.0.0.1:4"), now);
+        let order: Vec<_> = registry
+            .snapshot(now)
+            .into_iter()
+            .map(|(i, _)| i.node_id)
+            .collect();
+        assert_eq!(order, ["c", "b"], "healthy first");
+    }
+}

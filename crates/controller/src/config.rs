@@ -1,0 +1,117 @@
+//! Command-line and environment configuration of `redcloud-controller`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+const DEFAULT_LISTEN: &str = "0.0.0.0:8000";
+const DEFAULT_DATA_DIR: &str = "redcloud-data/controller";
+const DEFAULT_DISCOVERY_DNS: &str = "controller";
+const DEFAULT_CHUNK_SIZE_BYTES: u64 = 4 * 1024 * 1024;
+const DEFAULT_MIN_REPLICAS: usize = 1;
+const DEFAULT_CHUNKSERVER_TIMEOUT_MS: u64 = 30_000;
+const DEFAULT_GOSSIP_INTERVAL_MS: u64 = 1_000;
+const DEFAULT_UPLOAD_PIPELINE_CHUNKS: usize = 4;
+const DEFAULT_CHUNK_IO_TIMEOUT_MS: u64 = 30_000;
+
+/// Serves RedCloud's metadata and client APIs and places file chunks on chunkservers.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "redcloud-controller", version)]
+pub struct Config {
+    /// Address the HTTP and gRPC APIs listen on.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Address (host:port) other controllers dial. Detected from the routing table when not given.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_ADVERTISE")]
+    pub advertise: Option<String>,
+
+    /// Directory holding the event log, the read model and the node id.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+
+    /// Node id (16 hex digits). Default: the one kept in the data directory, or a fresh one.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Other controllers to start from (host:port, comma-separated).
+    #[arg(long, env = "REDCLOUD_CONTROLLER_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+
+    /// DNS name whose every address is a controller (Docker's network alias); empty to disable.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_DISCOVERY_DNS", default_value = DEFAULT_DISCOVERY_DNS)]
+    pub discovery_dns: String,
+
+    /// Token required on internal routes and sent to peers.
+    #[arg(long, env = "REDCLOUD_CLUSTER_TOKEN", hide_env_values = true)]
+    pub cluster_token: Option<String>,
+
+    /// File holding the cluster token (for Docker secrets).
+    #[arg(
+        long,
+        env = "REDCLOUD_CLUSTER_TOKEN_FILE",
+        conflicts_with = "cluster_token"
+    )]
+    pub cluster_token_file: Option<PathBuf>,
+
+    /// Bytes per chunk that uploads are cut into.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_CHUNK_SIZE_BYTES", default_value_t = DEFAULT_CHUNK_SIZE_BYTES)]
+    pub chunk_size_bytes: u64,
+
+    /// Chunkservers that must hold every chunk durably before an upload succeeds.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_MIN_REPLICAS", default_value_t = DEFAULT_MIN_REPLICAS)]
+    pub min_replicas: usize,
+
+    /// Chunks of one upload in flight to chunkservers at once (memory per upload is about
+    /// this many chunks).
+    #[arg(long, env = "REDCLOUD_CONTROLLER_UPLOAD_PIPELINE_CHUNKS", default_value_t = DEFAULT_UPLOAD_PIPELINE_CHUNKS)]
+    pub upload_pipeline_chunks: usize,
+
+    /// Largest upload accepted, in bytes (413 beyond). Default: no limit.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_UPLOAD_MAX_BYTES")]
+    pub upload_max_bytes: Option<u64>,
+
+    /// A chunkserver silent this long is marked failed.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_CHUNKSERVER_TIMEOUT_MS", default_value_t = DEFAULT_CHUNKSERVER_TIMEOUT_MS)]
+    pub chunkserver_timeout_ms: u64,
+
+    /// Longest a single chunk read or write to a chunkserver may take.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_CHUNK_IO_TIMEOUT_MS", default_value_t = DEFAULT_CHUNK_IO_TIMEOUT_MS)]
+    pub chunk_io_timeout_ms: u64,
+
+    /// Mean milliseconds between anti-entropy rounds.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_GOSSIP_INTERVAL_MS", default_value_t = DEFAULT_GOSSIP_INTERVAL_MS)]
+    pub gossip_interval_ms: u64,
+}
+
+impl Config {
+    /// A configuration for tests: loopback, data in `dir`, no discovery.
+    pub fn for_test(dir: PathBuf) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise: None,
+            data_dir: dir,
+            node_id: None,
+            peers: Vec::new(),
+            discovery_dns: String::new(),
+            cluster_token: None,
+            cluster_token_file: None,
+            chunk_size_bytes: DEFAULT_CHUNK_SIZE_BYTES,
+            min_replicas: DEFAULT_MIN_REPLICAS,
+            upload_pipeline_chunks: DEFAULT_UPLOAD_PIPELINE_CHUNKS,
+            upload_max_bytes: None,
+            chunkserver_timeout_ms: DEFAULT_CHUNKSERVER_TIMEOUT_MS,
+            chunk_io_timeout_ms: DEFAULT_CHUNK_IO_TIMEOUT_MS,
+            gossip_interval_ms: DEFAULT_GOSSIP_INTERVAL_MS,
+        }
+    }
+
+    /// The cluster token, read from its file when given that way.
+    pub fn cluster_token(&self) -> std::io::Result<Option<String>> {
+        redcloud_types::read_secret(
+            self.cluster_token.as_deref(),
+            self.cluster_token_file.as_deref(),
+        )
+    }
+}

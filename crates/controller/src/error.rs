@@ -1,0 +1,245 @@
+//! API errors and their one mapping to HTTP and gRPC. Every handler returns [`ApiError`];
+//! nothing else decides a status code.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// A request-shape problem, reported FastAPI-style in a 422 body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldIssue {
+    /// `missing`, `string_type`, `list_type`, `json_invalid`, ...
+    pub kind: &'static str,
+    /// Where: `["body", "username"]`, `["header", "authorization"]`, `["query", "tags"]`.
+    pub loc: Vec<Value>,
+    /// Human message.
+    pub msg: String,
+    /// The offending input (`null` when missing).
+    pub input: Value,
+}
+
+impl FieldIssue {
+    /// A required field that is absent.
+    pub fn missing(loc: &[&str], input: Value) -> Self {
+        Self {
+            kind: "missing",
+            loc: loc.iter().map(|s| json!(s)).collect(),
+            msg: "Field required".to_owned(),
+            input,
+        }
+    }
+}
+
+/// Everything a client request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed: missing or mistyped fields (422).
+    #[error("request validation failed")]
+    Validation(Vec<FieldIssue>),
+    /// `Authorization` is present but not `Bearer <key>` (401, no code).
+    #[error("Invalid authorization header format")]
+    BadAuthHeader,
+    /// Unknown, revoked or malformed key (401, no code).
+    #[error("Invalid or expired API Key")]
+    InvalidApiKey,
+    /// Registration of a taken username (400).
+    #[error("Username already exists")]
+    UserAlreadyExists,
+    /// Login with an unknown user or a wrong password (401).
+    #[error("Invalid username or password")]
+    InvalidCredentials,
+    /// An empty tag list where one is required (400).
+    #[error("{0}")]
+    InvalidTagQuery(&'static str),
+    /// A request that is well-formed but not acceptable (400).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// An upload with no tag (400, no code, as existing clients expect).
+    #[error("At least one tag is required for file upload")]
+    UploadWithoutTags,
+    /// No such file for this caller (404, no code: a coded 404 makes old clients retry).
+    #[error("File {0} not found")]
+    FileNotFound(String),
+    /// Another user's file (403, no code).
+    #[error("You do not have permission to download this file")]
+    Forbidden,
+    /// No chunkserver could take or serve the data (503).
+    #[error("{0}")]
+    ChunkserverUnavailable(String),
+    /// Every chunkserver that could take the data is full (507).
+    #[error("Storage is full")]
+    StorageFull,
+    /// An upload over the configured limit (413).
+    #[error("File exceeds the upload limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// The node could not catch up with the client's frontier in time (503).
+    #[error("This controller has not caught up with your earlier writes yet; retry shortly")]
+    NotCaughtUp,
+    /// Anything else (500). The detail is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Broad classes of error, each with one HTTP status and one gRPC code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// 422 / INVALID_ARGUMENT.
+    Unprocessable,
+    /// 400 / INVALID_ARGUMENT.
+    BadRequest,
+    /// 401 / UNAUTHENTICATED.
+    Unauthenticated,
+    /// 403 / PERMISSION_DENIED.
+    Forbidden,
+    /// 404 / NOT_FOUND.
+    NotFound,
+    /// 400 / ALREADY_EXISTS.
+    AlreadyExists,
+    /// 413 / OUT_OF_RANGE.
+    TooLarge,
+    /// 503 / UNAVAILABLE.
+    Unavailable,
+    /// 507 / RESOURCE_EXHAUSTED.
+    Full,
+    /// 500 / INTERNAL.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status.
+    pub fn http_status(self) -> StatusCode {
+        match self {
+            ErrorCode::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::BadRequest | ErrorCode::AlreadyExists => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Full => StatusCode::INSUFFICIENT_STORAGE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The gRPC code.
+    pub fn grpc_code(self) -> tonic::Code {
+        match self {
+            ErrorCode::Unprocessable | ErrorCode::BadRequest => tonic::Code::InvalidArgument,
+            ErrorCode::AlreadyExists => tonic::Code::AlreadyExists,
+            ErrorCode::Unauthenticated => tonic::Code::Unauthenticated,
+            ErrorCode::Forbidden => tonic::Code::PermissionDenied,
+            ErrorCode::NotFound => tonic::Code::NotFound,
+            ErrorCode::TooLarge => tonic::Code::OutOfRange,
+            ErrorCode::Unavailable => tonic::Code::Unavailable,
+            ErrorCode::Full => tonic::Code::ResourceExhausted,
+            ErrorCode::Internal => tonic::Code::Internal,
+        }
+    }
+}
+
+impl ApiError {
+    /// The class of the error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ApiError::Validation(_) => ErrorCode::Unprocessable,
+            ApiError::BadAuthHeader | ApiError::InvalidApiKey | ApiError::InvalidCredentials => {
+                ErrorCode::Unauthenticated
+            }
+            ApiError::UserAlreadyExists => ErrorCode::AlreadyExists,
+            ApiError::InvalidTagQuery(_)
+            | ApiError::InvalidRequest(_)
+            | ApiError::UploadWithoutTags => ErrorCode::BadRequest,
+            ApiError::FileNotFound(_) => ErrorCode::NotFound,
+            ApiError::Forbidden => ErrorCode::Forbidden,
+            ApiError::ChunkserverUnavailable(_) | ApiError::NotCaughtUp => ErrorCode::Unavailable,
+            ApiError::StorageFull => ErrorCode::Full,
+            ApiError::PayloadTooLarge { .. } => ErrorCode::TooLarge,
+            ApiError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The machine-readable `code` of the JSON body, where the wire contract has one.
+    pub fn wire_code(&self) -> Option<&'static str> {
+        match self {
+            ApiError::UserAlreadyExists => Some("USER_ALREADY_EXISTS"),
+            ApiError::InvalidCredentials => Some("INVALID_CREDENTIALS"),
+            ApiError::InvalidTagQuery(_) => Some("INVALID_TAG_QUERY"),
+            ApiError::InvalidRequest(_) => Some("INVALID_REQUEST"),
+            ApiError::ChunkserverUnavailable(_) => Some("CHUNKSERVER_UNAVAILABLE"),
+            ApiError::StorageFull => Some("STORAGE_FULL"),
+            ApiError::PayloadTooLarge { .. } => Some("PAYLOAD_TOO_LARGE"),
+            ApiError::NotCaughtUp => Some("NOT_CAUGHT_UP"),
+            ApiError::Internal(_) => Some("INTERNAL_ERROR"),
+            ApiError::Validation(_)
+            | ApiError::BadAuthHeader
+            | ApiError::InvalidApiKey
+            | ApiError::UploadWithoutTags
+            | ApiError::FileNotFound(_)
+            | ApiError::Forbidden => None,
+        }
+    }
+
+    /// The message a client may see: internal details stay in the log.
+    pub fn public_detail(&self) -> String {
+        match self {
+            ApiError::Internal(_) => "Internal server error".to_owned(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Shorthand for wrapping any failure that is the server's fault.
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        ApiError::Internal(error.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.code().http_status();
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(%detail, "request failed with an internal error");
+        }
+        let body = match &self {
+            ApiError::Validation(issues) => json!({
+                "detail": issues.iter().map(|i| json!({
+                    "type": i.kind, "loc": i.loc, "msg": i.msg, "input": i.input,
+                })).collect::<Vec<_>>()
+            }),
+            other => match other.wire_code() {
+                Some(code) => json!({"detail": other.public_detail(), "code": code}),
+                None => json!({"detail": other.public_detail()}),
+            },
+        };
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    fn from(error: ApiError) -> Self {
+        if let ApiError::Internal(detail) = &error {
+            tracing::error!(%detail, "gRPC request failed with an internal error");
+        }
+        let message = match &error {
+            ApiError::Validation(issues) => issues
+                .iter()
+                .map(|i| {
+                    format!(
+                        "{}: {}",
+                        i.loc
+                            .iter()
+                            .map(Value::to_string)
+                            .collect::<Vec<_>>()
+                            .join("."),
+                        i.msg
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => other.public_detail(),
+        };
+        tonic::Status::new(error.code().grpc_code(), message)
+    }
+}

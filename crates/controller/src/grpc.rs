@@ -1,0 +1,242 @@
+//! The gRPC client API: the same operations as HTTP, with streaming upload and download.
+//! The only file that knows both protobuf and domain types.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use redcloud_proto::files::files_server::Files;
+use redcloud_proto::files::{
+    Credentials, DeleteResponse, DownloadRequest, DownloadResponse, FileInfo, ListResponse,
+    LoginResponse, RegisterResponse, SkippedFile, TagChange, TagChangeResponse, TagQuery,
+    UploadRequest, download_request,
+};
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::http::AppState;
+use crate::readmodel::FileRecord;
+use crate::service::{DownloadTarget, dedup_tags, format_timestamp};
+
+/// The `Files` service over the shared application state.
+pub struct FilesApi {
+    state: Arc<AppState>,
+}
+
+impl FilesApi {
+    /// The service.
+    pub fn new(state: Arc<AppState>) -> Self {
+        Self { state }
+    }
+
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Uuid, Status> {
+        let value = request
+            .metadata()
+            .get("authorization")
+            .ok_or_else(|| Status::unauthenticated("authorization metadata required"))?;
+        let key = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ApiError::BadAuthHeader)?;
+        Ok(self.state.service.authenticate(key).await?)
+    }
+}
+
+fn file_info(file: &FileRecord) -> FileInfo {
+    FileInfo {
+        file_id: file.file_id.to_string(),
+        name: file.name.clone(),
+        size: file.size,
+        tags: file.tags.clone(),
+        owner_id: file.owner_id.to_string(),
+        created_at: format_timestamp(file.created_at_ms),
+        replaced_file_id: None,
+    }
+}
+
+fn ids(ids: &[Uuid]) -> Vec<String> {
+    ids.iter().map(Uuid::to_string).collect()
+}
+
+/// Bytes of file data per streamed message, well under gRPC's default 4 MB message limit.
+const PIECE_BYTES: usize = 1024 * 1024;
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Files for FilesApi {
+    async fn register(
+        &self,
+        request: Request<Credentials>,
+    ) -> Result<Response<RegisterResponse>, Status> {
+        let Credentials { username, password } = request.into_inner();
+        let (api_key, user_id) = self.state.service.register(username, password).await?;
+        Ok(Response::new(RegisterResponse {
+            api_key,
+            user_id: user_id.to_string(),
+        }))
+    }
+
+    async fn login(
+        &self,
+        request: Request<Credentials>,
+    ) -> Result<Response<LoginResponse>, Status> {
+        let Credentials { username, password } = request.into_inner();
+        let api_key = self.state.service.login(username, password).await?;
+        Ok(Response::new(LoginResponse { api_key }))
+    }
+
+    async fn upload(
+        &self,
+        request: Request<Streaming<UploadRequest>>,
+    ) -> Result<Response<FileInfo>, Status> {
+        let owner = self.caller(&request).await?;
+        let mut stream = request.into_inner();
+        let first = stream
+            .next()
+            .await
+            .ok_or_else(|| Status::invalid_argument("empty upload stream"))??;
+        let tags = dedup_tags(
+            first
+                .tags
+                .into_iter()
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty()),
+        );
+        let head = futures_util::stream::once(async move { Ok::<Bytes, Status>(first.data) });
+        let body = head.chain(stream.map(|piece| piece.map(|p| p.data)));
+        let uploaded = self
+            .state
+            .service
+            .upload(owner, first.name, tags, Box::pin(body))
+            .await?;
+        let file = FileRecord {
+            file_id: uploaded.file_id,
+            owner_id: owner,
+            name: uploaded.name.clone(),
+            original_name: uploaded.name,
+            size: uploaded.size,
+            created_at_ms: crate::service::now_ms(),
+            tags: uploaded.tags,
+        };
+        let mut info = file_info(&file);
+        info.replaced_file_id = uploaded.replaced_file_id.map(|id| id.to_string());
+        Ok(Response::new(info))
+    }
+
+    async fn list(&self, request: Request<TagQuery>) -> Result<Response<ListResponse>, Status> {
+        let owner = self.caller(&request).await?;
+        let files = self
+            .state
+            .service
+            .list(owner, dedup_tags(request.into_inner().tags))
+            .await?;
+        Ok(Response::new(ListResponse {
+            files: files.iter().map(file_info).collect(),
+        }))
+    }
+
+    async fn delete(&self, request: Request<TagQuery>) -> Result<Response<DeleteResponse>, Status> {
+        let owner = self.caller(&request).await?;
+        let deleted = self
+            .state
+            .service
+            .delete(owner, dedup_tags(request.into_inner().tags))
+            .await?;
+        Ok(Response::new(DeleteResponse {
+            deleted_count: deleted.len() as u64,
+            file_ids: ids(&deleted),
+        }))
+    }
+
+    async fn add_tags(
+        &self,
+        request: Request<TagChange>,
+    ) -> Result<Response<TagChangeResponse>, Status> {
+        let owner = self.caller(&request).await?;
+        let TagChange { query_tags, tags } = request.into_inner();
+        let updated = self.state.service.add_tags(owner, query_tags, tags).await?;
+        Ok(Response::new(TagChangeResponse {
+            updated_count: updated.len() as u64,
+            file_ids: ids(&updated),
+            skipped_files: Vec::new(),
+        }))
+    }
+
+    async fn remove_tags(
+        &self,
+        request: Request<TagChange>,
+    ) -> Result<Response<TagChangeResponse>, Status> {
+        let owner = self.caller(&request).await?;
+        let TagChange { query_tags, tags } = request.into_inner();
+        let outcome = self
+            .state
+            .service
+            .remove_tags(owner, query_tags, tags)
+            .await?;
+        let skipped_files = outcome
+            .skipped
+            .iter()
+            .map(|f| SkippedFile {
+                file_id: f.file_id.to_string(),
+                name: f.name.clone(),
+                current_tags: f.tags.clone(),
+            })
+            .collect();
+        Ok(Response::new(TagChangeResponse {
+            updated_count: outcome.updated.len() as u64,
+            file_ids: ids(&outcome.updated),
+            skipped_files,
+        }))
+    }
+
+    type DownloadStream = BoxStream<DownloadResponse>;
+
+    async fn download(
+        &self,
+        request: Request<DownloadRequest>,
+    ) -> Result<Response<Self::DownloadStream>, Status> {
+        let owner = self.caller(&request).await?;
+        let target = match request.into_inner().target {
+            Some(download_request::Target::FileId(id)) => {
+                DownloadTarget::Id(Uuid::parse_str(&id).map_err(|_| ApiError::FileNotFound(id))?)
+            }
+            Some(download_request::Target::Name(name)) => DownloadTarget::Name(name),
+            None => return Err(Status::invalid_argument("a file id or a name is required")),
+        };
+        let download = self.state.service.find_download(owner, target).await?;
+        let info = file_info(&download.file);
+        let state = Arc::clone(&self.state);
+        let chunks = futures_util::stream::iter(download.chunks)
+            .map(move |id| {
+                let state = Arc::clone(&state);
+                async move { state.service.read_chunk(id).await.map_err(Status::from) }
+            })
+            .buffered(3)
+            .flat_map(|data| {
+                let messages: Vec<Result<DownloadResponse, Status>> = match data {
+                    Ok(data) => (0..data.len())
+                        .step_by(PIECE_BYTES)
+                        .map(|start| {
+                            Ok(DownloadResponse {
+                                info: None,
+                                data: data.slice(start..(start + PIECE_BYTES).min(data.len())),
+                            })
+                        })
+                        .collect(),
+                    Err(status) => vec![Err(status)],
+                };
+                futures_util::stream::iter(messages)
+            });
+        let head = futures_util::stream::once(async move {
+            Ok(DownloadResponse {
+                info: Some(info),
+                data: Bytes::new(),
+            })
+        });
+        Ok(Response::new(Box::pin(head.chain(chunks))))
+    }
+}

@@ -1,0 +1,418 @@
+//! `/files` routes: upload, list, delete, tag changes and downloads.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Multipart, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::{StreamExt, TryStreamExt};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::AppState;
+use super::extract::{authenticate_first, finish, json_object, string_list_field, tags_query};
+use crate::error::{ApiError, FieldIssue};
+use crate::readmodel::FileRecord;
+use crate::service::{Download, DownloadTarget, format_timestamp, parse_tags};
+
+/// Chunks fetched ahead of the one being sent.
+const READ_AHEAD_CHUNKS: usize = 3;
+
+fn file_json(file: &FileRecord) -> Value {
+    json!({
+        "file_id": file.file_id.to_string(),
+        "name": file.name,
+        "size": file.size,
+        "tags": file.tags,
+        "owner_id": file.owner_id.to_string(),
+        "created_at": format_timestamp(file.created_at_ms),
+    })
+}
+
+fn ids_json(ids: &[Uuid]) -> Vec<String> {
+    ids.iter().map(Uuid::to_string).collect()
+}
+
+/// `POST /files`: multipart with a `file` part (its filename is the stored name) and a
+/// `tags` text part, in either order. The file streams to chunkservers as it arrives.
+pub async fn upload(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let mut issues = Vec::new();
+    let user = authenticate_first(&app.service, &headers, &mut issues).await?;
+    let Ok(mut multipart) = Multipart::from_request(request, &()).await else {
+        issues.push(FieldIssue::missing(&["body", "file"], Value::Null));
+        issues.push(FieldIssue::missing(&["body", "tags"], Value::Null));
+        return Err(ApiError::Validation(issues));
+    };
+    let mut tags: Option<Vec<String>> = None;
+    let mut stored = None;
+    let mut file_seen = false;
+    let bad_form = |e: axum::extract::multipart::MultipartError| {
+        ApiError::InvalidRequest(format!("malformed multipart body: {e}"))
+    };
+    while let Some(field) = multipart.next_field().await.map_err(bad_form)? {
+        match field.name() {
+            Some("tags") => tags = Some(parse_tags(&field.text().await.map_err(bad_form)?)),
+            Some("file") if !file_seen => {
+                file_seen = true;
+                let Some(name) = field.file_name().map(str::to_owned) else {
+                    issues.push(FieldIssue {
+                        kind: "value_error",
+                        loc: vec![json!("body"), json!("file")],
+                        msg: "Value error, Expected UploadFile, received: <class 'str'>".to_owned(),
+                        input: Value::Null,
+                    });
+                    continue;
+                };
+                let Some(owner) = user else {
+                    // Unauthenticated: only report what is missing, store nothing.
+                    field
+                        .map_ok(|_| ())
+                        .try_collect::<()>()
+                        .await
+                        .map_err(bad_form)?;
+                    continue;
+                };
+                if tags.as_ref().is_some_and(Vec::is_empty) {
+                    return Err(ApiError::UploadWithoutTags);
+                }
+                let data = app.service.store_data(field).await?;
+                stored = Some((owner, name, data));
+            }
+            _ => {}
+        }
+    }
+    if !file_seen {
+        issues.push(FieldIssue::missing(&["body", "file"], Value::Null));
+    }
+    if tags.is_none() {
+        issues.push(FieldIssue::missing(&["body", "tags"], Value::Null));
+    }
+    finish(user, issues)?;
+    let (Some((owner, name, data)), Some(tags)) = (stored, tags) else {
+        return Err(ApiError::internal("upload parts vanished after validation"));
+    };
+    let uploaded = app.service.record_file(owner, name, tags, data).await?;
+    let body = json!({
+        "file_id": uploaded.file_id.to_string(),
+        "name": uploaded.name,
+        "size": uploaded.size,
+        "tags": uploaded.tags,
+        "replaced_file_id": uploaded.replaced_file_id.map(|id| id.to_string()),
+    });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// `GET /files?tags=a,b`.
+pub async fn list(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let mut issues = Vec::new();
+    let user = authenticate_first(&app.service, &headers, &mut issues).await?;
+    let tags = tags_query(query.as_deref(), &mut issues);
+    let user = finish(user, issues)?;
+    let files = app
+        .service
+        .list(user, parse_tags(&tags.unwrap_or_default()))
+        .await?;
+    Ok(Json(
+        json!({"files": files.iter().map(file_json).collect::<Vec<_>>()}),
+    ))
+}
+
+/// `DELETE /files?tags=a,b`.
+pub async fn delete(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let mut issues = Vec::new();
+    let user = authenticate_first(&app.service, &headers, &mut issues).await?;
+    let tags = tags_query(query.as_deref(), &mut issues);
+    let user = finish(user, issues)?;
+    let deleted = app
+        .service
+        .delete(user, parse_tags(&tags.unwrap_or_default()))
+        .await?;
+    Ok(Json(
+        json!({"deleted_count": deleted.len(), "file_ids": ids_json(&deleted)}),
+    ))
+}
+
+/// Parses a tag-change body: the query and the second list named `tags_field`.
+async fn tag_change(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+    tags_field: &str,
+) -> Result<(Uuid, Vec<String>, Vec<String>), ApiError> {
+    let mut issues = Vec::new();
+    let user = authenticate_first(&app.service, headers, &mut issues).await?;
+    let (mut query, mut tags) = (None, None);
+    if let Some(object) = json_object(body, &mut issues) {
+        query = string_list_field(&object, "query_tags", &mut issues);
+        tags = string_list_field(&object, tags_field, &mut issues);
+    }
+    let user = finish(user, issues)?;
+    Ok((user, query.unwrap_or_default(), tags.unwrap_or_default()))
+}
+
+/// `POST /files/tags` with `{"query_tags": [...], "new_tags": [...]}`.
+pub async fn add_tags(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let (user, query, new_tags) = tag_change(&app, &headers, &body, "new_tags").await?;
+    let updated = app.service.add_tags(user, query, new_tags).await?;
+    Ok(Json(
+        json!({"updated_count": updated.len(), "file_ids": ids_json(&updated)}),
+    ))
+}
+
+/// `DELETE /files/tags` with `{"query_tags": [...], "tags_to_remove": [...]}`.
+pub async fn remove_tags(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let (user, query, remove) = tag_change(&app, &headers, &body, "tags_to_remove").await?;
+    let outcome = app.service.remove_tags(user, query, remove).await?;
+    let skipped: Vec<Value> = outcome
+        .skipped
+        .iter()
+        .map(|f| json!({"file_id": f.file_id.to_string(), "name": f.name, "current_tags": f.tags}))
+        .collect();
+    Ok(Json(json!({
+        "updated_count": outcome.updated.len(),
+        "file_ids": ids_json(&outcome.updated),
+        "skipped_files": skipped,
+    })))
+}
+
+/// `GET /files/{file_id}/download`.
+pub async fn download_by_id(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(file_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let mut issues = Vec::new();
+    let user = finish(
+        authenticate_first(&app.service, &headers, &mut issues).await?,
+        issues,
+    )?;
+    let target = match Uuid::parse_str(&file_id) {
+        Ok(id) => DownloadTarget::Id(id),
+        Err(_) => return Err(ApiError::FileNotFound(file_id)),
+    };
+    let download = app.service.find_download(user, target).await?;
+    download_response(app, download, headers.get(header::RANGE)).await
+}
+
+/// `GET /files/by-name/{filename}/download`.
+pub async fn download_by_name(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let mut issues = Vec::new();
+    let user = finish(
+        authenticate_first(&app.service, &headers, &mut issues).await?,
+        issues,
+    )?;
+    let download = app
+        .service
+        .find_download(user, DownloadTarget::Name(name))
+        .await?;
+    download_response(app, download, headers.get(header::RANGE)).await
+}
+
+/// A single `bytes=` range, resolved against `size`: `Ok(None)` to send everything (no header,
+/// or one this server does not honour, such as several ranges), `Err(())` when unsatisfiable.
+fn parse_range(value: Option<&HeaderValue>, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = value
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("bytes="))
+    else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((first, last)) = spec.split_once('-') else {
+        return Ok(None);
+    };
+    let (first, last) = (first.trim(), last.trim());
+    let range = match (first.parse::<u64>(), last.parse::<u64>()) {
+        (Ok(start), Ok(end)) if start <= end => (start, end.min(size.saturating_sub(1))),
+        (Ok(start), Err(_)) if last.is_empty() => (start, size.saturating_sub(1)),
+        (Err(_), Ok(suffix)) if first.is_empty() && suffix > 0 => {
+            (size.saturating_sub(suffix), size.saturating_sub(1))
+        }
+        _ => return Ok(None),
+    };
+    if size == 0 || range.0 >= size {
+        return Err(());
+    }
+    Ok(Some(range))
+}
+
+/// `attachment; filename="<ascii>"; filename*=UTF-8''<percent-encoded>`: any name works,
+/// and nothing in it can break out of the header.
+pub fn content_disposition(name: &str) -> String {
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    const ATTR_CHAR: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'!')
+        .remove(b'#')
+        .remove(b'$')
+        .remove(b'&')
+        .remove(b'+')
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'^')
+        .remove(b'_')
+        .remove(b'`')
+        .remove(b'|')
+        .remove(b'~');
+    let encoded = percent_encoding::utf8_percent_encode(name, ATTR_CHAR);
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
+/// Streams the file (or the requested range): the first chunk is fetched before the headers
+/// go out, so an unreadable file is a clean 503; a chunk that cannot be read later aborts the
+/// connection rather than sending a short or corrupt body.
+async fn download_response(
+    app: Arc<AppState>,
+    download: Download,
+    range: Option<&HeaderValue>,
+) -> Result<Response, ApiError> {
+    let Download {
+        file,
+        chunks,
+        chunk_size,
+    } = download;
+    let size = file.size;
+    let mut builder = Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_DISPOSITION, content_disposition(&file.name));
+    let (start, end) = match parse_range(range, size) {
+        Err(()) => {
+            return Response::builder()
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{size}"))
+                .body(Body::empty())
+                .map_err(ApiError::internal);
+        }
+        Ok(Some((start, end))) => {
+            builder = builder
+                .status(StatusCode::PARTIAL_CONTENT)
+                .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"));
+            (start, end)
+        }
+        Ok(None) => {
+            builder = builder.status(StatusCode::OK);
+            if size == 0 {
+                return builder
+                    .header(header::CONTENT_LENGTH, 0)
+                    .body(Body::empty())
+                    .map_err(ApiError::internal);
+            }
+            (0, size - 1)
+        }
+    };
+    builder = builder.header(header::CONTENT_LENGTH, end - start + 1);
+    let chunk_size = chunk_size.max(1);
+    let first = (start / chunk_size) as usize;
+    let last = ((end / chunk_size) as usize).min(chunks.len().saturating_sub(1));
+    let slice = move |index: usize, data: Bytes| -> Result<Bytes, std::io::Error> {
+        let chunk_start = index as u64 * chunk_size;
+        let expected = (size - chunk_start).min(chunk_size);
+        if data.len() as u64 != expected {
+            return Err(std::io::Error::other(format!(
+                "chunk {index} has {} bytes, expected {expected}",
+                data.len()
+            )));
+        }
+        let from = start.saturating_sub(chunk_start) as usize;
+        let to = ((end + 1).min(chunk_start + expected) - chunk_start) as usize;
+        Ok(data.slice(from..to))
+    };
+    let Some(&first_id) = chunks.get(first) else {
+        return Err(ApiError::internal(format!(
+            "file {} has no chunk {first}",
+            file.file_id
+        )));
+    };
+    let head = slice(first, app.service.read_chunk(first_id).await?).map_err(ApiError::internal)?;
+    let service = Arc::clone(&app);
+    let rest = futures_util::stream::iter((first + 1..=last).map(move |index| (index, chunks[index])))
+        .map(move |(index, id)| {
+            let service = Arc::clone(&service);
+            async move {
+                let data = service.service.read_chunk(id).await.map_err(|e| {
+                    tracing::error!(chunk = %id, error = %e, "download aborted: no replica could serve a chunk");
+                    std::io::Error::other(e.to_string())
+                })?;
+                slice(index, data)
+            }
+        })
+        .buffered(READ_AHEAD_CHUNKS);
+    let body = futures_util::stream::once(async move { Ok::<_, std::io::Error>(head) }).chain(rest);
+    builder
+        .body(Body::from_stream(body))
+        .map_err(ApiError::internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        let h = |s: &'static str| HeaderValue::from_static(s);
+        assert_eq!(parse_range(None, 10), Ok(None));
+        assert_eq!(parse_range(Some(&h("bytes=2-5")), 10), Ok(Some((2, 5))));
+        assert_eq!(parse_range(Some(&h("bytes=2-")), 10), Ok(Some((2, 9))));
+        assert_eq!(parse_range(Some(&h("bytes=-3")), 10), Ok(Some((7, 9))));
+        assert_eq!(parse_range(Some(&h("bytes=5-100")), 10), Ok(Some((5, 9))));
+        assert_eq!(parse_range(Some(&h("bytes=-100")), 10), Ok(Some((0, 9))));
+        assert_eq!(parse_range(Some(&h("bytes=10-")), 10), Err(()));
+        assert_eq!(parse_range(Some(&h("bytes=0-0")), 0), Err(()));
+        assert_eq!(parse_range(Some(&h("bytes=5-2")), 10), Ok(None));
+        assert_eq!(parse_range(Some(&h("bytes=0-1,3-4")), 10), Ok(None));
+        assert_eq!(parse_range(Some(&h("items=0-1")), 10), Ok(None));
+    }
+
+    #[test]
+    fn content_disposition_survives_any_name() {
+        assert_eq!(
+            content_disposition("a b.txt"),
+            "attachment; filename=\"a b.txt\"; filename*=UTF-8''a%20b.txt"
+        );
+        let nasty = content_disposition("\"quoted\"\r\nInjected: yes ünï.pdf");
+        assert!(!nasty.contains('\r') && !nasty.contains('\n'));
+        assert!(
+            nasty.starts_with("attachment; filename=\"_quoted___Injected: yes _n_.pdf\""),
+            "{nasty}"
+        );
+        assert!(nasty.contains("%C3%BCn%C3%AF.pdf"));
+        assert!(HeaderValue::from_str(&nasty).is_ok());
+    }
+}

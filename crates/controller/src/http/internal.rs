@@ -1,0 +1,95 @@
+//! `/internal` routes: traffic from chunkservers and other controllers, refused without the
+//! cluster token when one is configured.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use redcloud_types::{CLUSTER_TOKEN_HEADER, Heartbeat};
+use serde_json::json;
+
+use super::AppState;
+use crate::cluster::HeartbeatNews;
+use crate::error::ApiError;
+use crate::meta::MetaOp;
+
+/// Refuses internal requests that lack the configured cluster token (compared in constant time).
+pub async fn require_token(
+    State(app): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(expected) = &app.cluster_token {
+        let given = request
+            .headers()
+            .get(CLUSTER_TOKEN_HEADER)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if !constant_time_eq(given, expected.as_bytes()) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"detail": "Cluster token required"})),
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `POST /internal/heartbeat`: a chunkserver's heartbeat. A chunkserver first seen here, or
+/// seen at a new address, is recorded in the log so every controller learns of it.
+pub async fn heartbeat(
+    State(app): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let beat: Heartbeat = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::InvalidRequest(format!("bad heartbeat: {e}")))?;
+    if beat.node_id.is_empty() || beat.address.is_empty() {
+        return Err(ApiError::InvalidRequest(
+            "heartbeat without node id or address".to_owned(),
+        ));
+    }
+    match app.registry.heartbeat(&beat, Instant::now()) {
+        HeartbeatNews::NewAddress => {
+            tracing::info!(chunkserver = %beat.node_id, address = %beat.address, "chunkserver joined");
+            app.service
+                .log
+                .append(vec![MetaOp::ChunkserverSeen {
+                    node_id: beat.node_id,
+                    address: beat.address,
+                }])
+                .await?;
+        }
+        HeartbeatNews::Recovered => {
+            tracing::info!(chunkserver = %beat.node_id, "chunkserver recovered")
+        }
+        HeartbeatNews::Nothing => {}
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /internal/state`: this controller's id, log frontier and read-model digest, so
+/// operators and tests can compare controllers.
+pub async fn state(State(app): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let snapshot = app.service.log.snapshot().await?;
+    let frontier: serde_json::Map<String, serde_json::Value> = snapshot
+        .frontier
+        .iter()
+        .map(|(origin, seq)| (origin.to_string(), json!(seq.get())))
+        .collect();
+    Ok(Json(json!({
+        "node_id": app.node_id.to_string(),
+        "frontier": frontier,
+        "operations": snapshot.frontier.op_count(),
+        "digest": hex::encode(snapshot.digest),
+    })))
+}

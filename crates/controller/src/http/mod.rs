@@ -1,0 +1,112 @@
+//! The HTTP API on port 8000: the client contract of `http-api.md`, health and readiness, and
+//! the internal routes. One router; errors become responses only in `ApiError`.
+
+mod auth;
+mod extract;
+mod files;
+mod internal;
+mod system;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::cluster::Registry;
+use crate::service::Service;
+
+/// Largest JSON body accepted on non-upload routes.
+const JSON_BODY_LIMIT_BYTES: usize = 1024 * 1024;
+
+/// What every handler can reach.
+pub struct AppState {
+    /// The API operations.
+    pub service: Service,
+    /// The chunkservers.
+    pub registry: Arc<Registry>,
+    /// Required on internal routes when set.
+    pub cluster_token: Option<String>,
+    /// This controller.
+    pub node_id: redcloud_eventlog::NodeId,
+}
+
+/// The whole HTTP router.
+pub fn router(state: Arc<AppState>) -> Router {
+    let internal = Router::new()
+        .route("/internal/heartbeat", post(internal::heartbeat))
+        .route("/internal/state", get(internal::state))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            internal::require_token,
+        ));
+    Router::new()
+        .route("/", get(system::root))
+        .route("/health", get(system::health))
+        .route("/ready", get(system::ready))
+        .route("/auth/register", post(auth::register))
+        .route("/auth/login", post(auth::login))
+        .route(
+            "/files",
+            post(files::upload)
+                .layer(DefaultBodyLimit::disable())
+                .get(files::list)
+                .delete(files::delete),
+        )
+        .route(
+            "/files/tags",
+            post(files::add_tags).delete(files::remove_tags),
+        )
+        .route("/files/{file_id}/download", get(files::download_by_id))
+        .route(
+            "/files/by-name/{filename}/download",
+            get(files::download_by_name),
+        )
+        .merge(internal)
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT_BYTES))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"detail": "Not Found"})),
+    )
+        .into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(json!({"detail": "Method Not Allowed"})),
+    )
+        .into_response()
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Echoes the client's `X-Request-ID` (or makes one) on the response and in every log line of
+/// the request.
+async fn request_id(request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let span = tracing::debug_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let mut response = next.run(request).instrument(span).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}

@@ -1,0 +1,40 @@
+//! `/`, `/health` and `/ready`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::AppState;
+
+/// `GET /`.
+pub async fn root() -> Json<Value> {
+    Json(json!({"message": "RedCloud Files Controller API", "status": "running"}))
+}
+
+/// `GET /health`: the process is alive.
+pub async fn health() -> Json<Value> {
+    Json(json!({"status": "healthy", "service": "controller"}))
+}
+
+/// `GET /ready`: the log and read model are open (they are, or the process would not be
+/// serving) and at least one chunkserver is healthy.
+pub async fn ready(State(app): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
+    let healthy = app.registry.healthy(Instant::now()).len();
+    let ready = healthy > 0;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "ready": ready,
+        "node_id": app.node_id.to_string(),
+        "log": "open",
+        "healthy_chunkservers": healthy,
+    });
+    (status, Json(body))
+}

@@ -1,0 +1,259 @@
+//! The log worker: one thread that owns the event log, the replication core and the read
+//! model's writer. Async code talks to it through a bounded channel.
+//!
+//! Writes that arrive together are appended together: the worker drains every queued append
+//! into one batch, so concurrent requests share one fsync. A request is answered only after
+//! its operations are durable *and* projected, so the writer's next read sees them.
+
+use std::path::Path;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use redcloud_eventlog::{
+    Event, FjallStore, Gossip, GossipConfig, LogStore, NodeId, Op, VersionVector, replay,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::ApiError;
+use crate::meta::MetaOp;
+use crate::readmodel::{Projection, ReadModelError};
+
+/// Requests queued for the worker before senders wait.
+const QUEUE_CAPACITY: usize = 1024;
+/// Most queued appends folded into one batch.
+const BATCH_MAX_REQUESTS: usize = 256;
+/// Operations per page when replaying the log into a fresh read model.
+const REPLAY_PAGE_OPS: usize = 4096;
+
+/// A failure to start the worker.
+#[derive(Debug, thiserror::Error)]
+pub enum LogOpenError {
+    /// The event log.
+    #[error("event log: {0}")]
+    Store(#[from] redcloud_eventlog::StoreError),
+    /// The read model.
+    #[error("read model: {0}")]
+    ReadModel(#[from] ReadModelError),
+}
+
+enum Command {
+    Append {
+        ops: Vec<MetaOp>,
+        reply: oneshot::Sender<Result<VersionVector, ApiError>>,
+    },
+    Snapshot {
+        reply: oneshot::Sender<Result<LogSnapshot, ApiError>>,
+    },
+}
+
+/// The log's frontier and the read model's digest, taken together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSnapshot {
+    /// Operations in the log (all projected: the worker projects before it answers).
+    pub frontier: VersionVector,
+    /// The canonical digest of the read model.
+    pub digest: [u8; 32],
+}
+
+/// A handle to the log worker.
+#[derive(Clone)]
+pub struct LogHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl LogHandle {
+    /// Appends `ops` durably and projects them; returns the frontier that includes them.
+    pub async fn append(&self, ops: Vec<MetaOp>) -> Result<VersionVector, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Append { ops, reply })
+            .await
+            .map_err(|_| ApiError::internal("the log worker has stopped"))?;
+        answer
+            .await
+            .map_err(|_| ApiError::internal("the log worker dropped a request"))?
+    }
+
+    /// The log's frontier with the digest of the read model that projects exactly it.
+    pub async fn snapshot(&self) -> Result<LogSnapshot, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Snapshot { reply })
+            .await
+            .map_err(|_| ApiError::internal("the log worker has stopped"))?;
+        answer
+            .await
+            .map_err(|_| ApiError::internal("the log worker dropped a request"))?
+    }
+}
+
+/// Opens the log and the read model under `data_dir`, brings the read model up to the log
+/// (rebuilding it from scratch when it was deleted), and starts the worker thread. The thread
+/// stops when every handle is dropped.
+pub fn start(
+    data_dir: &Path,
+    node_id: NodeId,
+    gossip: GossipConfig,
+) -> Result<LogHandle, LogOpenError> {
+    let store = FjallStore::<MetaOp>::open(&data_dir.join("log"))?;
+    let mut projection = Projection::open(&data_dir.join("readmodel.sqlite"))?;
+    catch_up(&store, &mut projection)?;
+    let core = Gossip::new(
+        node_id,
+        gossip,
+        StdRng::from_os_rng(),
+        Instant::now(),
+        &store,
+    )?;
+    let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+    let worker = Worker {
+        store,
+        core,
+        projection,
+        rx,
+    };
+    std::thread::Builder::new()
+        .name("log-worker".to_owned())
+        .spawn(move || worker.run())
+        .map_err(|e| {
+            LogOpenError::ReadModel(ReadModelError::Corrupt {
+                what: "log worker thread",
+                reason: e.to_string(),
+            })
+        })?;
+    Ok(LogHandle { tx })
+}
+
+/// Projects whatever the log holds beyond what the read model has applied.
+fn catch_up(store: &FjallStore<MetaOp>, projection: &mut Projection) -> Result<(), LogOpenError> {
+    let log_frontier = LogStore::<MetaOp>::frontier(store);
+    let behind = log_frontier.count_missing_from(projection.applied());
+    if behind == 0 {
+        return Ok(());
+    }
+    tracing::info!(operations = behind, "bringing the read model up to the log");
+    let started = Instant::now();
+    let mut failure = None;
+    replay(store, REPLAY_PAGE_OPS, |ops| {
+        if failure.is_none() {
+            failure = projection.apply(&ops).err();
+        }
+    })?;
+    if let Some(error) = failure {
+        return Err(error.into());
+    }
+    tracing::info!(
+        operations = behind,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "read model caught up"
+    );
+    Ok(())
+}
+
+/// Operations waiting to be appended, and where to send the outcome.
+type PendingAppend = (
+    Vec<MetaOp>,
+    oneshot::Sender<Result<VersionVector, ApiError>>,
+);
+
+struct Worker {
+    store: FjallStore<MetaOp>,
+    core: Gossip<MetaOp, StdRng>,
+    projection: Projection,
+    rx: mpsc::Receiver<Command>,
+}
+
+fn wall_clock_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Worker {
+    fn run(mut self) {
+        while let Some(first) = self.rx.blocking_recv() {
+            let mut appends: Vec<PendingAppend> = Vec::new();
+            let mut next = Some(first);
+            while let Some(command) = next.take() {
+                match command {
+                    Command::Append { ops, reply } => appends.push((ops, reply)),
+                    Command::Snapshot { reply } => {
+                        let snapshot = self
+                            .projection
+                            .digest()
+                            .map(|digest| LogSnapshot {
+                                frontier: self.projection.applied().clone(),
+                                digest,
+                            })
+                            .map_err(ApiError::internal);
+                        let _ = reply.send(snapshot);
+                    }
+                }
+                if appends.len() < BATCH_MAX_REQUESTS {
+                    next = self.rx.try_recv().ok();
+                }
+            }
+            if !appends.is_empty() {
+                self.append_batch(appends);
+            }
+        }
+        tracing::info!("log worker stopped");
+    }
+
+    fn append_batch(&mut self, appends: Vec<PendingAppend>) {
+        let payloads: Vec<MetaOp> = appends
+            .iter()
+            .flat_map(|(ops, _)| ops.iter().cloned())
+            .collect();
+        let appended = self
+            .core
+            .append_local(wall_clock_ms(), payloads, &self.store);
+        let outcome = match appended {
+            Ok(_) => self.project_events(),
+            Err(error) if error.is_fatal() => {
+                tracing::error!(%error, "the event log can no longer be written; exiting so the node restarts");
+                std::process::exit(70);
+            }
+            Err(error) => Err(ApiError::internal(error)),
+        };
+        let frontier = LogStore::<MetaOp>::frontier(&self.store);
+        for (_, reply) in appends {
+            let answer = match &outcome {
+                Ok(()) => Ok(frontier.clone()),
+                Err(error) => Err(ApiError::internal(error)),
+            };
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// Projects every applied operation the core reports.
+    fn project_events(&mut self) -> Result<(), ApiError> {
+        let mut applied: Vec<Op<MetaOp>> = Vec::new();
+        while let Some(event) = self.core.poll_event() {
+            match event {
+                Event::Applied { ops } => applied.extend(ops),
+                Event::PeerSuspected { peer } => tracing::warn!(%peer, "peer suspected"),
+                Event::PeerRecovered { peer } => tracing::info!(%peer, "peer answers again"),
+                Event::BufferOverflow { dropped } => {
+                    tracing::debug!(%dropped, "out-of-order buffer full")
+                }
+                Event::ClockAhead { dot, ahead_ms } => {
+                    tracing::warn!(%dot, ahead_ms, "operation stamped far ahead of this clock; held until the clock catches up");
+                }
+            }
+        }
+        if let Err(error) = self.projection.apply(&applied) {
+            tracing::warn!(%error, "projection failed; catching up from the log");
+        }
+        // Whatever went wrong before (or now), the log has the truth: fill any gap from it.
+        let log_frontier = LogStore::<MetaOp>::frontier(&self.store);
+        if log_frontier.count_missing_from(self.projection.applied()) > 0 {
+            catch_up(&self.store, &mut self.projection).map_err(|error| {
+                tracing::error!(%error, "projection failed; retrying from the log with the next write");
+                ApiError::internal(error)
+            })?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,15 @@
+//! `redcloud-controller`: parses the configuration, installs logging and a panic hook, and
+//! serves until SIGINT or SIGTERM.
+
+use clap::Parser;
+use redcloud_controller::{Config, run};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    redcloud_types::process::init_logging();
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let shutdown = redcloud_types::process::shutdown_on_signal();
+    run(config, listener, shutdown).await?;
+    Ok(())
+}

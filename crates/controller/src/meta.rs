@@ -1,0 +1,83 @@
+//! The controller's operations: every metadata change, as it travels in the event log.
+//!
+//! Each variant is a payload of [`redcloud_eventlog::Op`]; the read model folds them with the
+//! conflict rules of `readmodel`. Fields added later must be optional (`#[serde(default)]`).
+
+use redcloud_types::ChunkId;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// SHA-256 of an API key. Keys are 122 random bits, so a fast hash is enough; only the hash
+/// is ever stored or replicated.
+pub type KeyHash = [u8; 32];
+
+/// One metadata change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaOp {
+    /// A user registered. The username belongs to the earliest registration by stamp.
+    UserRegistered {
+        /// The new user.
+        user_id: Uuid,
+        /// Case-sensitive.
+        username: String,
+        /// Argon2id PHC string.
+        password_hash: String,
+        /// Hash of the key issued at registration.
+        api_key_hash: KeyHash,
+    },
+    /// A user logged in: a new key replaces the previous one (last writer wins).
+    ApiKeyIssued {
+        /// The user.
+        user_id: Uuid,
+        /// Hash of the new key.
+        api_key_hash: KeyHash,
+    },
+    /// A file was uploaded.
+    FileAdded {
+        /// The new file.
+        file_id: Uuid,
+        /// Its owner.
+        owner_id: Uuid,
+        /// The name it was uploaded under.
+        name: String,
+        /// Bytes.
+        size: u64,
+        /// Bytes per chunk; every chunk but the last has this size.
+        chunk_size: u64,
+        /// Its chunks, in order.
+        chunks: Vec<ChunkId>,
+        /// Its tags, de-duplicated, in input order.
+        tags: Vec<String>,
+        /// Milliseconds since the Unix epoch.
+        created_at_ms: u64,
+        /// Files of the same owner and name that the uploader's controller knew of: this upload
+        /// causally follows them and deletes them.
+        replaces: Vec<Uuid>,
+    },
+    /// Files were deleted.
+    FilesDeleted {
+        /// The files.
+        file_ids: Vec<Uuid>,
+    },
+    /// Tags were added to files.
+    TagsAdded {
+        /// The files.
+        file_ids: Vec<Uuid>,
+        /// The tags.
+        tags: Vec<String>,
+    },
+    /// Tags were removed from files.
+    TagsRemoved {
+        /// The files.
+        file_ids: Vec<Uuid>,
+        /// The tags.
+        tags: Vec<String>,
+    },
+    /// A chunkserver was first seen, or seen at a new address.
+    ChunkserverSeen {
+        /// Its node id.
+        node_id: String,
+        /// Its gRPC address.
+        address: String,
+    },
+}

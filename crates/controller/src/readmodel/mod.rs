@@ -1,0 +1,388 @@
+//! The SQLite read model: the projection of the event log that every read is served from.
+//!
+//! [`Projection`] is the single writer: it folds operations, in causal order, into the tables
+//! and records the applied frontier in the same transaction, so after a crash it resumes from
+//! the log. The conflict rules (the projection's whole contract, see `system.md`):
+//! - scalar fields (password hash, current key, file metadata) are LWW registers by stamp;
+//! - a username belongs to its earliest registration; later ones keep their account and files;
+//! - tags are LWW elements per (file, tag); a file whose tags are all removed keeps the one
+//!   removed last;
+//! - an upload deletes the files it causally replaces; concurrent uploads of one name both
+//!   live, the newest under the name, the others under deterministic conflict names;
+//! - a delete wins over concurrent tag changes (files are never undeleted).
+//!
+//! Every rule depends only on the set of operations, never on their arrival order.
+
+mod queries;
+
+use std::path::Path;
+
+use redcloud_eventlog::{Hlc, NodeId, Op, VersionVector};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+pub use queries::{FileRecord, ReadPool, Reader};
+
+use crate::meta::MetaOp;
+
+const SCHEMA: &str = include_str!("schema.sql");
+const APPLIED_FRONTIER_KEY: &str = "applied_frontier";
+
+/// A read-model failure. The transaction in progress is rolled back.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadModelError {
+    /// SQLite failed.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored value does not decode (a damaged or foreign database file).
+    #[error("read model value {what} is corrupt: {reason}")]
+    Corrupt {
+        /// Which value.
+        what: &'static str,
+        /// Why it does not decode.
+        reason: String,
+    },
+}
+
+/// The 20-byte, byte-ordered form of an operation's LWW stamp.
+pub type StampBytes = [u8; 20];
+
+/// Encodes `(hlc, origin)` so that byte order is stamp order.
+pub fn stamp_bytes(hlc: Hlc, origin: NodeId) -> StampBytes {
+    let mut out = [0u8; 20];
+    out[..8].copy_from_slice(&hlc.wall_ms.to_be_bytes());
+    out[8..12].copy_from_slice(&hlc.logical.to_be_bytes());
+    out[12..].copy_from_slice(&origin.to_be_bytes());
+    out
+}
+
+/// Opens `path` with the settings every connection uses.
+pub(crate) fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // The log is the durable record; after a power loss the projection resumes from the
+    // frontier it last committed, so the read model need not fsync every transaction.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    Ok(conn)
+}
+
+/// The one writer of the read model.
+pub struct Projection {
+    conn: Connection,
+    applied: VersionVector,
+}
+
+impl Projection {
+    /// Opens (creating if needed) the read model at `path`.
+    pub fn open(path: &Path) -> Result<Self, ReadModelError> {
+        let conn = open_connection(path)?;
+        conn.execute_batch(SCHEMA)?;
+        let applied = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [APPLIED_FRONTIER_KEY],
+                |row| row.get::<_, Vec<u8>>(0),
+            )
+            .optional()?
+            .map(|bytes| {
+                rmp_serde::from_slice::<VersionVector>(&bytes).map_err(|e| {
+                    ReadModelError::Corrupt {
+                        what: "applied frontier",
+                        reason: e.to_string(),
+                    }
+                })
+            })
+            .transpose()?
+            .unwrap_or_default();
+        Ok(Self { conn, applied })
+    }
+
+    /// The frontier of the operations folded in.
+    pub fn applied(&self) -> &VersionVector {
+        &self.applied
+    }
+
+    /// Folds `ops` (in causal order) in one transaction, skipping those already applied.
+    pub fn apply(&mut self, ops: &[Op<MetaOp>]) -> Result<(), ReadModelError> {
+        let fresh: Vec<&Op<MetaOp>> = ops
+            .iter()
+            .filter(|op| !self.applied.contains(op.dot))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let mut applied = self.applied.clone();
+        let tx = self.conn.transaction()?;
+        for op in fresh {
+            apply_one(&tx, op)?;
+            applied.raise(op.dot.origin, op.dot.seq);
+        }
+        let encoded = rmp_serde::to_vec(&applied).map_err(|e| ReadModelError::Corrupt {
+            what: "applied frontier",
+            reason: e.to_string(),
+        })?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![APPLIED_FRONTIER_KEY, encoded],
+        )?;
+        tx.commit()?;
+        self.applied = applied;
+        Ok(())
+    }
+
+    /// SHA-256 over the canonical contents of every table: equal digests, equal read models.
+    pub fn digest(&self) -> Result<[u8; 32], ReadModelError> {
+        digest(&self.conn)
+    }
+}
+
+fn apply_one(tx: &Transaction<'_>, op: &Op<MetaOp>) -> Result<(), ReadModelError> {
+    let stamp = stamp_bytes(op.hlc, op.dot.origin);
+    match &op.payload {
+        MetaOp::UserRegistered {
+            user_id,
+            username,
+            password_hash,
+            api_key_hash,
+        } => {
+            // A second registration of one id (never made by a healthy node) is settled by
+            // stamp, not by arrival: the earliest registration, the latest key.
+            tx.execute(
+                "INSERT INTO users (user_id, username, registered_stamp, password_hash, key_hash, key_stamp)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?3)
+                 ON CONFLICT (user_id) DO UPDATE SET
+                   username = CASE WHEN excluded.registered_stamp < users.registered_stamp THEN excluded.username ELSE users.username END,
+                   password_hash = CASE WHEN excluded.registered_stamp < users.registered_stamp THEN excluded.password_hash ELSE users.password_hash END,
+                   registered_stamp = min(excluded.registered_stamp, users.registered_stamp),
+                   key_hash = CASE WHEN excluded.key_stamp > users.key_stamp THEN excluded.key_hash ELSE users.key_hash END,
+                   key_stamp = max(excluded.key_stamp, users.key_stamp)",
+                params![user_id.as_bytes(), username, stamp, password_hash, api_key_hash],
+            )?;
+        }
+        MetaOp::ApiKeyIssued {
+            user_id,
+            api_key_hash,
+        } => {
+            tx.execute(
+                "UPDATE users SET key_hash = ?2, key_stamp = ?3 WHERE user_id = ?1 AND key_stamp < ?3",
+                params![user_id.as_bytes(), api_key_hash, stamp],
+            )?;
+        }
+        MetaOp::FileAdded {
+            file_id,
+            owner_id,
+            name,
+            size,
+            chunk_size,
+            chunks,
+            tags,
+            created_at_ms,
+            replaces,
+        } => {
+            // A second add of one id (never made by a healthy node) is settled by stamp: the
+            // earliest add describes the file.
+            let previous: Option<(Vec<u8>, String, Vec<u8>)> = tx
+                .query_row(
+                    "SELECT owner_id, name, stamp FROM files WHERE file_id = ?1",
+                    [file_id.as_bytes()],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .optional()?;
+            let wins = previous
+                .as_ref()
+                .is_none_or(|(_, _, earlier)| stamp.as_slice() < earlier.as_slice());
+            if wins {
+                tx.execute(
+                    "INSERT INTO files (file_id, owner_id, name, size, chunk_size, created_at_ms, stamp)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (file_id) DO UPDATE SET owner_id = excluded.owner_id, name = excluded.name,
+                       size = excluded.size, chunk_size = excluded.chunk_size,
+                       created_at_ms = excluded.created_at_ms, stamp = excluded.stamp",
+                    params![file_id.as_bytes(), owner_id.as_bytes(), name, *size as i64, *chunk_size as i64, *created_at_ms as i64, stamp],
+                )?;
+                tx.execute(
+                    "DELETE FROM file_chunks WHERE file_id = ?1",
+                    [file_id.as_bytes()],
+                )?;
+                for (idx, chunk) in chunks.iter().enumerate() {
+                    tx.execute(
+                        "INSERT INTO file_chunks (file_id, idx, chunk_id) VALUES (?1, ?2, ?3)",
+                        params![file_id.as_bytes(), idx as i64, chunk.as_bytes()],
+                    )?;
+                }
+            }
+            set_tags(tx, &[*file_id], tags, true, &stamp)?;
+            delete_files(tx, replaces)?;
+            refresh_display_names(tx, owner_id, name)?;
+            if let Some((old_owner, old_name, _)) = previous.filter(|_| wins) {
+                let old_owner =
+                    Uuid::from_slice(&old_owner).map_err(|e| ReadModelError::Corrupt {
+                        what: "files.owner_id",
+                        reason: e.to_string(),
+                    })?;
+                refresh_display_names(tx, &old_owner, &old_name)?;
+            }
+        }
+        MetaOp::FilesDeleted { file_ids } => delete_files(tx, file_ids)?,
+        MetaOp::TagsAdded { file_ids, tags } => set_tags(tx, file_ids, tags, true, &stamp)?,
+        MetaOp::TagsRemoved { file_ids, tags } => set_tags(tx, file_ids, tags, false, &stamp)?,
+        MetaOp::ChunkserverSeen { node_id, address } => {
+            tx.execute(
+                "INSERT INTO chunkservers (node_id, address, stamp) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (node_id) DO UPDATE SET address = excluded.address, stamp = excluded.stamp
+                 WHERE excluded.stamp > chunkservers.stamp",
+                params![node_id, address, stamp],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Marks files deleted (for good) and refreshes the names of their (owner, name) groups.
+fn delete_files(tx: &Transaction<'_>, file_ids: &[Uuid]) -> Result<(), ReadModelError> {
+    for file_id in file_ids {
+        let group: Option<(Vec<u8>, String)> = tx
+            .query_row(
+                "UPDATE files SET deleted = 1, display_name = NULL WHERE file_id = ?1 AND deleted = 0
+                 RETURNING owner_id, name",
+                [file_id.as_bytes()],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        if let Some((owner, name)) = group {
+            let owner = Uuid::from_slice(&owner).map_err(|e| ReadModelError::Corrupt {
+                what: "files.owner_id",
+                reason: e.to_string(),
+            })?;
+            refresh_display_names(tx, &owner, &name)?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies an add (`present`) or remove of `tags` on each file at `stamp`, LWW per element.
+/// Tag changes apply to deleted files too, so the state never depends on whether a delete
+/// arrived first; a deleted file is simply never shown.
+fn set_tags(
+    tx: &Transaction<'_>,
+    file_ids: &[Uuid],
+    tags: &[String],
+    present: bool,
+    stamp: &StampBytes,
+) -> Result<(), ReadModelError> {
+    for file_id in file_ids {
+        for tag in tags {
+            tx.execute(
+                "INSERT INTO file_tags (file_id, tag, present, stamp, effective) VALUES (?1, ?2, ?3, ?4, 0)
+                 ON CONFLICT (file_id, tag) DO UPDATE SET present = excluded.present, stamp = excluded.stamp
+                 WHERE excluded.stamp > file_tags.stamp",
+                params![file_id.as_bytes(), tag, present, stamp],
+            )?;
+        }
+        tx.execute(
+            "UPDATE file_tags SET effective = present WHERE file_id = ?1",
+            [file_id.as_bytes()],
+        )?;
+        // Never tagless: when nothing is present, the tag removed last stays.
+        tx.execute(
+            "UPDATE file_tags SET effective = 1 WHERE file_id = ?1
+               AND NOT EXISTS (SELECT 1 FROM file_tags WHERE file_id = ?1 AND present = 1)
+               AND stamp = (SELECT max(stamp) FROM file_tags WHERE file_id = ?1)",
+            [file_id.as_bytes()],
+        )?;
+    }
+    Ok(())
+}
+
+/// Gives the newest live file of (owner, name) the name itself and every other live one a
+/// conflict name derived from its id.
+fn refresh_display_names(
+    tx: &Transaction<'_>,
+    owner: &Uuid,
+    name: &str,
+) -> Result<(), ReadModelError> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT file_id FROM files WHERE owner_id = ?1 AND name = ?2 AND deleted = 0 ORDER BY stamp DESC",
+    )?;
+    let ids: Vec<Vec<u8>> = stmt
+        .query_map(params![owner.as_bytes(), name], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    for (rank, id) in ids.iter().enumerate() {
+        let display = if rank == 0 {
+            name.to_owned()
+        } else {
+            conflict_name(name, id)
+        };
+        tx.execute(
+            "UPDATE files SET display_name = ?2 WHERE file_id = ?1",
+            params![id, display],
+        )?;
+    }
+    Ok(())
+}
+
+/// `report.pdf` → `report (conflict 3f2a).pdf`, the tag being the file id's first hex digits.
+pub fn conflict_name(name: &str, file_id: &[u8]) -> String {
+    let tag = hex::encode(&file_id[..file_id.len().min(2)]);
+    match name.rfind('.').filter(|&dot| dot > 0) {
+        Some(dot) => format!("{} (conflict {tag}){}", &name[..dot], &name[dot..]),
+        None => format!("{name} (conflict {tag})"),
+    }
+}
+
+/// The canonical digest of a read model: every table, in primary-key order.
+pub fn digest(conn: &Connection) -> Result<[u8; 32], ReadModelError> {
+    const TABLES: &[(&str, &str)] = &[
+        (
+            "users",
+            "SELECT user_id, username, registered_stamp, password_hash, key_hash, key_stamp FROM users ORDER BY user_id",
+        ),
+        (
+            "files",
+            "SELECT file_id, owner_id, name, size, chunk_size, created_at_ms, stamp, deleted, display_name FROM files ORDER BY file_id",
+        ),
+        (
+            "file_chunks",
+            "SELECT file_id, idx, chunk_id FROM file_chunks ORDER BY file_id, idx",
+        ),
+        (
+            "file_tags",
+            "SELECT file_id, tag, present, stamp, effective FROM file_tags ORDER BY file_id, tag",
+        ),
+        (
+            "chunkservers",
+            "SELECT node_id, address, stamp FROM chunkservers ORDER BY node_id",
+        ),
+    ];
+    let mut hasher = Sha256::new();
+    for (table, query) in TABLES {
+        hasher.update(table.as_bytes());
+        let mut stmt = conn.prepare(query)?;
+        let columns = stmt.column_count();
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            for i in 0..columns {
+                let value = row.get_ref(i)?;
+                let (tag, bytes): (u8, Vec<u8>) = match value {
+                    rusqlite::types::ValueRef::Null => (0, Vec::new()),
+                    rusqlite::types::ValueRef::Integer(v) => (1, v.to_be_bytes().to_vec()),
+                    rusqlite::types::ValueRef::Real(v) => (2, v.to_be_bytes().to_vec()),
+                    rusqlite::types::ValueRef::Text(v) | rusqlite::types::ValueRef::Blob(v) => {
+                        (3, v.to_vec())
+                    }
+                };
+                hasher.update([tag]);
+                hasher.update((bytes.len() as u64).to_be_bytes());
+                hasher.update(&bytes);
+            }
+        }
+    }
+    Ok(hasher.finalize().into())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,254 @@
+//! Reads from the read model, on pooled read-only connections (SQLite WAL lets them run while
+//! the projection writes). Synchronous: call from blocking threads.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use redcloud_types::ChunkId;
+use rusqlite::{Connection, OptionalExtension, params_from_iter};
+use uuid::Uuid;
+
+use super::{ReadModelError, open_connection};
+use crate::meta::KeyHash;
+
+/// Most idle connections kept for reuse.
+const POOL_MAX_IDLE: usize = 8;
+
+/// A pool of read connections.
+pub struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    /// A pool over the database at `path` (which the projection has created).
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `read` on a pooled connection.
+    pub fn read<T>(
+        &self,
+        read: impl FnOnce(&Reader<'_>) -> Result<T, ReadModelError>,
+    ) -> Result<T, ReadModelError> {
+        let conn = self
+            .idle
+            .lock()
+            .expect("read pool lock poisoned by a panic in another thread")
+            .pop();
+        let conn = match conn {
+            Some(conn) => conn,
+            None => {
+                let conn = open_connection(&self.path)?;
+                conn.pragma_update(None, "query_only", true)?;
+                conn
+            }
+        };
+        let result = read(&Reader { conn: &conn });
+        let mut idle = self
+            .idle
+            .lock()
+            .expect("read pool lock poisoned by a panic in another thread");
+        if idle.len() < POOL_MAX_IDLE {
+            idle.push(conn);
+        }
+        result
+    }
+}
+
+/// A user as the API needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// The user.
+    pub user_id: Uuid,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+}
+
+/// A live file as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    /// The file.
+    pub file_id: Uuid,
+    /// Its owner.
+    pub owner_id: Uuid,
+    /// The name shown (a conflict name when another live file holds the name).
+    pub name: String,
+    /// The name it was uploaded under.
+    pub original_name: String,
+    /// Bytes.
+    pub size: u64,
+    /// Milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Effective tags, sorted.
+    pub tags: Vec<String>,
+}
+
+/// Queries over one connection.
+pub struct Reader<'c> {
+    pub(super) conn: &'c Connection,
+}
+
+fn uuid(bytes: Vec<u8>, what: &'static str) -> Result<Uuid, ReadModelError> {
+    Uuid::from_slice(&bytes).map_err(|e| ReadModelError::Corrupt {
+        what,
+        reason: e.to_string(),
+    })
+}
+
+const FILE_COLUMNS: &str = "f.file_id, f.owner_id, f.display_name, f.name, f.size, f.created_at_ms";
+
+impl Reader<'_> {
+    /// The user holding `username`: its earliest registration.
+    pub fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, ReadModelError> {
+        self.conn
+            .query_row(
+                "SELECT user_id, password_hash FROM users WHERE username = ?1
+                 ORDER BY registered_stamp LIMIT 1",
+                [username],
+                |row| Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, String>(1)?)),
+            )
+            .optional()?
+            .map(|(id, password_hash)| {
+                Ok(UserRecord {
+                    user_id: uuid(id, "users.user_id")?,
+                    password_hash,
+                })
+            })
+            .transpose()
+    }
+
+    /// The user whose current key hashes to `key_hash`.
+    pub fn user_by_key(&self, key_hash: &KeyHash) -> Result<Option<Uuid>, ReadModelError> {
+        self.conn
+            .query_row(
+                "SELECT user_id FROM users WHERE key_hash = ?1",
+                [key_hash],
+                |row| row.get::<_, Vec<u8>>(0),
+            )
+            .optional()?
+            .map(|id| uuid(id, "users.user_id"))
+            .transpose()
+    }
+
+    /// The owner's live files carrying every tag of `tags` (all of them when empty), by name
+    /// then id.
+    pub fn files_matching(
+        &self,
+        owner: &Uuid,
+        tags: &[String],
+    ) -> Result<Vec<FileRecord>, ReadModelError> {
+        let mut sql =
+            format!("SELECT {FILE_COLUMNS} FROM files f WHERE f.owner_id = ?1 AND f.deleted = 0");
+        if !tags.is_empty() {
+            let marks: Vec<String> = (0..tags.len()).map(|i| format!("?{}", i + 2)).collect();
+            sql.push_str(&format!(
+                " AND f.file_id IN (SELECT file_id FROM file_tags WHERE effective = 1 AND tag IN ({})
+                   GROUP BY file_id HAVING count(*) = {})",
+                marks.join(", "),
+                tags.len()
+            ));
+        }
+        sql.push_str(" ORDER BY f.display_name, f.file_id");
+        let args = std::iter::once(rusqlite::types::Value::Blob(owner.as_bytes().to_vec()))
+            .chain(tags.iter().map(|t| rusqlite::types::Value::Text(t.clone())));
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), file_row)?;
+        let mut files = Vec::new();
+        for row in rows {
+            files.push(self.with_tags(row?)?);
+        }
+        Ok(files)
+    }
+
+    /// A live file by id, whoever owns it.
+    pub fn file_by_id(&self, file_id: &Uuid) -> Result<Option<FileRecord>, ReadModelError> {
+        let sql =
+            format!("SELECT {FILE_COLUMNS} FROM files f WHERE f.file_id = ?1 AND f.deleted = 0");
+        let row = self
+            .conn
+            .query_row(&sql, [file_id.as_bytes()], file_row)
+            .optional()?;
+        row.map(|row| self.with_tags(row)).transpose()
+    }
+
+    /// The owner's live file shown under `name`.
+    pub fn file_by_name(
+        &self,
+        owner: &Uuid,
+        name: &str,
+    ) -> Result<Option<FileRecord>, ReadModelError> {
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM files f WHERE f.owner_id = ?1 AND f.display_name = ?2 AND f.deleted = 0
+             ORDER BY f.stamp DESC LIMIT 1"
+        );
+        let row = self
+            .conn
+            .query_row(&sql, rusqlite::params![owner.as_bytes(), name], file_row)
+            .optional()?;
+        row.map(|row| self.with_tags(row)).transpose()
+    }
+
+    /// The chunks of a file, in order.
+    pub fn chunks_of(&self, file_id: &Uuid) -> Result<Vec<ChunkId>, ReadModelError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT chunk_id FROM file_chunks WHERE file_id = ?1 ORDER BY idx")?;
+        let rows = stmt.query_map([file_id.as_bytes()], |row| row.get::<_, Vec<u8>>(0))?;
+        rows.map(|bytes| {
+            ChunkId::from_slice(&bytes?).map_err(|e| ReadModelError::Corrupt {
+                what: "file_chunks.chunk_id",
+                reason: e.to_string(),
+            })
+        })
+        .collect()
+    }
+
+    /// Bytes per chunk of a file.
+    pub fn chunk_size_of(&self, file_id: &Uuid) -> Result<u64, ReadModelError> {
+        Ok(self.conn.query_row(
+            "SELECT chunk_size FROM files WHERE file_id = ?1",
+            [file_id.as_bytes()],
+            |row| row.get::<_, i64>(0),
+        )? as u64)
+    }
+
+    /// Every chunkserver ever seen, with its last known address.
+    pub fn chunkservers(&self) -> Result<Vec<(String, String)>, ReadModelError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT node_id, address FROM chunkservers ORDER BY node_id")?;
+        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn with_tags(&self, mut file: FileRecord) -> Result<FileRecord, ReadModelError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT tag FROM file_tags WHERE file_id = ?1 AND effective = 1 ORDER BY tag",
+        )?;
+        file.tags = stmt
+            .query_map([file.file_id.as_bytes()], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(file)
+    }
+}
+
+fn file_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<FileRecord> {
+    let bad = |i: usize, e: uuid::Error| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Blob, Box::new(e))
+    };
+    let file_id = Uuid::from_slice(&row.get::<_, Vec<u8>>(0)?).map_err(|e| bad(0, e))?;
+    let owner_id = Uuid::from_slice(&row.get::<_, Vec<u8>>(1)?).map_err(|e| bad(1, e))?;
+    Ok(FileRecord {
+        file_id,
+        owner_id,
+        name: row.get(2)?,
+        original_name: row.get(3)?,
+        size: row.get::<_, i64>(4)? as u64,
+        created_at_ms: row.get::<_, i64>(5)? as u64,
+        tags: Vec::new(),
+    })
+}

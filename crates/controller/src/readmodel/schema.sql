@@ -1,0 +1,60 @@
+-- The read model: a projection of the event log. Everything here can be rebuilt by replaying
+-- the log; `meta.applied_frontier` records how much of it is in these tables.
+-- Stamps are 20-byte big-endian (hlc wall ms, hlc logical, origin): byte order is LWW order.
+
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS users (
+    user_id BLOB PRIMARY KEY,
+    username TEXT NOT NULL,
+    registered_stamp BLOB NOT NULL,
+    password_hash TEXT NOT NULL,
+    key_hash BLOB NOT NULL,
+    key_stamp BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS users_by_username ON users (username, registered_stamp);
+CREATE INDEX IF NOT EXISTS users_by_key ON users (key_hash);
+
+CREATE TABLE IF NOT EXISTS files (
+    file_id BLOB PRIMARY KEY,
+    owner_id BLOB NOT NULL,
+    name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    chunk_size INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    stamp BLOB NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    -- The name shown: `name` for the newest live file of its (owner, name), a conflict name
+    -- for the others. NULL while deleted.
+    display_name TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS files_by_owner_name ON files (owner_id, name);
+CREATE INDEX IF NOT EXISTS files_by_display ON files (owner_id, display_name) WHERE deleted = 0;
+
+CREATE TABLE IF NOT EXISTS file_chunks (
+    file_id BLOB NOT NULL,
+    idx INTEGER NOT NULL,
+    chunk_id BLOB NOT NULL,
+    PRIMARY KEY (file_id, idx)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS file_chunks_by_chunk ON file_chunks (chunk_id);
+
+CREATE TABLE IF NOT EXISTS file_tags (
+    file_id BLOB NOT NULL,
+    tag TEXT NOT NULL,
+    present INTEGER NOT NULL,
+    stamp BLOB NOT NULL,
+    -- Whether the tag shows: present, or the last one removed when none is present.
+    effective INTEGER NOT NULL,
+    PRIMARY KEY (file_id, tag)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS file_tags_by_tag ON file_tags (tag, file_id) WHERE effective = 1;
+
+CREATE TABLE IF NOT EXISTS chunkservers (
+    node_id TEXT PRIMARY KEY,
+    address TEXT NOT NULL,
+    stamp BLOB NOT NULL
+) WITHOUT ROWID;

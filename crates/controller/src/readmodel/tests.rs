@@ -1,0 +1,407 @@
+use std::path::Path;
+
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+use redcloud_eventlog::{Dot, HlcClock, NodeId, Op, VersionVector};
+use redcloud_types::ChunkId;
+use uuid::Uuid;
+
+use super::*;
+
+fn memory() -> Projection {
+    Projection::open(Path::new(":memory:")).unwrap()
+}
+
+/// Builds ops by hand: each origin keeps its frontier and clock; `merge` makes one origin
+/// learn everything another has.
+struct History {
+    frontiers: Vec<VersionVector>,
+    clocks: Vec<HlcClock>,
+    logs: Vec<Vec<Op<MetaOp>>>,
+    all: Vec<Op<MetaOp>>,
+}
+
+impl History {
+    fn new(origins: usize) -> Self {
+        Self {
+            frontiers: vec![VersionVector::new(); origins],
+            clocks: vec![HlcClock::new(); origins],
+            logs: vec![Vec::new(); origins],
+            all: Vec::new(),
+        }
+    }
+
+    fn op(&mut self, origin: usize, wall_ms: u64, payload: MetaOp) -> Op<MetaOp> {
+        let id = NodeId::new(origin as u64 + 1);
+        let dot = Dot::new(id, self.frontiers[origin].get(id).next());
+        let op = Op {
+            dot,
+            deps: self.frontiers[origin].clone(),
+            hlc: self.clocks[origin].tick(wall_ms),
+            payload,
+        };
+        self.frontiers[origin].raise(id, dot.seq);
+        self.logs[origin].push(op.clone());
+        self.all.push(op.clone());
+        op
+    }
+
+    fn merge(&mut self, into: usize, from: usize) {
+        for op in self.logs[from].clone() {
+            if !self.frontiers[into].contains(op.dot) {
+                self.frontiers[into].raise(op.dot.origin, op.dot.seq);
+                self.clocks[into].observe(op.hlc);
+                self.logs[into].push(op);
+            }
+        }
+    }
+}
+
+fn register(user: Uuid, name: &str) -> MetaOp {
+    MetaOp::UserRegistered {
+        user_id: user,
+        username: name.to_owned(),
+        password_hash: "h".to_owned(),
+        api_key_hash: [user.as_bytes()[0]; 32],
+    }
+}
+
+fn add_file(file: Uuid, owner: Uuid, name: &str, tags: &[&str], replaces: Vec<Uuid>) -> MetaOp {
+    MetaOp::FileAdded {
+        file_id: file,
+        owner_id: owner,
+        name: name.to_owned(),
+        size: 3,
+        chunk_size: 4,
+        chunks: vec![ChunkId::of(name.as_bytes())],
+        tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        created_at_ms: 1,
+        replaces,
+    }
+}
+
+fn reader_of(projection: &Projection) -> Reader<'_> {
+    Reader {
+        conn: &projection.conn,
+    }
+}
+
+#[test]
+fn the_first_registration_keeps_the_name_and_the_other_account_survives() {
+    let mut h = History::new(2);
+    let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+    h.op(1, 100, register(second, "sam"));
+    h.op(0, 50, register(first, "sam"));
+    let mut p = memory();
+    p.apply(&h.all).unwrap();
+    let reader = reader_of(&p);
+    assert_eq!(reader.user_by_name("sam").unwrap().unwrap().user_id, first);
+    assert_eq!(
+        reader.user_by_key(&[second.as_bytes()[0]; 32]).unwrap(),
+        Some(second),
+        "the loser can still use its key"
+    );
+}
+
+#[test]
+fn concurrent_uploads_of_one_name_both_survive() {
+    let mut h = History::new(2);
+    let owner = Uuid::new_v4();
+    h.op(0, 1, register(owner, "o"));
+    h.merge(1, 0);
+    let (older, newer) = (Uuid::from_u128(0x3f2a << 112), Uuid::new_v4());
+    h.op(0, 10, add_file(older, owner, "report.pdf", &["a"], vec![]));
+    h.op(1, 20, add_file(newer, owner, "report.pdf", &["b"], vec![]));
+    let mut p = memory();
+    p.apply(&h.all).unwrap();
+    let files = reader_of(&p).files_matching(&owner, &[]).unwrap();
+    let names: Vec<_> = files.iter().map(|f| (f.name.as_str(), f.file_id)).collect();
+    assert_eq!(
+        names,
+        [("report (conflict 3f2a).pdf", older), ("report.pdf", newer)]
+    );
+}
+
+#[test]
+fn an_upload_that_follows_its_predecessor_replaces_it() {
+    let mut h = History::new(1);
+    let owner = Uuid::new_v4();
+    let (old, new) = (Uuid::new_v4(), Uuid::new_v4());
+    h.op(0, 1, register(owner, "o"));
+    h.op(0, 2, add_file(old, owner, "a.txt", &["t"], vec![]));
+    h.op(0, 3, add_file(new, owner, "a.txt", &["t"], vec![old]));
+    let mut p = memory();
+    p.apply(&h.all).unwrap();
+    let reader = reader_of(&p);
+    assert!(reader.file_by_id(&old).unwrap().is_none());
+    assert_eq!(
+        reader
+            .file_by_name(&owner, "a.txt")
+            .unwrap()
+            .unwrap()
+            .file_id,
+        new
+    );
+}
+
+#[test]
+fn concurrent_removals_never_leave_a_file_tagless() {
+    let mut h = History::new(2);
+    let owner = Uuid::new_v4();
+    let file = Uuid::new_v4();
+    h.op(0, 1, register(owner, "o"));
+    h.op(0, 2, add_file(file, owner, "f", &["x", "y"], vec![]));
+    h.merge(1, 0);
+    h.op(
+        0,
+        10,
+        MetaOp::TagsRemoved {
+            file_ids: vec![file],
+            tags: vec!["x".into()],
+        },
+    );
+    h.op(
+        1,
+        20,
+        MetaOp::TagsRemoved {
+            file_ids: vec![file],
+            tags: vec!["y".into()],
+        },
+    );
+    let mut p = memory();
+    p.apply(&h.all).unwrap();
+    let tags = reader_of(&p).file_by_id(&file).unwrap().unwrap().tags;
+    assert_eq!(tags, ["y"], "the tag removed last stays");
+}
+
+#[test]
+fn a_delete_wins_over_a_concurrent_tag_change() {
+    let mut h = History::new(2);
+    let owner = Uuid::new_v4();
+    let file = Uuid::new_v4();
+    h.op(0, 1, register(owner, "o"));
+    h.op(0, 2, add_file(file, owner, "f", &["x"], vec![]));
+    h.merge(1, 0);
+    h.op(
+        0,
+        5,
+        MetaOp::FilesDeleted {
+            file_ids: vec![file],
+        },
+    );
+    h.op(
+        1,
+        9,
+        MetaOp::TagsAdded {
+            file_ids: vec![file],
+            tags: vec!["later".into()],
+        },
+    );
+    for order in [h.all.clone(), {
+        let mut r = h.all.clone();
+        r.swap(2, 3);
+        r
+    }] {
+        let mut p = memory();
+        p.apply(&order).unwrap();
+        assert!(reader_of(&p).file_by_id(&file).unwrap().is_none());
+        assert!(
+            reader_of(&p)
+                .files_matching(&owner, &["later".to_owned()])
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+#[test]
+fn the_applied_frontier_survives_a_reopen_and_replays_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rm.sqlite");
+    let mut h = History::new(1);
+    let owner = Uuid::new_v4();
+    h.op(0, 1, register(owner, "o"));
+    h.op(0, 2, add_file(Uuid::new_v4(), owner, "f", &["x"], vec![]));
+    let digest = {
+        let mut p = Projection::open(&path).unwrap();
+        p.apply(&h.all).unwrap();
+        p.digest().unwrap()
+    };
+    let mut p = Projection::open(&path).unwrap();
+    assert_eq!(p.applied().op_count(), 2);
+    p.apply(&h.all).unwrap();
+    assert_eq!(
+        p.digest().unwrap(),
+        digest,
+        "applying known ops again changes nothing"
+    );
+}
+
+#[test]
+fn a_repeated_id_is_settled_by_stamp_not_by_arrival() {
+    let mut h = History::new(2);
+    let (user, file) = (Uuid::new_v4(), Uuid::new_v4());
+    h.op(0, 10, register(user, "early"));
+    h.op(1, 20, register(user, "late"));
+    h.op(0, 30, add_file(file, user, "first", &["t"], vec![]));
+    h.op(1, 40, add_file(file, user, "second", &["t"], vec![]));
+    let digests: Vec<_> = [vec![0, 1, 2, 3], vec![1, 0, 3, 2]]
+        .into_iter()
+        .map(|order| {
+            let mut p = memory();
+            for i in order {
+                p.apply(std::slice::from_ref(&h.all[i])).unwrap();
+            }
+            assert_eq!(
+                reader_of(&p)
+                    .user_by_name("early")
+                    .unwrap()
+                    .unwrap()
+                    .user_id,
+                user
+            );
+            assert_eq!(
+                reader_of(&p).file_by_id(&file).unwrap().unwrap().name,
+                "first"
+            );
+            p.digest().unwrap()
+        })
+        .collect();
+    assert_eq!(digests[0], digests[1]);
+}
+
+#[test]
+fn a_damaged_applied_frontier_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rm.sqlite");
+    drop(Projection::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('applied_frontier', x'c1c1c1')",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    assert!(matches!(
+        Projection::open(&path),
+        Err(ReadModelError::Corrupt { .. })
+    ));
+}
+
+/// What one origin has seen: registered users and added files.
+fn view(h: &History, origin: usize) -> (Vec<Uuid>, Vec<Uuid>) {
+    let (mut users, mut files) = (Vec::new(), Vec::new());
+    for op in &h.logs[origin] {
+        match &op.payload {
+            MetaOp::UserRegistered { user_id, .. } => users.push(*user_id),
+            MetaOp::FileAdded { file_id, .. } => files.push(*file_id),
+            _ => {}
+        }
+    }
+    (users, files)
+}
+
+/// One random step of a history over a small universe, so that ops collide often. Like a
+/// real controller, an origin refers only to users and files it has seen (causal delivery
+/// then guarantees every node has seen them too); names, tags and usernames collide freely.
+fn random_step(h: &mut History, rng: &mut rand::rngs::StdRng, step: u64) {
+    let origin = rng.random_range(0..h.frontiers.len());
+    let (users, files) = view(h, origin);
+    let tags = ["a", "b", "c"];
+    let some_tags = |rng: &mut rand::rngs::StdRng| -> Vec<String> {
+        let n = rng.random_range(1..=2);
+        (0..n)
+            .map(|_| tags[rng.random_range(0..tags.len())].to_owned())
+            .collect()
+    };
+    // Clocks disagree by up to a second.
+    let wall = step * 10 + rng.random_range(0..1000);
+    let pick = |rng: &mut rand::rngs::StdRng, from: &[Uuid]| from[rng.random_range(0..from.len())];
+    let payload = match rng.random_range(0..8) {
+        1 if !users.is_empty() => MetaOp::ApiKeyIssued {
+            user_id: pick(rng, &users),
+            api_key_hash: [rng.random(); 32],
+        },
+        2 | 3 if !users.is_empty() => {
+            let replaces = if !files.is_empty() && rng.random_bool(0.5) {
+                vec![pick(rng, &files)]
+            } else {
+                vec![]
+            };
+            MetaOp::FileAdded {
+                file_id: Uuid::from_u128(rng.random()),
+                owner_id: pick(rng, &users),
+                name: ["x.txt", "y"][rng.random_range(0..2)].to_owned(),
+                size: 1,
+                chunk_size: 1,
+                chunks: vec![ChunkId::of(&[rng.random()])],
+                tags: some_tags(rng),
+                created_at_ms: wall,
+                replaces,
+            }
+        }
+        4 if !files.is_empty() => MetaOp::FilesDeleted {
+            file_ids: vec![pick(rng, &files)],
+        },
+        5 if !files.is_empty() => MetaOp::TagsAdded {
+            file_ids: vec![pick(rng, &files)],
+            tags: some_tags(rng),
+        },
+        6 if !files.is_empty() => MetaOp::TagsRemoved {
+            file_ids: vec![pick(rng, &files)],
+            tags: some_tags(rng),
+        },
+        7 => {
+            let from = rng.random_range(0..h.frontiers.len());
+            h.merge(origin, from);
+            return;
+        }
+        _ => register(
+            Uuid::from_u128(rng.random()),
+            ["ann", "ben"][rng.random_range(0..2)],
+        ),
+    };
+    h.op(origin, wall, payload);
+}
+
+fn random_causal_order(ops: &[Op<MetaOp>], rng: &mut rand::rngs::StdRng) -> Vec<Op<MetaOp>> {
+    let mut pending = ops.to_vec();
+    let mut known = VersionVector::new();
+    let mut out = Vec::new();
+    while !pending.is_empty() {
+        let ready: Vec<usize> = (0..pending.len())
+            .filter(|&i| pending[i].is_ready_for(&known))
+            .collect();
+        let op = pending.swap_remove(ready[rng.random_range(0..ready.len())]);
+        known.raise(op.dot.origin, op.dot.seq);
+        out.push(op);
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The projection's whole contract in one property: the same set of operations gives the
+    /// same read model, in any causal order and any batching.
+    #[test]
+    fn any_causal_order_gives_the_same_read_model(seed: u64, steps in 5u64..80) {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut h = History::new(3);
+        for step in 0..steps {
+            random_step(&mut h, &mut rng, step);
+        }
+        let mut reference = memory();
+        reference.apply(&h.all).unwrap();
+        let expected = reference.digest().unwrap();
+        for _ in 0..3 {
+            let order = random_causal_order(&h.all, &mut rng);
+            let mut one_by_one = memory();
+            for op in &order {
+                one_by_one.apply(std::slice::from_ref(op)).unwrap();
+            }
+            prop_assert_eq!(one_by_one.digest().unwrap(), expected);
+            prop_assert_eq!(one_by_one.applied(), reference.applied());
+        }
+    }
+}

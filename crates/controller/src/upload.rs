@@ -1,0 +1,125 @@
+//! The upload pipeline: cuts a byte stream into chunks, hashes each off the async runtime and
+//! writes it to chunkservers, with a fixed number of chunks in flight so that memory does not
+//! grow with the file.
+
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::FuturesOrdered;
+use futures_util::{Stream, StreamExt};
+use redcloud_types::ChunkId;
+use tokio_util::task::AbortOnDropHandle;
+
+use crate::chunks::{ChunkIo, Targets};
+use crate::error::ApiError;
+
+/// What an upload stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredData {
+    /// Bytes received.
+    pub size: u64,
+    /// The chunks, in order.
+    pub chunks: Vec<ChunkId>,
+}
+
+/// Limits of one upload.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadLimits {
+    /// Bytes per chunk.
+    pub chunk_size: usize,
+    /// Chunks in flight at once.
+    pub pipeline_chunks: usize,
+    /// Largest upload accepted.
+    pub max_bytes: Option<u64>,
+}
+
+type ChunkWrite = AbortOnDropHandle<Result<ChunkId, ApiError>>;
+
+/// Stores everything `body` yields. On any error the chunk writes still in flight are
+/// cancelled; chunks already stored are collected later as unreferenced.
+pub async fn store_stream<S, E>(
+    io: &ChunkIo,
+    limits: UploadLimits,
+    mut body: S,
+) -> Result<StoredData, ApiError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let targets = io.write_targets()?;
+    let chunk_size = limits.chunk_size.max(1);
+    let mut in_flight: FuturesOrdered<ChunkWrite> = FuturesOrdered::new();
+    let mut chunks = Vec::new();
+    let mut buffer = BytesMut::with_capacity(chunk_size);
+    let mut size = 0u64;
+    while let Some(piece) = body.next().await {
+        let mut piece =
+            piece.map_err(|e| ApiError::InvalidRequest(format!("upload interrupted: {e}")))?;
+        size += piece.len() as u64;
+        if let Some(limit) = limits.max_bytes.filter(|limit| size > *limit) {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        while !piece.is_empty() {
+            let take = (chunk_size - buffer.len()).min(piece.len());
+            buffer.extend_from_slice(&piece.split_to(take));
+            if buffer.len() == chunk_size {
+                let full = std::mem::replace(&mut buffer, BytesMut::with_capacity(chunk_size));
+                submit(
+                    io,
+                    &targets,
+                    full.freeze(),
+                    limits,
+                    &mut in_flight,
+                    &mut chunks,
+                )
+                .await?;
+            }
+        }
+    }
+    if !buffer.is_empty() {
+        submit(
+            io,
+            &targets,
+            buffer.freeze(),
+            limits,
+            &mut in_flight,
+            &mut chunks,
+        )
+        .await?;
+    }
+    while let Some(written) = in_flight.next().await {
+        chunks.push(joined(written)?);
+    }
+    Ok(StoredData { size, chunks })
+}
+
+/// Starts writing one chunk, first waiting for the oldest write when the pipeline is full.
+async fn submit(
+    io: &ChunkIo,
+    targets: &Targets,
+    data: Bytes,
+    limits: UploadLimits,
+    in_flight: &mut FuturesOrdered<ChunkWrite>,
+    chunks: &mut Vec<ChunkId>,
+) -> Result<(), ApiError> {
+    if in_flight.len() >= limits.pipeline_chunks.max(1)
+        && let Some(written) = in_flight.next().await
+    {
+        chunks.push(joined(written)?);
+    }
+    let io = io.clone();
+    let targets = targets.clone();
+    in_flight.push_back(AbortOnDropHandle::new(tokio::spawn(async move {
+        let hashed = data.clone();
+        let id = tokio::task::spawn_blocking(move || ChunkId::of(&hashed))
+            .await
+            .map_err(ApiError::internal)?;
+        io.write(&targets, id, data).await?;
+        Ok(id)
+    })));
+    Ok(())
+}
+
+fn joined(
+    written: Result<Result<ChunkId, ApiError>, tokio::task::JoinError>,
+) -> Result<ChunkId, ApiError> {
+    written.map_err(ApiError::internal)?
+}

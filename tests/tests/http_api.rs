@@ -1,0 +1,730 @@
+//! The HTTP wire contract of `http-api.md`, endpoint by endpoint and error row by error row,
+//! against a real controller and chunkserver.
+#![allow(clippy::unwrap_used)]
+
+use redcloud_tests::{Cluster, ClusterBuilder, status_json};
+use serde_json::{Value, json};
+
+fn cluster() -> ClusterBuilder {
+    ClusterBuilder::new(env!("CARGO_BIN_EXE_redcloud-test-node"))
+}
+
+async fn post_json(c: &Cluster, path: &str, key: Option<&str>, body: Value) -> (u16, Value) {
+    let mut request = c.http.post(format!("{}{path}", c.url())).json(&body);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    status_json(request.send().await.unwrap()).await
+}
+
+async fn delete_json(c: &Cluster, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
+    let mut request = c.http.delete(format!("{}{path}", c.url())).bearer_auth(key);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    status_json(request.send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn service_routes_health_readiness_and_unknown_paths() {
+    let c = cluster().start().await;
+    let (status, body) = status_json(c.http.get(c.url()).send().await.unwrap()).await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"message": "RedCloud Files Controller API", "status": "running"})
+        )
+    );
+    let (status, body) = status_json(
+        c.http
+            .get(format!("{}/health", c.url()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"status": "healthy", "service": "controller"}))
+    );
+    let (status, body) = status_json(
+        c.http
+            .get(format!("{}/ready", c.url()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["ready"], json!(true));
+
+    let (status, body) = status_json(
+        c.http
+            .get(format!("{}/nope", c.url()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body), (404, json!({"detail": "Not Found"})));
+    let (status, body) = status_json(
+        c.http
+            .put(format!("{}/files", c.url()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (405, json!({"detail": "Method Not Allowed"}))
+    );
+
+    let echoed = c
+        .http
+        .get(c.url())
+        .header("X-Request-ID", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "trace-me-42");
+    let generated = c.http.get(c.url()).send().await.unwrap();
+    let id = generated.headers()["x-request-id"].to_str().unwrap();
+    assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 4);
+}
+
+#[tokio::test]
+async fn ready_is_503_without_a_chunkserver() {
+    let c = cluster().chunkservers(0).start().await;
+    let (status, body) = status_json(
+        c.http
+            .get(format!("{}/ready", c.url()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 503);
+    assert_eq!(body["ready"], json!(false));
+    let key = c.register("alice", "pw").await;
+    let (status, body) = status_json(c.upload(&key, "a.txt", b"data".to_vec(), "t").await).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["code"], "CHUNKSERVER_UNAVAILABLE");
+}
+
+#[tokio::test]
+async fn register_and_login() {
+    let c = cluster().start().await;
+    let (status, body) = post_json(
+        &c,
+        "/auth/register",
+        None,
+        json!({"username": "alice", "password": "s3cret"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let first_key = body["api_key"].as_str().unwrap().to_owned();
+    assert_eq!(first_key.len(), 40);
+    assert!(first_key.starts_with("dfs_"));
+    uuid::Uuid::parse_str(body["user_id"].as_str().unwrap()).unwrap();
+
+    let (status, body) = post_json(
+        &c,
+        "/auth/register",
+        None,
+        json!({"username": "alice", "password": "other"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("USER_ALREADY_EXISTS"))
+    );
+    let (status, _) = post_json(
+        &c,
+        "/auth/register",
+        None,
+        json!({"username": "Alice", "password": "x"}),
+    )
+    .await;
+    assert_eq!(status, 201, "usernames are case-sensitive");
+    for empty in [
+        json!({"username": "", "password": "x"}),
+        json!({"username": "bob", "password": ""}),
+    ] {
+        let (status, body) = post_json(&c, "/auth/register", None, empty).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("INVALID_REQUEST"))
+        );
+    }
+    let long_password = "p".repeat(10_000);
+    let (status, _) = post_json(
+        &c,
+        "/auth/register",
+        None,
+        json!({"username": "long", "password": long_password}),
+    )
+    .await;
+    assert_eq!(status, 201, "no 72-byte limit");
+
+    let (status, body) = post_json(&c, "/auth/register", None, json!({"username": "carol"})).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["detail"][0]["type"], "missing");
+    assert_eq!(body["detail"][0]["loc"], json!(["body", "password"]));
+    assert_eq!(body["detail"][0]["msg"], "Field required");
+    let (status, body) = post_json(
+        &c,
+        "/auth/register",
+        None,
+        json!({"username": 7, "password": "x"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["detail"][0]["type"].as_str()),
+        (422, Some("string_type"))
+    );
+    let raw = c
+        .http
+        .post(format!("{}/auth/register", c.url()))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_json(raw).await;
+    assert_eq!(
+        (status, body["detail"][0]["type"].as_str()),
+        (422, Some("json_invalid"))
+    );
+
+    let (status, body) = post_json(
+        &c,
+        "/auth/login",
+        None,
+        json!({"username": "alice", "password": "s3cret"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let second_key = body["api_key"].as_str().unwrap().to_owned();
+    assert_ne!(second_key, first_key);
+    let (status, body) = status_json(c.get(&first_key, "/files?tags=").await).await;
+    assert_eq!(
+        (status, body),
+        (401, json!({"detail": "Invalid or expired API Key"})),
+        "login revokes the previous key"
+    );
+    assert_eq!(c.get(&second_key, "/files?tags=").await.status(), 200);
+
+    let (status, wrong) = post_json(
+        &c,
+        "/auth/login",
+        None,
+        json!({"username": "alice", "password": "nope"}),
+    )
+    .await;
+    assert_eq!(
+        (status, wrong["code"].as_str()),
+        (401, Some("INVALID_CREDENTIALS"))
+    );
+    let (status, unknown) = post_json(
+        &c,
+        "/auth/login",
+        None,
+        json!({"username": "nobody", "password": "nope"}),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        wrong, unknown,
+        "the same answer for unknown users and wrong passwords"
+    );
+}
+
+#[tokio::test]
+async fn authorization_errors_come_in_the_documented_order() {
+    let c = cluster().start().await;
+    let (status, body) = status_json(
+        c.http
+            .get(format!("{}/files?tags=a", c.url()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        body,
+        json!({"detail": [{"type": "missing", "loc": ["header", "authorization"], "msg": "Field required", "input": null}]})
+    );
+
+    let (status, body) = status_json(
+        c.http
+            .get(format!("{}/files", c.url()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let locs: Vec<&Value> = body["detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| &d["loc"])
+        .collect();
+    assert_eq!(
+        locs,
+        [
+            &json!(["header", "authorization"]),
+            &json!(["query", "tags"])
+        ],
+        "one 422 lists every problem"
+    );
+
+    for header in ["Basic abc", "bearer dfs_x", "Bearer"] {
+        let response = c
+            .http
+            .get(format!("{}/files", c.url()))
+            .header("Authorization", header)
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = status_json(response).await;
+        assert_eq!(
+            (status, body),
+            (
+                401,
+                json!({"detail": "Invalid authorization header format"})
+            ),
+            "{header}"
+        );
+    }
+    let (status, body) = status_json(c.get("dfs_not-a-real-key", "/files").await).await;
+    assert_eq!(
+        (status, body),
+        (401, json!({"detail": "Invalid or expired API Key"})),
+        "401 before the missing query is noticed"
+    );
+    let (status, body) =
+        post_json(&c, "/files/tags", Some("garbage"), json!("not an object")).await;
+    assert_eq!(
+        (status, body),
+        (401, json!({"detail": "Invalid or expired API Key"}))
+    );
+}
+
+#[tokio::test]
+async fn upload_list_and_replace() {
+    let c = cluster().start().await;
+    let alice = c.register("alice", "pw").await;
+    let bob = c.register("bob", "pw").await;
+
+    let (status, body) = status_json(
+        c.upload(
+            &alice,
+            "report.pdf",
+            b"version one".to_vec(),
+            " work, urgent,work ,,",
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["name"], "report.pdf");
+    assert_eq!(body["size"], 11);
+    assert_eq!(body["tags"], json!(["work", "urgent"]));
+    assert_eq!(body["replaced_file_id"], Value::Null);
+    let first_id = body["file_id"].as_str().unwrap().to_owned();
+
+    let (status, body) = status_json(
+        c.upload(&alice, "report.pdf", b"version two".to_vec(), "work")
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(body["replaced_file_id"], json!(first_id));
+    assert_eq!(
+        c.download(&alice, "report.pdf").await,
+        (200, b"version two".to_vec())
+    );
+    let (status, _) =
+        status_json(c.get(&alice, &format!("/files/{first_id}/download")).await).await;
+    assert_eq!(status, 404, "the replaced file is gone");
+
+    c.upload(&alice, "b.txt", b"bbb".to_vec(), "urgent,Zed")
+        .await;
+    c.upload(&alice, "a.txt", b"aaa".to_vec(), "work,urgent")
+        .await;
+    c.upload(&bob, "bobs.txt", b"bob".to_vec(), "work").await;
+
+    let names = |files: Vec<Value>| {
+        files
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(c.list(&alice, "").await),
+        ["a.txt", "b.txt", "report.pdf"],
+        "empty query lists everything, by name"
+    );
+    assert_eq!(
+        names(c.list(&alice, "work,urgent").await),
+        ["a.txt"],
+        "a query is an AND"
+    );
+    assert_eq!(
+        names(c.list(&alice, "urgent,urgent").await),
+        ["a.txt", "b.txt"],
+        "duplicates ignored"
+    );
+    assert_eq!(
+        names(c.list(&alice, "URGENT").await),
+        Vec::<String>::new(),
+        "case-sensitive"
+    );
+    assert_eq!(
+        names(c.list(&bob, "").await),
+        ["bobs.txt"],
+        "scoped to the caller"
+    );
+
+    let files = c.list(&alice, "Zed").await;
+    let b = &files[0];
+    assert_eq!(b["tags"], json!(["Zed", "urgent"]), "sorted");
+    assert_eq!(b["size"], 3);
+    assert!(uuid::Uuid::parse_str(b["owner_id"].as_str().unwrap()).is_ok());
+    let created = b["created_at"].as_str().unwrap();
+    assert_eq!(created.len(), 26, "{created}");
+    assert_eq!(&created[10..11], "T");
+    assert!(!created.contains('+') && !created.ends_with('Z'));
+
+    let (status, body) = status_json(c.upload(&alice, "x.txt", b"x".to_vec(), " , ").await).await;
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            json!({"detail": "At least one tag is required for file upload"})
+        )
+    );
+    let no_tags = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("x"),
+    );
+    let response = c
+        .http
+        .post(format!("{}/files", c.url()))
+        .bearer_auth(&alice)
+        .multipart(no_tags)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_json(response).await;
+    assert_eq!(
+        (status, &body["detail"][0]["loc"]),
+        (422, &json!(["body", "tags"]))
+    );
+    let no_file = reqwest::multipart::Form::new().text("tags", "a");
+    let response = c
+        .http
+        .post(format!("{}/files", c.url()))
+        .bearer_auth(&alice)
+        .multipart(no_file)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_json(response).await;
+    assert_eq!(
+        (status, &body["detail"][0]["loc"]),
+        (422, &json!(["body", "file"]))
+    );
+
+    let (status, body) = status_json(c.upload(&alice, "empty.bin", Vec::new(), "t").await).await;
+    assert_eq!((status, body["size"].as_u64()), (201, Some(0)));
+    assert_eq!(c.download(&alice, "empty.bin").await, (200, Vec::new()));
+}
+
+#[tokio::test]
+async fn delete_and_tag_changes() {
+    let c = cluster().start().await;
+    let key = c.register("alice", "pw").await;
+    for (name, tags) in [("a", "x,y"), ("b", "x"), ("c", "y,z")] {
+        assert_eq!(
+            c.upload(&key, name, name.as_bytes().to_vec(), tags)
+                .await
+                .status(),
+            201
+        );
+    }
+    let (status, body) = status_json(
+        c.http
+            .delete(format!("{}/files", c.url()))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["detail"][0]["loc"]),
+        (422, &json!(["query", "tags"]))
+    );
+    let (status, body) = delete_json(&c, "/files?tags=", &key, None).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"deleted_count": 0, "file_ids": []}))
+    );
+
+    for (body, message) in [
+        (
+            json!({"query_tags": [], "new_tags": ["n"]}),
+            "Query tags cannot be empty",
+        ),
+        (
+            json!({"query_tags": ["x"], "new_tags": []}),
+            "New tags cannot be empty",
+        ),
+    ] {
+        let (status, answer) = post_json(&c, "/files/tags", Some(&key), body).await;
+        assert_eq!(
+            (status, answer),
+            (400, json!({"detail": message, "code": "INVALID_TAG_QUERY"}))
+        );
+    }
+    let (status, body) =
+        post_json(&c, "/files/tags", Some(&key), json!({"query_tags": ["x"]})).await;
+    assert_eq!(
+        (status, &body["detail"][0]["loc"]),
+        (422, &json!(["body", "new_tags"]))
+    );
+    let (status, body) = post_json(
+        &c,
+        "/files/tags",
+        Some(&key),
+        json!({"query_tags": ["x"], "new_tags": ["y", "new"]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["updated_count"], 2,
+        "a file already carrying a tag still counts"
+    );
+    let (_, none) = post_json(
+        &c,
+        "/files/tags",
+        Some(&key),
+        json!({"query_tags": ["absent"], "new_tags": ["n"]}),
+    )
+    .await;
+    assert_eq!(none, json!({"updated_count": 0, "file_ids": []}));
+    let tags_of = |files: Vec<Value>, name: &str| {
+        files.into_iter().find(|f| f["name"] == name).unwrap()["tags"].clone()
+    };
+    assert_eq!(
+        tags_of(c.list(&key, "").await, "b"),
+        json!(["new", "x", "y"])
+    );
+
+    for (body, message) in [
+        (
+            json!({"query_tags": [], "tags_to_remove": ["x"]}),
+            "Query tags cannot be empty",
+        ),
+        (
+            json!({"query_tags": ["x"], "tags_to_remove": []}),
+            "Tags to remove cannot be empty",
+        ),
+    ] {
+        let (status, answer) = delete_json(&c, "/files/tags", &key, Some(body)).await;
+        assert_eq!(
+            (status, answer),
+            (400, json!({"detail": message, "code": "INVALID_TAG_QUERY"}))
+        );
+    }
+    // c carries only y and z: removing both would leave it tagless, so it is skipped.
+    let (status, body) = delete_json(
+        &c,
+        "/files/tags",
+        &key,
+        Some(json!({"query_tags": ["y"], "tags_to_remove": ["y", "z", "new", "x"]})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["updated_count"], 0);
+    let skipped: Vec<&str> = body["skipped_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(skipped.len(), 3);
+    let (_, body) = delete_json(
+        &c,
+        "/files/tags",
+        &key,
+        Some(json!({"query_tags": ["z"], "tags_to_remove": ["y"]})),
+    )
+    .await;
+    assert_eq!(body["updated_count"], 1);
+    assert_eq!(tags_of(c.list(&key, "").await, "c"), json!(["z"]));
+    let (_, body) = delete_json(
+        &c,
+        "/files/tags",
+        &key,
+        Some(json!({"query_tags": ["z"], "tags_to_remove": ["z"]})),
+    )
+    .await;
+    assert_eq!(
+        body["skipped_files"],
+        json!([{"file_id": body["skipped_files"][0]["file_id"], "name": "c", "current_tags": ["z"]}])
+    );
+
+    let (status, body) = delete_json(&c, "/files?tags=x", &key, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["deleted_count"], 2);
+    assert_eq!(body["file_ids"].as_array().unwrap().len(), 2);
+    let left: Vec<Value> = c.list(&key, "").await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["name"], "c");
+    assert_eq!(c.download(&key, "a").await.0, 404);
+}
+
+#[tokio::test]
+async fn downloads_headers_ranges_and_permissions() {
+    let c = cluster()
+        .controller_args(&["--chunk-size-bytes", "65536"])
+        .start()
+        .await;
+    let alice = c.register("alice", "pw").await;
+    let bob = c.register("bob", "pw").await;
+    let data: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let name = "naïve \"plan\".bin";
+    let (status, body) = status_json(c.upload(&alice, name, data.clone(), "t").await).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["file_id"].as_str().unwrap().to_owned();
+
+    let response = c.get(&alice, &format!("/files/{id}/download")).await;
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "application/octet-stream");
+    assert_eq!(headers["content-length"], "300000");
+    let disposition = headers["content-disposition"].to_str().unwrap();
+    assert!(disposition.starts_with("attachment; filename=\"na_ve _plan_.bin\"; filename*=UTF-8''na%C3%AFve%20%22plan%22.bin"), "{disposition}");
+    assert_eq!(
+        response.bytes().await.unwrap().to_vec(),
+        data,
+        "a multi-chunk file comes back byte-identical"
+    );
+
+    let encoded = "na%C3%AFve%20%22plan%22.bin";
+    assert_eq!(c.download(&alice, encoded).await, (200, data.clone()));
+
+    for (range, start, end) in [
+        ("bytes=0-9", 0, 9),
+        ("bytes=65530-65545", 65530, 65545),
+        ("bytes=-100", 299_900, 299_999),
+        ("bytes=299990-", 299_990, 299_999),
+    ] {
+        let response = c
+            .http
+            .get(format!("{}/files/{id}/download", c.url()))
+            .bearer_auth(&alice)
+            .header("Range", range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 206, "{range}");
+        assert_eq!(
+            response.headers()["content-range"],
+            format!("bytes {start}-{end}/300000")
+        );
+        assert_eq!(
+            response.bytes().await.unwrap().to_vec(),
+            data[start..=end].to_vec(),
+            "{range}"
+        );
+    }
+    let response = c
+        .http
+        .get(format!("{}/files/{id}/download", c.url()))
+        .bearer_auth(&alice)
+        .header("Range", "bytes=400000-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 416);
+    assert_eq!(response.headers()["content-range"], "bytes */300000");
+
+    let (status, body) = status_json(c.get(&bob, &format!("/files/{id}/download")).await).await;
+    assert_eq!(
+        (status, body),
+        (
+            403,
+            json!({"detail": "You do not have permission to download this file"})
+        )
+    );
+    let unknown = uuid::Uuid::new_v4();
+    let (status, body) =
+        status_json(c.get(&alice, &format!("/files/{unknown}/download")).await).await;
+    assert_eq!(status, 404);
+    assert!(body.get("code").is_none(), "a 404 carries no code: {body}");
+    assert_eq!(body["detail"], format!("File {unknown} not found"));
+    let (status, body) = status_json(
+        c.get(&bob, &format!("/files/by-name/{encoded}/download"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 404, "by name looks only at the caller's files");
+    assert!(body.get("code").is_none());
+}
+
+#[tokio::test]
+async fn size_limit_and_full_storage() {
+    let c = cluster()
+        .controller_args(&["--upload-max-bytes", "100000"])
+        .chunkserver_args(&["--capacity-bytes", "50000"])
+        .start()
+        .await;
+    let key = c.register("alice", "pw").await;
+    let (status, body) = status_json(c.upload(&key, "big", vec![1; 100_001], "t").await).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (413, Some("PAYLOAD_TOO_LARGE"))
+    );
+    let (status, body) = status_json(
+        c.upload(&key, "too-big-for-disk", vec![2; 60_000], "t")
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (507, Some("STORAGE_FULL")),
+        "{body}"
+    );
+    assert_eq!(
+        c.upload(&key, "fits", vec![3; 40_000], "t").await.status(),
+        201
+    );
+}
+
+#[tokio::test]
+async fn unreachable_data_is_a_503_not_a_broken_200() {
+    let mut c = cluster().start().await;
+    let key = c.register("alice", "pw").await;
+    assert_eq!(
+        c.upload(&key, "f", b"payload".to_vec(), "t").await.status(),
+        201
+    );
+    c.chunkservers[0].kill();
+    let (status, body) = status_json(c.get(&key, "/files/by-name/f/download").await).await;
+    assert_eq!(
+        (status, body),
+        (
+            503,
+            json!({"detail": "Storage service temporarily unavailable", "code": "CHUNKSERVER_UNAVAILABLE"})
+        )
+    );
+}
