@@ -334,3 +334,39 @@ impl Cluster {
         )
     }
 }
+
+impl Cluster {
+    /// The controller's `/internal/state`: node id, frontier, operation count, digest.
+    pub async fn state(&self) -> Value {
+        let response = self
+            .http
+            .get(format!("{}/internal/state", self.url()))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = status_json(response).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Kills the controller with SIGKILL and starts it again on the same data directory.
+    pub async fn restart_controller(&mut self) {
+        self.controller.kill();
+        self.controller.start();
+        let healthy = self.chunkservers.len();
+        self.wait_ready(healthy).await;
+    }
+}
+
+/// Deterministic pseudo-random bytes, different for every `seed`.
+pub fn test_data(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}

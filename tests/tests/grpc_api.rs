@@ -1,0 +1,162 @@
+//! The gRPC client API: the same operations as HTTP, with streaming upload and download, on
+//! the same port.
+#![allow(clippy::unwrap_used)]
+
+use bytes::Bytes;
+use redcloud_proto::files::files_client::FilesClient;
+use redcloud_proto::files::{
+    Credentials, DownloadRequest, TagChange, TagQuery, UploadRequest, download_request,
+};
+use redcloud_tests::{ClusterBuilder, test_data};
+use tokio_stream::StreamExt;
+use tonic::Request;
+
+fn authed<T>(message: T, key: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    request
+}
+
+#[tokio::test]
+async fn every_operation_over_grpc() {
+    let c = ClusterBuilder::new(env!("CARGO_BIN_EXE_redcloud-test-node"))
+        .controller_args(&["--chunk-size-bytes", "1000000"])
+        .start()
+        .await;
+    let mut client = FilesClient::connect(c.url()).await.unwrap();
+    let credentials = Credentials {
+        username: "gina".into(),
+        password: "pw".into(),
+    };
+    let registered = client
+        .register(credentials.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(registered.api_key.len(), 40);
+    let exists = client.register(credentials.clone()).await.unwrap_err();
+    assert_eq!(exists.code(), tonic::Code::AlreadyExists);
+    let key = client
+        .login(credentials)
+        .await
+        .unwrap()
+        .into_inner()
+        .api_key;
+
+    let data = test_data(9, 3_500_000);
+    let mut messages = vec![UploadRequest {
+        name: "big.bin".into(),
+        tags: vec!["x".into(), " y ".into(), "x".into()],
+        data: Bytes::new(),
+    }];
+    messages.extend(data.chunks(700_000).map(|piece| UploadRequest {
+        data: Bytes::copy_from_slice(piece),
+        ..Default::default()
+    }));
+    let info = client
+        .upload(authed(tokio_stream::iter(messages), &key))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (info.name.as_str(), info.size, info.tags.clone()),
+        ("big.bin", 3_500_000, vec!["x".to_owned(), "y".to_owned()])
+    );
+
+    let listed = client
+        .list(authed(
+            TagQuery {
+                tags: vec!["y".into()],
+            },
+            &key,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.files.len(), 1);
+    let http_listed = c.list(&key, "y").await;
+    assert_eq!(
+        http_listed[0]["file_id"],
+        info.file_id.as_str(),
+        "HTTP and gRPC see the same files"
+    );
+
+    let request = DownloadRequest {
+        target: Some(download_request::Target::Name("big.bin".into())),
+    };
+    let mut stream = client
+        .download(authed(request, &key))
+        .await
+        .unwrap()
+        .into_inner();
+    let head = stream.next().await.unwrap().unwrap();
+    assert_eq!(head.info.unwrap().file_id, info.file_id);
+    let mut downloaded = Vec::new();
+    while let Some(piece) = stream.next().await {
+        downloaded.extend_from_slice(&piece.unwrap().data);
+    }
+    assert!(downloaded == data, "gRPC download is byte-identical");
+
+    let added = client
+        .add_tags(authed(
+            TagChange {
+                query_tags: vec!["x".into()],
+                tags: vec!["z".into()],
+            },
+            &key,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(added.updated_count, 1);
+    let removed = client
+        .remove_tags(authed(
+            TagChange {
+                query_tags: vec!["x".into()],
+                tags: vec!["x".into(), "y".into(), "z".into()],
+            },
+            &key,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(removed.skipped_files.len(), 1);
+    let empty = client
+        .add_tags(authed(
+            TagChange {
+                query_tags: vec![],
+                tags: vec!["z".into()],
+            },
+            &key,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(empty.code(), tonic::Code::InvalidArgument);
+
+    let unauthenticated = client.list(TagQuery { tags: vec![] }).await.unwrap_err();
+    assert_eq!(unauthenticated.code(), tonic::Code::Unauthenticated);
+    let bad_key = client
+        .list(authed(TagQuery { tags: vec![] }, "dfs_nope"))
+        .await
+        .unwrap_err();
+    assert_eq!(bad_key.code(), tonic::Code::Unauthenticated);
+
+    let deleted = client
+        .delete(authed(
+            TagQuery {
+                tags: vec!["x".into()],
+            },
+            &key,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(deleted.deleted_count, 1);
+    let missing = DownloadRequest {
+        target: Some(download_request::Target::FileId(info.file_id)),
+    };
+    let gone = client.download(authed(missing, &key)).await.unwrap_err();
+    assert_eq!(gone.code(), tonic::Code::NotFound);
+}
