@@ -1,0 +1,256 @@
+//! The one-shot commands: each calls the controller and prints a human answer, or the server's
+//! JSON with `--json`.
+
+pub mod shell;
+pub mod up;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::anyhow;
+use serde_json::Value;
+
+use crate::client::Client;
+use crate::config;
+
+/// Output mode and connection, shared by every command.
+pub struct Context {
+    /// The controller.
+    pub client: Client,
+    /// Print the server's JSON instead of sentences.
+    pub json: bool,
+}
+
+fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
+}
+
+fn remember(ctx: &Context, username: &str, body: &Value) -> anyhow::Result<()> {
+    let api_key = body["api_key"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the server sent no API key"))?;
+    ctx.client.set_api_key(api_key);
+    let mut saved = config::load()?;
+    saved.api_key = Some(api_key.to_owned());
+    saved.username = Some(username.to_owned());
+    config::save(&saved)
+}
+
+/// `register USER PASSWORD`: creates the account and keeps its key.
+pub async fn register(ctx: &Context, username: &str, password: &str) -> anyhow::Result<()> {
+    let body = ctx.client.register(username, password).await?;
+    remember(ctx, username, &body)?;
+    if ctx.json {
+        print_json(&body);
+    } else {
+        println!(
+            "Registered {username}; key saved to {}",
+            config::path().display()
+        );
+    }
+    Ok(())
+}
+
+/// `login USER PASSWORD`: gets a new key (the previous one stops working) and keeps it.
+pub async fn login(ctx: &Context, username: &str, password: &str) -> anyhow::Result<()> {
+    let body = ctx.client.login(username, password).await?;
+    remember(ctx, username, &body)?;
+    if ctx.json {
+        print_json(&body);
+    } else {
+        println!("Logged in as {username}");
+    }
+    Ok(())
+}
+
+/// `add FILE... --tags a,b`: uploads each file; stops at the first failure.
+pub async fn add(ctx: &Context, files: &[PathBuf], tags: &str) -> anyhow::Result<()> {
+    for path in files {
+        let body = ctx
+            .client
+            .upload(path, tags)
+            .await
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        if ctx.json {
+            print_json(&body);
+            continue;
+        }
+        let tags = body["tags"]
+            .as_array()
+            .map(|t| {
+                t.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        print!(
+            "Uploaded {} ({} bytes) tagged {tags}",
+            body["name"].as_str().unwrap_or("?"),
+            body["size"]
+        );
+        match body["replaced_file_id"].as_str() {
+            Some(old) => println!(", replacing {old}"),
+            None => println!(),
+        }
+    }
+    Ok(())
+}
+
+/// `list [TAG...]`: the caller's files carrying every tag (all files without tags).
+pub async fn list(ctx: &Context, tags: &[String]) -> anyhow::Result<()> {
+    let body = ctx.client.list(tags).await?;
+    if ctx.json {
+        print_json(&body);
+        return Ok(());
+    }
+    let files = body["files"].as_array().cloned().unwrap_or_default();
+    if files.is_empty() {
+        println!("No files match.");
+        return Ok(());
+    }
+    let width = files
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .map(str::len)
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "{:<width$}  {:>12}  {:<26}  TAGS",
+        "NAME", "SIZE", "CREATED"
+    );
+    for file in &files {
+        let tags = file["tags"]
+            .as_array()
+            .map(|t| {
+                t.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        println!(
+            "{:<width$}  {:>12}  {:<26}  {tags}",
+            file["name"].as_str().unwrap_or("?"),
+            file["size"],
+            file["created_at"].as_str().unwrap_or("")
+        );
+    }
+    println!(
+        "{} file{}",
+        files.len(),
+        if files.len() == 1 { "" } else { "s" }
+    );
+    Ok(())
+}
+
+/// Where a download goes: `output` if given (into it, when it is a directory), else the
+/// download directory (`REDCLOUD_DOWNLOAD_DIR`, default the current directory).
+pub fn download_target(name: &str, output: Option<&Path>) -> PathBuf {
+    match output {
+        Some(path) if path.is_dir() => path.join(name),
+        Some(path) => path.to_owned(),
+        None => std::env::var_os("REDCLOUD_DOWNLOAD_DIR")
+            .map_or_else(|| PathBuf::from("."), PathBuf::from)
+            .join(name),
+    }
+}
+
+/// `download NAME [-o PATH]`.
+pub async fn download(ctx: &Context, name: &str, output: Option<&Path>) -> anyhow::Result<()> {
+    let target = download_target(name, output);
+    let bytes = ctx.client.download(name, &target).await?;
+    if ctx.json {
+        print_json(&serde_json::json!({"name": name, "path": target, "size": bytes}));
+    } else {
+        println!("Downloaded {name} to {} ({bytes} bytes)", target.display());
+    }
+    Ok(())
+}
+
+/// `delete TAG...`: deletes every file carrying all the tags.
+pub async fn delete(ctx: &Context, tags: &[String]) -> anyhow::Result<()> {
+    if tags.is_empty() {
+        return Err(anyhow!(
+            "name at least one tag: deleting everything takes an explicit query"
+        ));
+    }
+    let body = ctx.client.delete(tags).await?;
+    if ctx.json {
+        print_json(&body);
+    } else {
+        println!("Deleted {} file(s)", body["deleted_count"]);
+    }
+    Ok(())
+}
+
+/// `add-tags QUERY_TAG... --tags x,y`.
+pub async fn add_tags(ctx: &Context, query: &[String], tags: &[String]) -> anyhow::Result<()> {
+    let body = ctx.client.add_tags(query, tags).await?;
+    if ctx.json {
+        print_json(&body);
+    } else {
+        println!("Tagged {} file(s)", body["updated_count"]);
+    }
+    Ok(())
+}
+
+/// `delete-tags QUERY_TAG... --tags x,y`.
+pub async fn delete_tags(ctx: &Context, query: &[String], tags: &[String]) -> anyhow::Result<()> {
+    let body = ctx.client.delete_tags(query, tags).await?;
+    if ctx.json {
+        print_json(&body);
+        return Ok(());
+    }
+    println!("Updated {} file(s)", body["updated_count"]);
+    for skipped in body["skipped_files"].as_array().into_iter().flatten() {
+        let current = skipped["current_tags"]
+            .as_array()
+            .map(|t| {
+                t.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        println!(
+            "Skipped {}: it would have no tags left (tags: {current})",
+            skipped["name"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(())
+}
+
+/// `status`: whether the controller is up and ready.
+pub async fn status(ctx: &Context) -> anyhow::Result<()> {
+    let body = ctx.client.status().await?;
+    if ctx.json {
+        print_json(&body);
+        return Ok(());
+    }
+    let ready = body["ready"]["ready"].as_bool().unwrap_or(false);
+    println!(
+        "{}: {} ({} healthy chunkserver(s)), controller {}",
+        body["server"].as_str().unwrap_or("?"),
+        if ready { "ready" } else { "NOT ready" },
+        body["ready"]["healthy_chunkservers"],
+        body["ready"]["node_id"].as_str().unwrap_or("?"),
+    );
+    if !ready {
+        return Err(anyhow!("the controller is not ready to store data"));
+    }
+    Ok(())
+}
+
+/// Splits comma-separated tag arguments and drops empty pieces.
+pub fn split_tags(args: &[String]) -> Vec<String> {
+    args.iter()
+        .flat_map(|a| a.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
+}

@@ -1,0 +1,88 @@
+//! `redcloud up`: a whole local cluster in this one process: a controller on port 8000 and
+//! chunkservers on free ports, data under one directory, until Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// What to start.
+#[derive(clap::Args, Debug, Clone)]
+pub struct UpArgs {
+    /// Chunkservers to start.
+    #[arg(long, default_value_t = 3)]
+    pub chunkservers: usize,
+    /// Address the controller serves on.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+    /// Directory for all data (kept between runs).
+    #[arg(long, default_value = "redcloud-data")]
+    pub data_dir: PathBuf,
+}
+
+/// Runs the cluster until Ctrl-C (or SIGTERM).
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    redcloud_types::process::init_logging();
+    let shutdown = redcloud_types::process::shutdown_on_signal();
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let data_dir = std::fs::canonicalize(&args.data_dir)?;
+    let listener = TcpListener::bind(args.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {}: is another RedCloud running?",
+            args.listen
+        )
+    })?;
+    let address = listener.local_addr()?;
+    let mut tasks = tokio::task::JoinSet::new();
+
+    let mut controller = redcloud_controller::Config::for_test(data_dir.join("controller"));
+    controller.listen = address;
+    tasks.spawn(run_controller(controller, listener, shutdown.clone()));
+    for i in 0..args.chunkservers {
+        let mut config = redcloud_chunkserver::Config::for_test(
+            data_dir.join(format!("chunkserver-{i}")),
+            vec![address.to_string()],
+        );
+        config.heartbeat_interval_ms = 1000;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        tasks.spawn(run_chunkserver(config, listener, shutdown.clone()));
+    }
+    println!(
+        "RedCloud Files is running at http://{address} (1 controller, {} chunkservers); data in {}. Press Ctrl-C to stop.",
+        args.chunkservers,
+        data_dir.display()
+    );
+    let mut failure = None;
+    while let Some(finished) = tasks.join_next().await {
+        if let Ok(Err(error)) | Err(error) = finished.map_err(anyhow::Error::from) {
+            failure.get_or_insert(error);
+            shutdown.cancel();
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    failure.map_or(Ok(()), Err)
+}
+
+async fn run_controller(
+    config: redcloud_controller::Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    redcloud_controller::run(config, listener, shutdown)
+        .await
+        .context("controller")
+}
+
+async fn run_chunkserver(
+    config: redcloud_chunkserver::Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    redcloud_chunkserver::run(config, listener, shutdown)
+        .await
+        .context("chunkserver")
+}

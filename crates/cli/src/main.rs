@@ -1,0 +1,132 @@
+//! `redcloud`: the RedCloud Files command line.
+
+mod client;
+mod commands;
+mod config;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use commands::Context;
+
+/// Files by tag, on a RedCloud cluster.
+#[derive(Parser, Debug)]
+#[command(name = "redcloud", version)]
+struct Cli {
+    /// The controller to talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "REDCLOUD_SERVER",
+        default_value = "http://127.0.0.1:8000"
+    )]
+    server: String,
+    /// Print the server's answers as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create an account; its key is kept in the config file.
+    Register { username: String, password: String },
+    /// Log in; the new key replaces the previous one.
+    Login { username: String, password: String },
+    /// Upload files with tags (replacing your files of the same name).
+    Add {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Comma-separated tags.
+        #[arg(long, short)]
+        tags: String,
+    },
+    /// List your files carrying every TAG (all of them without tags).
+    List { tags: Vec<String> },
+    /// Download a file by name.
+    Download {
+        name: String,
+        /// Where to write it (a file, or a directory to put it in).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Delete your files carrying every TAG.
+    Delete {
+        #[arg(required = true)]
+        tags: Vec<String>,
+    },
+    /// Add tags to your files carrying every QUERY_TAG.
+    AddTags {
+        #[arg(required = true)]
+        query_tags: Vec<String>,
+        /// Comma-separated tags to add.
+        #[arg(long, short)]
+        tags: String,
+    },
+    /// Remove tags from your files carrying every QUERY_TAG.
+    DeleteTags {
+        #[arg(required = true)]
+        query_tags: Vec<String>,
+        /// Comma-separated tags to remove.
+        #[arg(long, short)]
+        tags: String,
+    },
+    /// Show whether the server is up and ready.
+    Status,
+    /// An interactive prompt (the earlier CLI's syntax).
+    Shell,
+    /// Run a whole local cluster until Ctrl-C.
+    Up(commands::up::UpArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let saved = config::load()?;
+    let ctx = Context {
+        client: client::Client::new(&cli.server, saved.api_key)?,
+        json: cli.json,
+    };
+    let tags = |raw: &str| commands::split_tags(&[raw.to_owned()]);
+    match cli.command {
+        Command::Register { username, password } => {
+            commands::register(&ctx, &username, &password).await
+        }
+        Command::Login { username, password } => commands::login(&ctx, &username, &password).await,
+        Command::Add { files, tags: raw } => {
+            commands::add(&ctx, &files, &tags(&raw).join(",")).await
+        }
+        Command::List { tags: query } => commands::list(&ctx, &commands::split_tags(&query)).await,
+        Command::Download { name, output } => {
+            commands::download(&ctx, &name, output.as_deref()).await
+        }
+        Command::Delete { tags: query } => {
+            commands::delete(&ctx, &commands::split_tags(&query)).await
+        }
+        Command::AddTags {
+            query_tags,
+            tags: raw,
+        } => commands::add_tags(&ctx, &commands::split_tags(&query_tags), &tags(&raw)).await,
+        Command::DeleteTags {
+            query_tags,
+            tags: raw,
+        } => commands::delete_tags(&ctx, &commands::split_tags(&query_tags), &tags(&raw)).await,
+        Command::Status => commands::status(&ctx).await,
+        Command::Shell => commands::shell::run(ctx).await,
+        Command::Up(args) => commands::up::run(args).await,
+    }
+}

@@ -1,0 +1,290 @@
+//! The `redcloud` binary end to end: `redcloud up` runs a local cluster, and every command
+//! (one-shot and in the shell) talks to it.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_redcloud");
+
+struct Local {
+    up: Child,
+    server: String,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let _ = self.up.kill();
+        let _ = self.up.wait();
+    }
+}
+
+impl Local {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let up = Command::new(BIN)
+            .args([
+                "up",
+                "--chunkservers",
+                "2",
+                "--listen",
+                &listen,
+                "--data-dir",
+            ])
+            .arg(dir.path().join("data"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let local = Self {
+            up,
+            server: format!("http://{listen}"),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !local.run(&["status"]).status.success() {
+            assert!(Instant::now() < deadline, "redcloud up never became ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        local
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .env("REDCLOUD_SERVER", &self.server)
+            .env("REDCLOUD_CONFIG", self.dir.path().join("config.json"))
+            .current_dir(self.dir.path());
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "redcloud {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            !output.status.success(),
+            "redcloud {args:?} should have failed"
+        );
+        String::from_utf8(output.stderr).unwrap()
+    }
+
+    fn write(&self, name: &str, content: &[u8]) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap()
+}
+
+#[test]
+fn one_shot_commands() {
+    let local = Local::start();
+    assert!(local.fails(&["list"]).contains("not logged in"));
+    assert!(
+        local
+            .ok(&["register", "alice", "pw"])
+            .contains("Registered alice")
+    );
+    assert!(
+        local
+            .fails(&["register", "alice", "pw"])
+            .contains("that username is taken [400]")
+    );
+    assert!(
+        local
+            .fails(&["login", "alice", "wrong"])
+            .contains("wrong username or password [401]")
+    );
+    assert!(
+        local
+            .ok(&["login", "alice", "pw"])
+            .contains("Logged in as alice")
+    );
+    let config: serde_json::Value =
+        json(&std::fs::read_to_string(local.dir.path().join("config.json")).unwrap());
+    assert_eq!(config["username"], "alice");
+
+    let a = local.write("a.txt", b"alpha");
+    let b = local.write("b b.txt", &vec![7u8; 3_000_000]);
+    let out = local.ok(&[
+        "add",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--tags",
+        "work, urgent",
+    ]);
+    assert!(
+        out.contains("Uploaded a.txt (5 bytes) tagged work, urgent"),
+        "{out}"
+    );
+    let added = json(&local.ok(&["--json", "add", a.to_str().unwrap(), "--tags", "work"]));
+    assert!(
+        added["replaced_file_id"].is_string(),
+        "a second upload of a.txt replaces the first"
+    );
+
+    let listed = json(&local.ok(&["--json", "list", "work"]));
+    let names: Vec<&str> = listed["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a.txt", "b b.txt"]);
+    assert!(local.ok(&["list", "urgent"]).contains("b b.txt"));
+    assert!(
+        local
+            .ok(&["list", "nothing-has-this"])
+            .contains("No files match.")
+    );
+
+    let target = local.dir.path().join("out").join("copy.bin");
+    local.ok(&["download", "b b.txt", "-o", target.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&target).unwrap(), vec![7u8; 3_000_000]);
+    assert!(
+        local
+            .fails(&["download", "missing.txt"])
+            .contains("not found [404]")
+    );
+    assert!(
+        !local.dir.path().join("missing.txt").exists(),
+        "a failed download leaves no file"
+    );
+
+    assert!(
+        local
+            .ok(&["add-tags", "work", "--tags", "q1,q2"])
+            .contains("Tagged 2 file(s)")
+    );
+    let out = local.ok(&["delete-tags", "q1", "--tags", "q1,q2,work,urgent"]);
+    assert!(out.contains("Skipped"), "{out}");
+    assert!(
+        local
+            .fails(&["add-tags", "work", "--tags", " , "])
+            .contains("New tags cannot be empty")
+    );
+    assert!(
+        local
+            .ok(&["delete", "urgent"])
+            .contains("Deleted 1 file(s)")
+    );
+    assert_eq!(
+        json(&local.ok(&["--json", "list"]))["files"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let status = json(&local.ok(&["--json", "status"]));
+    assert_eq!(status["ready"]["healthy_chunkservers"], 2);
+}
+
+#[test]
+fn the_shell_speaks_the_earlier_syntax() {
+    let local = Local::start();
+    std::fs::create_dir_all(local.dir.path().join("uploads")).unwrap();
+    std::fs::write(
+        local.dir.path().join("uploads").join("a.txt"),
+        b"from the shell",
+    )
+    .unwrap();
+    let script = "\
+register sam pw
+add uploads/a.txt work urgent
+add-tags work -- later
+list later
+download a.txt downloads/b.txt
+delete-tags work -- work urgent later
+bogus command
+delete later
+list
+exit
+list
+";
+    let mut shell = local
+        .command()
+        .arg("shell")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    shell
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let output = shell.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stdout.contains("Uploaded a.txt (14 bytes) tagged work, urgent"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Tagged 1 file(s)"));
+    assert!(stdout.contains("Skipped a.txt"), "{stdout}");
+    assert!(stdout.contains("Deleted 1 file(s)"));
+    assert_eq!(
+        stdout.matches("No files match.").count(),
+        1,
+        "nothing runs after exit: {stdout}"
+    );
+    assert!(stderr.contains("cannot parse `bogus`"), "{stderr}");
+    assert_eq!(
+        std::fs::read(local.dir.path().join("downloads").join("b.txt")).unwrap(),
+        b"from the shell"
+    );
+}
+
+#[test]
+fn an_unreachable_server_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = Command::new(BIN)
+        .args(["status"])
+        .env("REDCLOUD_SERVER", format!("http://127.0.0.1:{port}"))
+        .env("REDCLOUD_CONFIG", dir.path().join("config.json"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("cannot reach the RedCloud server"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("redcloud up"));
+}
