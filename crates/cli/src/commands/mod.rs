@@ -27,6 +27,27 @@ fn print_json(value: &Value) {
     );
 }
 
+/// Prints the server's answer as JSON with `--json`, otherwise the sentence `human` makes.
+fn report(ctx: &Context, body: &Value, human: impl FnOnce(&Value)) {
+    if ctx.json {
+        print_json(body);
+    } else {
+        human(body);
+    }
+}
+
+/// A JSON array of tags as `a, b, c`.
+fn tag_list(tags: &Value) -> String {
+    tags.as_array()
+        .map(|t| {
+            t.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
 fn remember(ctx: &Context, username: &str, body: &Value) -> anyhow::Result<()> {
     let api_key = body["api_key"]
         .as_str()
@@ -42,14 +63,12 @@ fn remember(ctx: &Context, username: &str, body: &Value) -> anyhow::Result<()> {
 pub async fn register(ctx: &Context, username: &str, password: &str) -> anyhow::Result<()> {
     let body = ctx.client.register(username, password).await?;
     remember(ctx, username, &body)?;
-    if ctx.json {
-        print_json(&body);
-    } else {
+    report(ctx, &body, |_| {
         println!(
             "Registered {username}; key saved to {}",
             config::path().display()
-        );
-    }
+        )
+    });
     Ok(())
 }
 
@@ -57,11 +76,7 @@ pub async fn register(ctx: &Context, username: &str, password: &str) -> anyhow::
 pub async fn login(ctx: &Context, username: &str, password: &str) -> anyhow::Result<()> {
     let body = ctx.client.login(username, password).await?;
     remember(ctx, username, &body)?;
-    if ctx.json {
-        print_json(&body);
-    } else {
-        println!("Logged in as {username}");
-    }
+    report(ctx, &body, |_| println!("Logged in as {username}"));
     Ok(())
 }
 
@@ -73,28 +88,18 @@ pub async fn add(ctx: &Context, files: &[PathBuf], tags: &str) -> anyhow::Result
             .upload(path, tags)
             .await
             .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-        if ctx.json {
-            print_json(&body);
-            continue;
-        }
-        let tags = body["tags"]
-            .as_array()
-            .map(|t| {
-                t.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default();
-        print!(
-            "Uploaded {} ({} bytes) tagged {tags}",
-            body["name"].as_str().unwrap_or("?"),
-            body["size"]
-        );
-        match body["replaced_file_id"].as_str() {
-            Some(old) => println!(", replacing {old}"),
-            None => println!(),
-        }
+        report(ctx, &body, |body| {
+            let replacing = body["replaced_file_id"]
+                .as_str()
+                .map(|old| format!(", replacing {old}"))
+                .unwrap_or_default();
+            println!(
+                "Uploaded {} ({} bytes) tagged {}{replacing}",
+                body["name"].as_str().unwrap_or("?"),
+                body["size"],
+                tag_list(&body["tags"])
+            );
+        });
     }
     Ok(())
 }
@@ -102,48 +107,38 @@ pub async fn add(ctx: &Context, files: &[PathBuf], tags: &str) -> anyhow::Result
 /// `list [TAG...]`: the caller's files carrying every tag (all files without tags).
 pub async fn list(ctx: &Context, tags: &[String]) -> anyhow::Result<()> {
     let body = ctx.client.list(tags).await?;
-    if ctx.json {
-        print_json(&body);
-        return Ok(());
-    }
-    let files = body["files"].as_array().cloned().unwrap_or_default();
-    if files.is_empty() {
-        println!("No files match.");
-        return Ok(());
-    }
-    let width = files
-        .iter()
-        .filter_map(|f| f["name"].as_str())
-        .map(str::len)
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    println!(
-        "{:<width$}  {:>12}  {:<26}  TAGS",
-        "NAME", "SIZE", "CREATED"
-    );
-    for file in &files {
-        let tags = file["tags"]
-            .as_array()
-            .map(|t| {
-                t.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default();
+    report(ctx, &body, |body| {
+        let files = body["files"].as_array().cloned().unwrap_or_default();
+        if files.is_empty() {
+            println!("No files match.");
+            return;
+        }
+        let width = files
+            .iter()
+            .filter_map(|f| f["name"].as_str())
+            .map(str::len)
+            .max()
+            .unwrap_or(4)
+            .max(4);
         println!(
-            "{:<width$}  {:>12}  {:<26}  {tags}",
-            file["name"].as_str().unwrap_or("?"),
-            file["size"],
-            file["created_at"].as_str().unwrap_or("")
+            "{:<width$}  {:>12}  {:<26}  TAGS",
+            "NAME", "SIZE", "CREATED"
         );
-    }
-    println!(
-        "{} file{}",
-        files.len(),
-        if files.len() == 1 { "" } else { "s" }
-    );
+        for file in &files {
+            println!(
+                "{:<width$}  {:>12}  {:<26}  {}",
+                file["name"].as_str().unwrap_or("?"),
+                file["size"],
+                file["created_at"].as_str().unwrap_or(""),
+                tag_list(&file["tags"])
+            );
+        }
+        println!(
+            "{} file{}",
+            files.len(),
+            if files.len() == 1 { "" } else { "s" }
+        );
+    });
     Ok(())
 }
 
@@ -163,11 +158,10 @@ pub fn download_target(name: &str, output: Option<&Path>) -> PathBuf {
 pub async fn download(ctx: &Context, name: &str, output: Option<&Path>) -> anyhow::Result<()> {
     let target = download_target(name, output);
     let bytes = ctx.client.download(name, &target).await?;
-    if ctx.json {
-        print_json(&serde_json::json!({"name": name, "path": target, "size": bytes}));
-    } else {
-        println!("Downloaded {name} to {} ({bytes} bytes)", target.display());
-    }
+    let body = serde_json::json!({"name": name, "path": target, "size": bytes});
+    report(ctx, &body, |_| {
+        println!("Downloaded {name} to {} ({bytes} bytes)", target.display())
+    });
     Ok(())
 }
 
@@ -179,66 +173,50 @@ pub async fn delete(ctx: &Context, tags: &[String]) -> anyhow::Result<()> {
         ));
     }
     let body = ctx.client.delete(tags).await?;
-    if ctx.json {
-        print_json(&body);
-    } else {
-        println!("Deleted {} file(s)", body["deleted_count"]);
-    }
+    report(ctx, &body, |body| {
+        println!("Deleted {} file(s)", body["deleted_count"])
+    });
     Ok(())
 }
 
 /// `add-tags QUERY_TAG... --tags x,y`.
 pub async fn add_tags(ctx: &Context, query: &[String], tags: &[String]) -> anyhow::Result<()> {
     let body = ctx.client.add_tags(query, tags).await?;
-    if ctx.json {
-        print_json(&body);
-    } else {
-        println!("Tagged {} file(s)", body["updated_count"]);
-    }
+    report(ctx, &body, |body| {
+        println!("Tagged {} file(s)", body["updated_count"])
+    });
     Ok(())
 }
 
 /// `delete-tags QUERY_TAG... --tags x,y`.
 pub async fn delete_tags(ctx: &Context, query: &[String], tags: &[String]) -> anyhow::Result<()> {
     let body = ctx.client.delete_tags(query, tags).await?;
-    if ctx.json {
-        print_json(&body);
-        return Ok(());
-    }
-    println!("Updated {} file(s)", body["updated_count"]);
-    for skipped in body["skipped_files"].as_array().into_iter().flatten() {
-        let current = skipped["current_tags"]
-            .as_array()
-            .map(|t| {
-                t.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default();
-        println!(
-            "Skipped {}: it would have no tags left (tags: {current})",
-            skipped["name"].as_str().unwrap_or("?")
-        );
-    }
+    report(ctx, &body, |body| {
+        println!("Updated {} file(s)", body["updated_count"]);
+        for skipped in body["skipped_files"].as_array().into_iter().flatten() {
+            println!(
+                "Skipped {}: it would have no tags left (tags: {})",
+                skipped["name"].as_str().unwrap_or("?"),
+                tag_list(&skipped["current_tags"])
+            );
+        }
+    });
     Ok(())
 }
 
 /// `status`: whether the controller is up and ready.
 pub async fn status(ctx: &Context) -> anyhow::Result<()> {
     let body = ctx.client.status().await?;
-    if ctx.json {
-        print_json(&body);
-        return Ok(());
-    }
     let ready = body["ready"]["ready"].as_bool().unwrap_or(false);
-    println!(
-        "{}: {} ({} healthy chunkserver(s)), controller {}",
-        body["server"].as_str().unwrap_or("?"),
-        if ready { "ready" } else { "NOT ready" },
-        body["ready"]["healthy_chunkservers"],
-        body["ready"]["node_id"].as_str().unwrap_or("?"),
-    );
+    report(ctx, &body, |body| {
+        println!(
+            "{}: {} ({} healthy chunkserver(s)), controller {}",
+            body["server"].as_str().unwrap_or("?"),
+            if ready { "ready" } else { "NOT ready" },
+            body["ready"]["healthy_chunkservers"],
+            body["ready"]["node_id"].as_str().unwrap_or("?"),
+        );
+    });
     if !ready {
         return Err(anyhow!("the controller is not ready to store data"));
     }

@@ -141,18 +141,26 @@ impl Reader<'_> {
         owner: &Uuid,
         tags: &[String],
     ) -> Result<Vec<FileRecord>, ReadModelError> {
-        let mut sql =
-            format!("SELECT {FILE_COLUMNS} FROM files f WHERE f.owner_id = ?1 AND f.deleted = 0");
-        if !tags.is_empty() {
+        let sql = if tags.is_empty() {
+            format!(
+                "SELECT {FILE_COLUMNS} FROM files f WHERE f.owner_id = ?1 AND f.deleted = 0
+                 ORDER BY f.display_name, f.file_id"
+            )
+        } else {
+            // Drive the query from the tag index: the few files carrying every tag are found
+            // first and then looked up by key, instead of scanning all the owner's files.
             let marks: Vec<String> = (0..tags.len()).map(|i| format!("?{}", i + 2)).collect();
-            sql.push_str(&format!(
-                " AND f.file_id IN (SELECT file_id FROM file_tags WHERE effective = 1 AND tag IN ({})
-                   GROUP BY file_id HAVING count(*) = {})",
+            format!(
+                "SELECT {FILE_COLUMNS} FROM (
+                   SELECT file_id FROM file_tags WHERE effective = 1 AND tag IN ({})
+                   GROUP BY file_id HAVING count(*) = {}
+                 ) AS m CROSS JOIN files f ON f.file_id = m.file_id
+                 WHERE f.owner_id = ?1 AND f.deleted = 0
+                 ORDER BY f.display_name, f.file_id",
                 marks.join(", "),
                 tags.len()
-            ));
-        }
-        sql.push_str(" ORDER BY f.display_name, f.file_id");
+            )
+        };
         let args = std::iter::once(rusqlite::types::Value::Blob(owner.as_bytes().to_vec()))
             .chain(tags.iter().map(|t| rusqlite::types::Value::Text(t.clone())));
         let mut stmt = self.conn.prepare_cached(&sql)?;
