@@ -65,7 +65,7 @@ async fn corrupt_chunk_is_served_from_another_replica() {
         "exactly one round read the damaged replica first"
     );
     assert!(
-        c.controller.log().contains("replica unreadable"),
+        c.controller.log().contains("replica failed verification"),
         "the controller reports the bad replica"
     );
 }

@@ -96,18 +96,25 @@ impl ChunkIo {
     }
 
     /// Reads a chunk, verified against its id, trying every known chunkserver (healthy ones
-    /// first, starting at one chosen by the id to spread load).
+    /// first, starting at one chosen by the id to spread load). When no copy could be read and
+    /// some were found corrupt, the answer is `ChecksumMismatch` rather than "unavailable".
     pub async fn read(&self, id: ChunkId) -> Result<Bytes, ApiError> {
         let mut candidates = self.registry.snapshot(Instant::now());
         let healthy = candidates.iter().filter(|(info, _)| info.healthy).count();
         if healthy > 1 {
             candidates[..healthy].rotate_left(usize::from(id.as_bytes()[0]) % healthy);
         }
+        let mut corrupt_copies = 0;
         for (info, client) in candidates {
             match tokio::time::timeout(self.timeout, read_from(client, id)).await {
                 Ok(Ok(data)) if ChunkId::of(&data) == id => return Ok(data),
                 Ok(Ok(_)) => {
+                    corrupt_copies += 1;
                     tracing::error!(chunk = %id, chunkserver = %info.node_id, "chunkserver returned bytes that do not match the chunk id");
+                }
+                Ok(Err(status)) if status.code() == tonic::Code::DataLoss => {
+                    corrupt_copies += 1;
+                    tracing::error!(chunk = %id, chunkserver = %info.node_id, message = status.message(), "replica failed verification");
                 }
                 Ok(Err(status)) if status.code() == tonic::Code::NotFound => {
                     tracing::debug!(chunk = %id, chunkserver = %info.node_id, "replica missing");
@@ -119,6 +126,12 @@ impl ChunkIo {
                     tracing::warn!(chunk = %id, chunkserver = %info.node_id, "replica read timed out");
                 }
             }
+        }
+        if corrupt_copies > 0 {
+            return Err(ApiError::ChecksumMismatch {
+                chunk: id,
+                corrupt_copies,
+            });
         }
         Err(ApiError::ChunkserverUnavailable(
             "Storage service temporarily unavailable".to_owned(),

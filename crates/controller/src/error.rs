@@ -66,6 +66,16 @@ pub enum ApiError {
     /// No chunkserver could take or serve the data (503).
     #[error("{0}")]
     ChunkserverUnavailable(String),
+    /// Every copy of a chunk that could be read failed verification (500).
+    #[error(
+        "Stored data failed its integrity check (chunk {chunk}, {corrupt_copies} corrupt copies)"
+    )]
+    ChecksumMismatch {
+        /// The chunk.
+        chunk: redcloud_types::ChunkId,
+        /// How many copies were found corrupt.
+        corrupt_copies: usize,
+    },
     /// Every chunkserver that could take the data is full (507).
     #[error("Storage is full")]
     StorageFull,
@@ -157,7 +167,7 @@ impl ApiError {
             ApiError::ChunkserverUnavailable(_) | ApiError::NotCaughtUp => ErrorCode::Unavailable,
             ApiError::StorageFull => ErrorCode::Full,
             ApiError::PayloadTooLarge { .. } => ErrorCode::TooLarge,
-            ApiError::Internal(_) => ErrorCode::Internal,
+            ApiError::Internal(_) | ApiError::ChecksumMismatch { .. } => ErrorCode::Internal,
         }
     }
 
@@ -173,6 +183,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => Some("PAYLOAD_TOO_LARGE"),
             ApiError::NotCaughtUp => Some("NOT_CAUGHT_UP"),
             ApiError::Internal(_) => Some("INTERNAL_ERROR"),
+            ApiError::ChecksumMismatch { .. } => Some("CHECKSUM_MISMATCH"),
             ApiError::Validation(_)
             | ApiError::BadAuthHeader
             | ApiError::InvalidApiKey
@@ -241,5 +252,96 @@ impl From<ApiError> for tonic::Status {
             other => other.public_detail(),
         };
         tonic::Status::new(error.code().grpc_code(), message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(error: ApiError) -> (StatusCode, Value) {
+        let response = error.into_response();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// Every row of the contract's error table, in one place.
+    #[tokio::test]
+    async fn every_error_has_its_contracted_status_and_code() {
+        let chunk = redcloud_types::ChunkId::of(b"x");
+        let rows: Vec<(ApiError, u16, Option<&str>)> = vec![
+            (
+                ApiError::Validation(vec![FieldIssue::missing(&["query", "tags"], Value::Null)]),
+                422,
+                None,
+            ),
+            (ApiError::BadAuthHeader, 401, None),
+            (ApiError::InvalidApiKey, 401, None),
+            (
+                ApiError::UserAlreadyExists,
+                400,
+                Some("USER_ALREADY_EXISTS"),
+            ),
+            (
+                ApiError::InvalidCredentials,
+                401,
+                Some("INVALID_CREDENTIALS"),
+            ),
+            (
+                ApiError::InvalidTagQuery("Query tags cannot be empty"),
+                400,
+                Some("INVALID_TAG_QUERY"),
+            ),
+            (
+                ApiError::InvalidRequest("x".into()),
+                400,
+                Some("INVALID_REQUEST"),
+            ),
+            (ApiError::UploadWithoutTags, 400, None),
+            (ApiError::FileNotFound("f".into()), 404, None),
+            (ApiError::Forbidden, 403, None),
+            (
+                ApiError::ChunkserverUnavailable("x".into()),
+                503,
+                Some("CHUNKSERVER_UNAVAILABLE"),
+            ),
+            (ApiError::StorageFull, 507, Some("STORAGE_FULL")),
+            (
+                ApiError::ChecksumMismatch {
+                    chunk,
+                    corrupt_copies: 2,
+                },
+                500,
+                Some("CHECKSUM_MISMATCH"),
+            ),
+            (
+                ApiError::PayloadTooLarge { limit: 1 },
+                413,
+                Some("PAYLOAD_TOO_LARGE"),
+            ),
+            (ApiError::NotCaughtUp, 503, Some("NOT_CAUGHT_UP")),
+            (
+                ApiError::Internal("disk /secret/path exploded".into()),
+                500,
+                Some("INTERNAL_ERROR"),
+            ),
+        ];
+        for (error, status, code) in rows {
+            let grpc = error.code().grpc_code();
+            let (got_status, body) = body_of(error).await;
+            assert_eq!(got_status.as_u16(), status, "{body}");
+            assert_eq!(body.get("code").and_then(Value::as_str), code, "{body}");
+            assert_ne!(grpc, tonic::Code::Ok);
+        }
+        let (_, body) = body_of(ApiError::Internal("disk /secret/path exploded".into())).await;
+        assert_eq!(
+            body["detail"], "Internal server error",
+            "internal details never leak"
+        );
+        let status = tonic::Status::from(ApiError::Internal("/secret/path".into()));
+        assert!(!status.message().contains("secret"));
     }
 }
