@@ -125,6 +125,7 @@ impl Drop for Node {
 /// Starts clusters.
 pub struct ClusterBuilder {
     binary: PathBuf,
+    controllers: usize,
     chunkservers: usize,
     controller_args: Vec<String>,
     chunkserver_args: Vec<String>,
@@ -135,10 +136,17 @@ impl ClusterBuilder {
     pub fn new(binary: &str) -> Self {
         Self {
             binary: binary.into(),
+            controllers: 1,
             chunkservers: 1,
             controller_args: Vec::new(),
             chunkserver_args: Vec::new(),
         }
+    }
+
+    /// How many controllers (each seeded with the others' addresses).
+    pub fn controllers(mut self, count: usize) -> Self {
+        self.controllers = count.max(1);
+        self
     }
 
     /// How many chunkservers.
@@ -161,19 +169,43 @@ impl ClusterBuilder {
         self
     }
 
-    /// Starts one controller and the chunkservers, and waits until every chunkserver has
-    /// registered.
+    /// Starts the controllers and the chunkservers (which send heartbeats to every
+    /// controller), and waits until every controller sees every chunkserver.
     pub async fn start(self) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let mut controller_args = vec!["--discovery-dns".to_owned(), String::new()];
-        controller_args.extend(self.controller_args);
-        let mut controller = Node::new(&self.binary, "controller", dir.path(), controller_args);
-        controller.start();
+        let ports: Vec<u16> = (0..self.controllers).map(|_| free_port()).collect();
+        let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let mut controllers: Vec<Node> = ports
+            .iter()
+            .map(|&port| {
+                let peers: Vec<&str> = addresses
+                    .iter()
+                    .filter(|a| !a.ends_with(&format!(":{port}")))
+                    .map(String::as_str)
+                    .collect();
+                let mut args = vec![
+                    "--discovery-dns".to_owned(),
+                    String::new(),
+                    "--gossip-interval-ms".to_owned(),
+                    "300".to_owned(),
+                ];
+                if !peers.is_empty() {
+                    args.extend(["--peers".to_owned(), peers.join(",")]);
+                }
+                args.extend(self.controller_args.iter().cloned());
+                let mut node = Node::new(&self.binary, "controller", dir.path(), args);
+                node.port = port;
+                node
+            })
+            .collect();
+        for controller in &mut controllers {
+            controller.start();
+        }
         let mut chunkservers = Vec::new();
         for _ in 0..self.chunkservers {
             let mut args = vec![
                 "--controllers".to_owned(),
-                controller.address(),
+                addresses.join(","),
                 "--heartbeat-interval-ms".to_owned(),
                 "200".to_owned(),
             ];
@@ -182,8 +214,10 @@ impl ClusterBuilder {
             node.start();
             chunkservers.push(node);
         }
+        let controller = controllers.remove(0);
         let mut cluster = Cluster {
             controller,
+            more_controllers: controllers,
             chunkservers,
             http: http_client(),
             _dir: dir,
@@ -205,8 +239,10 @@ pub fn http_client() -> reqwest::Client {
 
 /// A running cluster; every process is killed when it is dropped.
 pub struct Cluster {
-    /// The controller.
+    /// The first controller, the one the helpers talk to.
     pub controller: Node,
+    /// The other controllers, if any.
+    pub more_controllers: Vec<Node>,
     /// The chunkservers.
     pub chunkservers: Vec<Node>,
     /// An HTTP client.
@@ -220,10 +256,26 @@ impl Cluster {
         format!("http://{}", self.controller.address())
     }
 
-    /// Waits (up to 30 s) until the controller answers `/ready` with `healthy` chunkservers.
+    /// `http://127.0.0.1:<port>` of controller `i` (0 is `controller`).
+    pub fn url_of(&self, i: usize) -> String {
+        let node = if i == 0 {
+            &self.controller
+        } else {
+            &self.more_controllers[i - 1]
+        };
+        format!("http://{}", node.address())
+    }
+
+    /// Waits (up to 30 s) until every controller answers `/ready` with `healthy` chunkservers.
     pub async fn wait_ready(&mut self, healthy: usize) {
+        for i in 0..=self.more_controllers.len() {
+            self.wait_ready_at(i, healthy).await;
+        }
+    }
+
+    async fn wait_ready_at(&mut self, i: usize, healthy: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let url = format!("{}/ready", self.url());
+        let url = format!("{}/ready", self.url_of(i));
         loop {
             let seen = async {
                 let response = self.http.get(&url).send().await.ok()?;
@@ -251,7 +303,10 @@ impl Cluster {
 
     /// Prints every node's log (for failing tests).
     pub fn dump_logs(&self) {
-        for node in std::iter::once(&self.controller).chain(&self.chunkservers) {
+        for node in std::iter::once(&self.controller)
+            .chain(&self.more_controllers)
+            .chain(&self.chunkservers)
+        {
             eprintln!("===== {} {} =====\n{}", node.role, node.port, node.log());
         }
     }
@@ -347,9 +402,14 @@ impl Cluster {
 impl Cluster {
     /// The controller's `/internal/state`: node id, frontier, operation count, digest.
     pub async fn state(&self) -> Value {
+        self.state_of(0).await
+    }
+
+    /// Controller `i`'s `/internal/state`.
+    pub async fn state_of(&self, i: usize) -> Value {
         let response = self
             .http
-            .get(format!("{}/internal/state", self.url()))
+            .get(format!("{}/internal/state", self.url_of(i)))
             .send()
             .await
             .unwrap();

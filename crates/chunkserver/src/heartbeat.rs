@@ -2,7 +2,6 @@
 //! chunkserver is and how full it is. Controllers are found by resolving each configured name
 //! to all of its addresses, so a DNS alias shared by many controllers reaches them all.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,7 +77,7 @@ impl HeartbeatWorker {
             used_bytes: stats.used_bytes,
             chunk_count: stats.chunk_count,
         };
-        let addresses = resolve_all(&self.controllers).await;
+        let addresses = redcloud_types::resolve_all(&self.controllers).await;
         let sends = addresses.iter().map(|addr| {
             let mut request = http
                 .post(format!("http://{addr}/internal/heartbeat"))
@@ -106,30 +105,4 @@ impl HeartbeatWorker {
             .filter(|ok| *ok)
             .count()
     }
-}
-
-/// Every address each `host:port` resolves to, deduplicated; names that do not resolve in time
-/// are skipped.
-pub async fn resolve_all(names: &[String]) -> Vec<SocketAddr> {
-    let lookups = names.iter().map(|name| async move {
-        match tokio::time::timeout(REQUEST_TIMEOUT, tokio::net::lookup_host(name.as_str())).await {
-            Ok(Ok(addrs)) => addrs.collect::<Vec<_>>(),
-            Ok(Err(error)) => {
-                tracing::debug!(%name, %error, "cannot resolve");
-                Vec::new()
-            }
-            Err(_) => {
-                tracing::debug!(%name, "resolution timed out");
-                Vec::new()
-            }
-        }
-    });
-    let mut all: Vec<SocketAddr> = futures_util::future::join_all(lookups)
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
-    all.sort();
-    all.dedup();
-    all
 }

@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 pub use config::Config;
 pub use error::StoreError;
 pub use grpc::{ChunkService, STREAM_PIECE_BYTES};
-pub use heartbeat::resolve_all;
 pub use store::{ChunkStore, MAX_CHUNK_BYTES, StoreStats, Written};
 
 /// Why a chunkserver could not start or keep serving.
@@ -68,7 +67,7 @@ pub async fn run(
     let advertise = match &config.advertise {
         Some(address) => address.clone(),
         None => {
-            let peers = heartbeat::resolve_all(&config.controllers).await;
+            let peers = redcloud_types::resolve_all(&config.controllers).await;
             redcloud_types::advertise::detect(local, &peers).to_string()
         }
     };

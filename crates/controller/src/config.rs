@@ -14,6 +14,8 @@ const DEFAULT_CHUNKSERVER_TIMEOUT_MS: u64 = 30_000;
 const DEFAULT_GOSSIP_INTERVAL_MS: u64 = 1_000;
 const DEFAULT_UPLOAD_PIPELINE_CHUNKS: usize = 4;
 const DEFAULT_CHUNK_IO_TIMEOUT_MS: u64 = 30_000;
+const DEFAULT_DISCOVERY_INTERVAL_MS: u64 = 2_000;
+const DEFAULT_CATCH_UP_TIMEOUT_MS: u64 = 2_000;
 
 /// Serves RedCloud's metadata and client APIs and places file chunks on chunkservers.
 #[derive(Parser, Debug, Clone)]
@@ -83,6 +85,15 @@ pub struct Config {
     /// Mean milliseconds between anti-entropy rounds.
     #[arg(long, env = "REDCLOUD_CONTROLLER_GOSSIP_INTERVAL_MS", default_value_t = DEFAULT_GOSSIP_INTERVAL_MS)]
     pub gossip_interval_ms: u64,
+
+    /// Milliseconds between looks for new controllers (DNS name, seeds, peers' lists).
+    #[arg(long, env = "REDCLOUD_CONTROLLER_DISCOVERY_INTERVAL_MS", default_value_t = DEFAULT_DISCOVERY_INTERVAL_MS)]
+    pub discovery_interval_ms: u64,
+
+    /// Longest a request carrying a newer frontier token waits for this controller to catch up
+    /// before it gets 503 NOT_CAUGHT_UP.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_CATCH_UP_TIMEOUT_MS", default_value_t = DEFAULT_CATCH_UP_TIMEOUT_MS)]
+    pub catch_up_timeout_ms: u64,
 }
 
 impl Config {
@@ -104,6 +115,8 @@ impl Config {
             chunkserver_timeout_ms: DEFAULT_CHUNKSERVER_TIMEOUT_MS,
             chunk_io_timeout_ms: DEFAULT_CHUNK_IO_TIMEOUT_MS,
             gossip_interval_ms: DEFAULT_GOSSIP_INTERVAL_MS,
+            discovery_interval_ms: DEFAULT_DISCOVERY_INTERVAL_MS,
+            catch_up_timeout_ms: DEFAULT_CATCH_UP_TIMEOUT_MS,
         }
     }
 

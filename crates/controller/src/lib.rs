@@ -9,6 +9,7 @@ mod grpc;
 mod http;
 mod log_worker;
 mod meta;
+mod peers;
 mod readmodel;
 mod service;
 mod upload;
@@ -71,16 +72,30 @@ pub async fn run(
         anti_entropy_interval: Duration::from_millis(config.gossip_interval_ms.max(1)),
         ..GossipConfig::default()
     };
-    let data_dir = config.data_dir.clone();
-    let log = tokio::task::spawn_blocking(move || log_worker::start(&data_dir, node_id, gossip))
-        .await
-        .map_err(|e| RunError::Config(format!("log start task failed: {e}")))??;
-    let reads = Arc::new(readmodel::ReadPool::new(
-        &config.data_dir.join("readmodel.sqlite"),
-    ));
     let registry = Arc::new(cluster::Registry::new(Duration::from_millis(
         config.chunkserver_timeout_ms,
     )));
+    // Messages for peers wait here; when the sender falls behind they are dropped, and
+    // anti-entropy repeats whatever mattered.
+    let (outbound, outbound_rx) = tokio::sync::mpsc::channel(4096);
+    let data_dir = config.data_dir.clone();
+    let worker_registry = Arc::clone(&registry);
+    let runtime = tokio::runtime::Handle::current();
+    let log = tokio::task::spawn_blocking(move || {
+        log_worker::start(
+            &data_dir,
+            node_id,
+            gossip,
+            worker_registry,
+            outbound,
+            runtime,
+        )
+    })
+    .await
+    .map_err(|e| RunError::Config(format!("log start task failed: {e}")))??;
+    let reads = Arc::new(readmodel::ReadPool::new(
+        &config.data_dir.join("readmodel.sqlite"),
+    ));
     let known = {
         let reads = Arc::clone(&reads);
         tokio::task::spawn_blocking(move || reads.read(|r| r.chunkservers()))
@@ -113,17 +128,54 @@ pub async fn run(
         limits,
         registering: tokio::sync::Mutex::new(()),
     };
+    let local = listener.local_addr()?;
+    let mut seeds = config.peers.clone();
+    if !config.discovery_dns.is_empty() {
+        seeds.push(format!("{}:{}", config.discovery_dns, local.port()));
+    }
+    let advertise = match &config.advertise {
+        Some(address) => address.clone(),
+        None => {
+            redcloud_types::advertise::detect(local, &redcloud_types::resolve_all(&seeds).await)
+                .to_string()
+        }
+    };
+    let membership = Arc::new(peers::Membership::new(node_id, advertise.clone()));
+    tokio::spawn(peers::run_sender(
+        Arc::clone(&membership),
+        outbound_rx,
+        cluster_token.clone(),
+        shutdown.clone(),
+    ));
+    let (joined, mut joined_rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(peers::run_discovery(
+        Arc::clone(&membership),
+        seeds.clone(),
+        cluster_token.clone(),
+        Duration::from_millis(config.discovery_interval_ms.max(10)),
+        joined,
+        shutdown.clone(),
+    ));
+    let joined_log = service.log.clone();
+    tokio::spawn(async move {
+        while let Some(peer) = joined_rx.recv().await {
+            joined_log.peer_joined(peer).await;
+        }
+    });
     let state = Arc::new(http::AppState {
         service,
         registry,
         cluster_token: cluster_token.clone(),
         node_id,
+        membership,
+        catch_up_timeout: Duration::from_millis(config.catch_up_timeout_ms),
     });
 
-    let local = listener.local_addr()?;
     tracing::info!(
         node_id = %node_id,
         listen = %local,
+        advertise = %advertise,
+        seeds = ?seeds,
         data_dir = %config.data_dir.display(),
         chunk_size_bytes = limits.chunk_size,
         min_replicas = config.min_replicas,

@@ -10,10 +10,15 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use std::sync::Arc;
+
 use redcloud_eventlog::{
-    Event, FjallStore, Gossip, GossipConfig, LogStore, NodeId, Op, VersionVector, replay,
+    Event, FjallStore, Gossip, GossipConfig, GossipMessage, LogStore, NodeId, Op, Transmit,
+    VersionVector, replay,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::cluster::Registry;
 
 use crate::error::ApiError;
 use crate::meta::MetaOp;
@@ -45,6 +50,12 @@ enum Command {
     Snapshot {
         reply: oneshot::Sender<Result<LogSnapshot, ApiError>>,
     },
+    Gossip {
+        from: NodeId,
+        message: GossipMessage<MetaOp>,
+    },
+    PeerJoined(NodeId),
+    SyncNow,
 }
 
 /// The log's frontier and the read model's digest, taken together.
@@ -60,9 +71,36 @@ pub struct LogSnapshot {
 #[derive(Clone)]
 pub struct LogHandle {
     tx: mpsc::Sender<Command>,
+    frontier: watch::Receiver<VersionVector>,
 }
 
 impl LogHandle {
+    /// The frontier of the log (and of the read model, which the worker keeps up with it),
+    /// updated after every batch.
+    pub fn frontier(&self) -> watch::Receiver<VersionVector> {
+        self.frontier.clone()
+    }
+
+    /// Hands a peer's message to the replication core; refused when the worker is saturated,
+    /// since anti-entropy will bring the same operations again.
+    pub fn gossip(&self, from: NodeId, message: GossipMessage<MetaOp>) -> Result<(), ApiError> {
+        self.tx
+            .try_send(Command::Gossip { from, message })
+            .map_err(|_| {
+                ApiError::ChunkserverUnavailable("the log is busy; gossip later".to_owned())
+            })
+    }
+
+    /// Starts replicating with a newly found peer.
+    pub async fn peer_joined(&self, peer: NodeId) {
+        let _ = self.tx.send(Command::PeerJoined(peer)).await;
+    }
+
+    /// Starts an anti-entropy round with every live peer now.
+    pub fn sync_now(&self) {
+        let _ = self.tx.try_send(Command::SyncNow);
+    }
+
     /// Appends `ops` durably and projects them; returns the frontier that includes them.
     pub async fn append(&self, ops: Vec<MetaOp>) -> Result<VersionVector, ApiError> {
         let (reply, answer) = oneshot::channel();
@@ -95,6 +133,9 @@ pub fn start(
     data_dir: &Path,
     node_id: NodeId,
     gossip: GossipConfig,
+    registry: Arc<Registry>,
+    outbound: mpsc::Sender<Transmit<MetaOp>>,
+    runtime: tokio::runtime::Handle,
 ) -> Result<LogHandle, LogOpenError> {
     let store = FjallStore::<MetaOp>::open(&data_dir.join("log"))?;
     let mut projection = Projection::open(&data_dir.join("readmodel.sqlite"))?;
@@ -107,11 +148,16 @@ pub fn start(
         &store,
     )?;
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+    let (frontier_tx, frontier) = watch::channel(projection.applied().clone());
     let worker = Worker {
         store,
         core,
         projection,
         rx,
+        registry,
+        outbound,
+        frontier: frontier_tx,
+        runtime,
     };
     std::thread::Builder::new()
         .name("log-worker".to_owned())
@@ -122,7 +168,7 @@ pub fn start(
                 reason: e.to_string(),
             })
         })?;
-    Ok(LogHandle { tx })
+    Ok(LogHandle { tx, frontier })
 }
 
 /// Projects whatever the log holds beyond what the read model has applied.
@@ -162,6 +208,12 @@ struct Worker {
     core: Gossip<MetaOp, StdRng>,
     projection: Projection,
     rx: mpsc::Receiver<Command>,
+    registry: Arc<Registry>,
+    outbound: mpsc::Sender<Transmit<MetaOp>>,
+    frontier: watch::Sender<VersionVector>,
+    /// Used only to wait for the next command with a deadline; the worker never runs async
+    /// code of its own.
+    runtime: tokio::runtime::Handle,
 }
 
 fn wall_clock_ms() -> u64 {
@@ -172,33 +224,88 @@ fn wall_clock_ms() -> u64 {
 
 impl Worker {
     fn run(mut self) {
-        while let Some(first) = self.rx.blocking_recv() {
-            let mut appends: Vec<PendingAppend> = Vec::new();
-            let mut next = Some(first);
-            while let Some(command) = next.take() {
-                match command {
-                    Command::Append { ops, reply } => appends.push((ops, reply)),
-                    Command::Snapshot { reply } => {
-                        let snapshot = self
-                            .projection
-                            .digest()
-                            .map(|digest| LogSnapshot {
-                                frontier: self.projection.applied().clone(),
-                                digest,
-                            })
-                            .map_err(ApiError::internal);
-                        let _ = reply.send(snapshot);
-                    }
-                }
-                if appends.len() < BATCH_MAX_REQUESTS {
-                    next = self.rx.try_recv().ok();
-                }
+        // Chunkservers learned from the log get lazily connected channels, which need the
+        // runtime's context even though this thread runs no async code of its own.
+        let runtime = self.runtime.clone();
+        let _context = runtime.enter();
+        loop {
+            let deadline = tokio::time::Instant::from_std(self.core.poll_timeout());
+            let next = self
+                .runtime
+                .block_on(async { tokio::time::timeout_at(deadline, self.rx.recv()).await });
+            match next {
+                Ok(Some(first)) => self.handle_commands(first),
+                Ok(None) => break,
+                Err(_) => self.core.handle_tick(Instant::now(), &self.store),
             }
-            if !appends.is_empty() {
-                self.append_batch(appends);
+            if let Err(error) = self.project_events() {
+                tracing::warn!(%error, "projection behind the log; retrying with the next batch");
             }
+            self.send_transmits();
         }
         tracing::info!("log worker stopped");
+    }
+
+    /// Handles `first` and every command already queued behind it; appends are batched.
+    fn handle_commands(&mut self, first: Command) {
+        let mut appends: Vec<PendingAppend> = Vec::new();
+        let mut next = Some(first);
+        while let Some(command) = next.take() {
+            match command {
+                Command::Append { ops, reply } => appends.push((ops, reply)),
+                Command::Snapshot { reply } => {
+                    let snapshot = self
+                        .projection
+                        .digest()
+                        .map(|digest| LogSnapshot {
+                            frontier: self.projection.applied().clone(),
+                            digest,
+                        })
+                        .map_err(ApiError::internal);
+                    let _ = reply.send(snapshot);
+                }
+                Command::Gossip { from, message } => {
+                    if let Err(error) = self.core.handle_message(
+                        Instant::now(),
+                        wall_clock_ms(),
+                        from,
+                        message,
+                        &self.store,
+                    ) {
+                        self.fail_if_fatal(&error);
+                        tracing::warn!(%error, peer = %from, "could not take in a peer's operations");
+                    }
+                }
+                Command::PeerJoined(peer) => {
+                    self.core.add_peer(peer);
+                    self.core.sync_now(Instant::now(), &self.store);
+                }
+                Command::SyncNow => self.core.sync_now(Instant::now(), &self.store),
+            }
+            if appends.len() < BATCH_MAX_REQUESTS {
+                next = self.rx.try_recv().ok();
+            }
+        }
+        if !appends.is_empty() {
+            self.append_batch(appends);
+        }
+    }
+
+    fn fail_if_fatal(&self, error: &redcloud_eventlog::StoreError) {
+        if error.is_fatal() {
+            tracing::error!(%error, "the event log can no longer be written; exiting so the node restarts");
+            std::process::exit(70);
+        }
+    }
+
+    /// Hands the core's messages to the sender; when it is saturated they are dropped, and
+    /// anti-entropy repeats whatever mattered.
+    fn send_transmits(&mut self) {
+        while let Some(transmit) = self.core.poll_transmit() {
+            if self.outbound.try_send(transmit).is_err() {
+                tracing::debug!("gossip sender saturated; message dropped");
+            }
+        }
     }
 
     fn append_batch(&mut self, appends: Vec<PendingAppend>) {
@@ -232,7 +339,14 @@ impl Worker {
         let mut applied: Vec<Op<MetaOp>> = Vec::new();
         while let Some(event) = self.core.poll_event() {
             match event {
-                Event::Applied { ops } => applied.extend(ops),
+                Event::Applied { ops } => {
+                    for op in &ops {
+                        if let MetaOp::ChunkserverSeen { node_id, address } = &op.payload {
+                            self.registry.learn(node_id, address);
+                        }
+                    }
+                    applied.extend(ops);
+                }
                 Event::PeerSuspected { peer } => tracing::warn!(%peer, "peer suspected"),
                 Event::PeerRecovered { peer } => tracing::info!(%peer, "peer answers again"),
                 Event::BufferOverflow { dropped } => {
@@ -254,6 +368,13 @@ impl Worker {
                 ApiError::internal(error)
             })?;
         }
+        self.frontier.send_if_modified(|published| {
+            let changed = published != self.projection.applied();
+            if changed {
+                published.clone_from(self.projection.applied());
+            }
+            changed
+        });
         Ok(())
     }
 }

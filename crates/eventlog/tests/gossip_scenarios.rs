@@ -81,3 +81,19 @@ fn orphans_leave_the_buffer_after_its_ttl() {
     b.handle_tick(now + Duration::from_secs(31), &store_b);
     assert_eq!(b.buffered(), 0);
 }
+
+#[test]
+fn sync_now_asks_every_live_peer() {
+    let now = Instant::now();
+    let store = MemStore::<String>::new();
+    let mut a = core(1, &store, now);
+    for peer in 2..=4 {
+        a.add_peer(NodeId::new(peer));
+    }
+    a.sync_now(now, &store);
+    let asked: Vec<NodeId> = std::iter::from_fn(|| a.poll_transmit())
+        .filter(|t| matches!(t.message, GossipMessage::Frontier { reply: true, .. }))
+        .map(|t| t.to)
+        .collect();
+    assert_eq!(asked, [NodeId::new(2), NodeId::new(3), NodeId::new(4)]);
+}

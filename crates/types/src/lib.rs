@@ -273,6 +273,38 @@ pub mod advertise {
     }
 }
 
+/// Every address each `host:port` resolves to, deduplicated and sorted; names that do not
+/// resolve within two seconds are skipped.
+#[cfg(feature = "process")]
+pub async fn resolve_all(names: &[String]) -> Vec<std::net::SocketAddr> {
+    const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+    let lookups = names
+        .iter()
+        .filter(|n| !n.is_empty())
+        .map(|name| async move {
+            match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(name.as_str()))
+                .await
+            {
+                Ok(Ok(addrs)) => addrs.collect::<Vec<_>>(),
+                Ok(Err(error)) => {
+                    tracing::debug!(%name, %error, "cannot resolve");
+                    Vec::new()
+                }
+                Err(_) => {
+                    tracing::debug!(%name, "resolution timed out");
+                    Vec::new()
+                }
+            }
+        });
+    let mut all = Vec::new();
+    for lookup in lookups {
+        all.extend(lookup.await);
+    }
+    all.sort();
+    all.dedup();
+    all
+}
+
 /// Process plumbing shared by the server binaries.
 #[cfg(feature = "process")]
 pub mod process {

@@ -93,3 +93,35 @@ pub async fn state(State(app): State<Arc<AppState>>) -> Result<Json<serde_json::
         "digest": hex::encode(snapshot.digest),
     })))
 }
+
+/// `GET /internal/peers`: this controller and the controllers it knows.
+pub async fn peers(State(app): State<Arc<AppState>>) -> Json<crate::peers::PeerList> {
+    Json(app.membership.list())
+}
+
+/// `POST /internal/gossip`: a replication message from another controller (MessagePack).
+/// Bytes that do not decode are refused without touching any state.
+pub async fn gossip(
+    State(app): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    use crate::peers::{ADVERTISE_HEADER, NODE_HEADER};
+    let from: redcloud_eventlog::NodeId = headers
+        .get(NODE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| ApiError::InvalidRequest(format!("gossip needs a {NODE_HEADER} header")))?;
+    let message = redcloud_eventlog::GossipMessage::decode(&body).map_err(|error| {
+        tracing::debug!(peer = %from, %error, "undecodable gossip dropped");
+        ApiError::InvalidRequest(format!("undecodable gossip: {error}"))
+    })?;
+    if let Some(address) = headers.get(ADVERTISE_HEADER).and_then(|v| v.to_str().ok())
+        && app.membership.learn(from, address)
+    {
+        tracing::info!(peer = %from, %address, "controller joined");
+        app.service.log.peer_joined(from).await;
+    }
+    app.service.log.gossip(from, message)?;
+    Ok(StatusCode::ACCEPTED)
+}

@@ -5,6 +5,7 @@ mod auth;
 mod extract;
 mod files;
 mod internal;
+mod session;
 mod system;
 
 use std::sync::Arc;
@@ -23,6 +24,8 @@ use crate::service::Service;
 
 /// Largest JSON body accepted on non-upload routes.
 const JSON_BODY_LIMIT_BYTES: usize = 1024 * 1024;
+/// Largest gossip message accepted: a page of operations, with room to spare.
+const GOSSIP_BODY_LIMIT_BYTES: usize = 32 * 1024 * 1024;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -34,6 +37,10 @@ pub struct AppState {
     pub cluster_token: Option<String>,
     /// This controller.
     pub node_id: redcloud_eventlog::NodeId,
+    /// The other controllers.
+    pub membership: Arc<crate::peers::Membership>,
+    /// How long a request carrying a frontier token may wait for this node to catch up.
+    pub catch_up_timeout: std::time::Duration,
 }
 
 /// The whole HTTP router.
@@ -41,6 +48,11 @@ pub fn router(state: Arc<AppState>) -> Router {
     let internal = Router::new()
         .route("/internal/heartbeat", post(internal::heartbeat))
         .route("/internal/state", get(internal::state))
+        .route("/internal/peers", get(internal::peers))
+        .route(
+            "/internal/gossip",
+            post(internal::gossip).layer(DefaultBodyLimit::max(GOSSIP_BODY_LIMIT_BYTES)),
+        )
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             internal::require_token,
@@ -71,6 +83,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT_BYTES))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            session::read_your_writes,
+        ))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }

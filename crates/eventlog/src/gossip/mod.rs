@@ -319,6 +319,30 @@ impl<P: Clone, R: Rng> Gossip<P, R> {
         self.send(peer, frontier_message(store.frontier(), true));
     }
 
+    /// Starts an anti-entropy round with every peer not suspected (all of them when every
+    /// peer is suspected) right away: used when this node must catch up quickly, for example
+    /// with a client that has seen more than it has.
+    pub fn sync_now(&mut self, now: Instant, store: &(impl LogStore<P> + ?Sized)) {
+        let live: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(_, s)| !s.suspected)
+            .map(|(id, _)| *id)
+            .collect();
+        let targets = if live.is_empty() {
+            self.peers.keys().copied().collect()
+        } else {
+            live
+        };
+        let frontier = store.frontier();
+        for peer in targets {
+            if let Some(status) = self.peers.get_mut(&peer) {
+                status.waiting_since.get_or_insert(now);
+            }
+            self.send(peer, frontier_message(frontier.clone(), true));
+        }
+    }
+
     /// The next message to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit<P>> {
         self.transmits.pop_front()

@@ -1,0 +1,247 @@
+//! Controller membership and the gossip transport.
+//!
+//! Peers are found by resolving the discovery DNS name (every address it has), the `--peers`
+//! seeds, and each known peer's own list (`GET /internal/peers`); an unknown address is asked
+//! who it is. Messages from the replication core go out as `POST /internal/gossip` with a
+//! MessagePack body; every request has short connect and response timeouts, and requests run
+//! concurrently under one bound, so a slow or frozen peer never holds up the others.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use redcloud_eventlog::{NodeId, Transmit};
+use redcloud_types::CLUSTER_TOKEN_HEADER;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::meta::MetaOp;
+
+/// The header naming the sending controller on gossip requests.
+pub const NODE_HEADER: &str = "x-redcloud-node";
+/// The header giving the sending controller's address on gossip requests.
+pub const ADVERTISE_HEADER: &str = "x-redcloud-advertise";
+/// Longest a peer may take to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Longest a peer may take to answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Gossip requests in flight at once, to all peers together.
+const SENDS_IN_FLIGHT_MAX: usize = 64;
+
+/// One controller as `/internal/peers` describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// Its node id (16 hex digits).
+    pub node_id: String,
+    /// Where it serves (host:port).
+    pub address: String,
+}
+
+/// What `/internal/peers` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerList {
+    /// The answering controller.
+    #[serde(flatten)]
+    pub me: PeerInfo,
+    /// The controllers it knows.
+    pub peers: Vec<PeerInfo>,
+}
+
+/// The controllers this one knows, with their addresses.
+pub struct Membership {
+    me: NodeId,
+    address: String,
+    peers: RwLock<BTreeMap<NodeId, String>>,
+}
+
+impl Membership {
+    /// Membership of `me`, reachable at `address`.
+    pub fn new(me: NodeId, address: String) -> Self {
+        Self {
+            me,
+            address,
+            peers: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    /// This controller's id.
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    /// Where this controller is reached.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Records `peer` at `address`; returns whether it was new.
+    pub fn learn(&self, peer: NodeId, address: &str) -> bool {
+        if peer == self.me || address.is_empty() {
+            return false;
+        }
+        let mut peers = self
+            .peers
+            .write()
+            .expect("membership lock poisoned by a panic in another thread");
+        peers.insert(peer, address.to_owned()).is_none()
+    }
+
+    /// Where `peer` is reached.
+    pub fn address_of(&self, peer: NodeId) -> Option<String> {
+        self.peers
+            .read()
+            .expect("membership lock poisoned by a panic in another thread")
+            .get(&peer)
+            .cloned()
+    }
+
+    /// Every known peer.
+    pub fn list(&self) -> PeerList {
+        let peers = self
+            .peers
+            .read()
+            .expect("membership lock poisoned by a panic in another thread");
+        PeerList {
+            me: PeerInfo {
+                node_id: self.me.to_string(),
+                address: self.address.clone(),
+            },
+            peers: peers
+                .iter()
+                .map(|(id, address)| PeerInfo {
+                    node_id: id.to_string(),
+                    address: address.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn knows_address(&self, address: &str) -> bool {
+        address == self.address
+            || self
+                .peers
+                .read()
+                .expect("membership lock poisoned by a panic in another thread")
+                .values()
+                .any(|a| a == address)
+    }
+}
+
+/// The HTTP client every controller-to-controller request uses.
+pub fn peer_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .tcp_nodelay(true)
+        // A connection that went dead during a partition is not kept around to be waited on.
+        .pool_idle_timeout(Duration::from_secs(10))
+        .build()
+        .expect("a plain-HTTP client with no TLS always builds")
+}
+
+/// Sends the core's messages until the channel closes or `shutdown` is cancelled.
+pub async fn run_sender(
+    membership: Arc<Membership>,
+    mut outbound: mpsc::Receiver<Transmit<MetaOp>>,
+    token: Option<String>,
+    shutdown: CancellationToken,
+) {
+    let http = peer_client();
+    let slots = Arc::new(Semaphore::new(SENDS_IN_FLIGHT_MAX));
+    loop {
+        let transmit = tokio::select! {
+            () = shutdown.cancelled() => return,
+            transmit = outbound.recv() => match transmit { Some(t) => t, None => return },
+        };
+        let Some(address) = membership.address_of(transmit.to) else {
+            tracing::debug!(peer = %transmit.to, "no address for peer; message dropped");
+            continue;
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::debug!(peer = %transmit.to, "too many gossip requests in flight; message dropped");
+            continue;
+        };
+        let mut request = http
+            .post(format!("http://{address}/internal/gossip"))
+            .header(NODE_HEADER, membership.me().to_string())
+            .header(ADVERTISE_HEADER, membership.address())
+            .header(reqwest::header::CONTENT_TYPE, "application/msgpack")
+            .body(transmit.message.encode());
+        if let Some(token) = &token {
+            request = request.header(CLUSTER_TOKEN_HEADER, token);
+        }
+        tokio::spawn(async move {
+            let _slot = slot;
+            match request.send().await {
+                Ok(response) if response.status().is_success() => {}
+                Ok(response) => {
+                    tracing::debug!(peer = %transmit.to, status = %response.status(), "gossip refused")
+                }
+                Err(error) => tracing::debug!(peer = %transmit.to, %error, "gossip failed"),
+            }
+        });
+    }
+}
+
+/// Finds controllers every `interval`: resolves the discovery name and the seeds, asks every
+/// unknown address who it is, and merges each answering peer's own list. New peers are handed
+/// to `joined`.
+pub async fn run_discovery(
+    membership: Arc<Membership>,
+    seeds: Vec<String>,
+    token: Option<String>,
+    interval: Duration,
+    joined: mpsc::Sender<NodeId>,
+    shutdown: CancellationToken,
+) {
+    let http = peer_client();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let mut addresses: Vec<String> = redcloud_types::resolve_all(&seeds)
+            .await
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let known = membership.list().peers;
+        // Ask one known peer at random for its list too, so membership spreads.
+        if let Some(peer) = known.get(rand::random_range(0..known.len().max(1))) {
+            addresses.push(peer.address.clone());
+        }
+        addresses.sort();
+        addresses.dedup();
+        for address in addresses {
+            let already = membership.knows_address(&address);
+            if already && !known.iter().any(|p| p.address == address) {
+                continue;
+            }
+            let mut request = http.get(format!("http://{address}/internal/peers"));
+            if let Some(token) = &token {
+                request = request.header(CLUSTER_TOKEN_HEADER, token);
+            }
+            let Ok(response) = request.send().await else {
+                continue;
+            };
+            let Ok(list) = response.json::<PeerList>().await else {
+                continue;
+            };
+            for info in std::iter::once(list.me).chain(list.peers) {
+                let Ok(id) = info.node_id.parse::<NodeId>() else {
+                    continue;
+                };
+                if membership.learn(id, &info.address) {
+                    tracing::info!(peer = %id, address = %info.address, "controller joined");
+                    if joined.send(id).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Three controllers: a write on one reaches the others by gossip, a client that carries its
+//! frontier token reads its own writes on any controller at once, a token nobody can satisfy is
+//! a 503 NOT_CAUGHT_UP, and every controller ends with the same read model.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use redcloud_tests::{Cluster, ClusterBuilder, status_json, test_data};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "x-redcloud-frontier";
+
+async fn register_at(c: &Cluster, i: usize, user: &str) -> (String, String) {
+    let response = c
+        .http
+        .post(format!("{}/auth/register", c.url_of(i)))
+        .json(&json!({"username": user, "password": "pw"}))
+        .send()
+        .await
+        .unwrap();
+    let token = response.headers()[TOKEN].to_str().unwrap().to_owned();
+    let (status, body) = status_json(response).await;
+    assert_eq!(status, 201);
+    (body["api_key"].as_str().unwrap().to_owned(), token)
+}
+
+async fn converged(c: &Cluster, controllers: usize, within: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut states = Vec::new();
+        for i in 0..controllers {
+            states.push(c.state_of(i).await);
+        }
+        if states.iter().all(|s| {
+            s["digest"] == states[0]["digest"] && s["operations"] == states[0]["operations"]
+        }) {
+            return states;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "controllers did not converge: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn controllers_replicate_and_sessions_read_their_writes() {
+    let c = ClusterBuilder::new(env!("CARGO_BIN_EXE_redcloud-test-node"))
+        .controllers(3)
+        .controller_args(&["--catch-up-timeout-ms", "700"])
+        .start()
+        .await;
+
+    // Registered on controller 0, used at once on controller 1 thanks to the token.
+    let (key, token) = register_at(&c, 0, "alice").await;
+    let listed = c
+        .http
+        .get(format!("{}/files?tags=", c.url_of(1)))
+        .bearer_auth(&key)
+        .header(TOKEN, &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.status(),
+        200,
+        "controller 1 caught up with the client's token"
+    );
+
+    // Uploaded through controller 1, listed and downloaded through controller 2.
+    let data = test_data(5, 300_000);
+    let form = reqwest::multipart::Form::new().text("tags", "shared").part(
+        "file",
+        reqwest::multipart::Part::bytes(data.clone()).file_name("doc.bin"),
+    );
+    let uploaded = c
+        .http
+        .post(format!("{}/files", c.url_of(1)))
+        .bearer_auth(&key)
+        .header(TOKEN, &token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), 201);
+    let token = uploaded.headers()[TOKEN].to_str().unwrap().to_owned();
+    let listed = c
+        .http
+        .get(format!("{}/files?tags=shared", c.url_of(2)))
+        .bearer_auth(&key)
+        .header(TOKEN, &token)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_json(listed).await;
+    assert_eq!((status, body["files"].as_array().unwrap().len()), (200, 1));
+    let download = c
+        .http
+        .get(format!("{}/files/by-name/doc.bin/download", c.url_of(2)))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), 200);
+    assert!(download.bytes().await.unwrap().to_vec() == data);
+
+    // Without a token, a write still shows up everywhere by gossip alone, and quickly.
+    let started = Instant::now();
+    let (other_key, _) = register_at(&c, 2, "bob").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = c
+            .http
+            .get(format!("{}/files?tags=", c.url_of(0)))
+            .bearer_auth(&other_key)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "bob never reached controller 0");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!(
+        "a registration on controller 2 was usable on controller 0 after {:?}",
+        started.elapsed()
+    );
+
+    // A token from a history nobody has cannot be honoured: 503, not a stale answer.
+    // MessagePack for {0x00000000deadbeef: 1_000_000_000}: a billion operations from an
+    // origin nobody knows.
+    let impossible = "81cf00000000deadbeefce3b9aca00";
+    let (status, body) = status_json(
+        c.http
+            .get(format!("{}/files?tags=", c.url_of(1)))
+            .bearer_auth(&key)
+            .header(TOKEN, impossible)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("NOT_CAUGHT_UP")),
+        "{body}"
+    );
+    let (status, body) = status_json(
+        c.http
+            .get(format!("{}/files?tags=", c.url_of(1)))
+            .bearer_auth(&key)
+            .header(TOKEN, "not-hex")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("INVALID_REQUEST"))
+    );
+
+    let states = converged(&c, 3, Duration::from_secs(10)).await;
+    assert_eq!(states[0]["operations"], states[2]["operations"]);
+    let peers: Value = c
+        .http
+        .get(format!("{}/internal/peers", c.url_of(0)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(peers["peers"].as_array().unwrap().len(), 2, "{peers}");
+}
