@@ -1,9 +1,10 @@
-//! A harness for scenario tests: controllers and chunkservers as real processes on loopback
-//! ports, each with its own data directory and log file, that a test can kill (SIGKILL),
-//! restart and talk to over HTTP.
+//! A harness for scenario tests: controllers and chunkservers as real processes, each on a
+//! loopback address of its own (and, as root, under a uid of its own, so links between nodes
+//! can be cut with the firewall), each with its own data directory and log file. A test can
+//! kill (SIGKILL), restart, partition and heal nodes, and talk to them over HTTP.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
-use std::net::TcpListener;
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,6 +17,10 @@ pub struct Node {
     role: &'static str,
     /// Its data directory.
     pub data_dir: PathBuf,
+    /// Its own loopback address.
+    pub ip: Ipv4Addr,
+    /// The uid it runs as (when the harness runs as root).
+    pub uid: u32,
     /// Where it listens.
     pub port: u16,
     args: Vec<String>,
@@ -23,25 +28,66 @@ pub struct Node {
     log: PathBuf,
 }
 
-/// A free loopback port (bound and released; good enough on a test machine).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+/// A free port on `ip` (bound and released; good enough on a test machine).
+pub fn free_port_on(ip: Ipv4Addr) -> u16 {
+    TcpListener::bind((ip, 0))
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
 }
 
+/// A free port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    free_port_on(Ipv4Addr::LOCALHOST)
+}
+
+/// Whether the harness runs as root, so that nodes get their own uids and links can be cut.
+pub fn can_partition() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A loopback subnet and uid range for one cluster, distinct across the clusters and test
+/// processes of a run, so that clusters never share addresses or firewall rules.
+fn allocate_cluster_slot() -> (u8, u8, u32) {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let pid = std::process::id();
+    let a = 20 + (pid % 200) as u8;
+    let b = (n % 250) as u8 + 1;
+    let uid_base = 200_000 + (pid % 10_000) * 1000 + (n % 40) * 25;
+    (a, b, uid_base)
+}
+
 impl Node {
-    fn new(binary: &Path, role: &'static str, dir: &Path, args: Vec<String>) -> Self {
-        let port = free_port();
-        let data_dir = dir.join(format!("{role}-{port}"));
+    fn new(
+        binary: &Path,
+        role: &'static str,
+        dir: &Path,
+        args: Vec<String>,
+        ip: Ipv4Addr,
+        uid: u32,
+    ) -> Self {
+        let port = free_port_on(ip);
+        let data_dir = dir.join(format!("{role}-{}-{port}", ip.octets()[3]));
         std::fs::create_dir_all(&data_dir).unwrap();
+        if can_partition() {
+            std::os::unix::fs::chown(&data_dir, Some(uid), Some(uid)).unwrap();
+        }
         let log = data_dir.with_extension("log");
         Self {
             binary: binary.to_owned(),
             role,
             data_dir,
+            ip,
+            uid,
             port,
             args,
             child: None,
@@ -49,23 +95,28 @@ impl Node {
         }
     }
 
-    /// Starts the process (again, after a kill), on the same port and data directory.
+    /// Starts the process (again, after a kill), on the same address and data directory.
     pub fn start(&mut self) {
         assert!(
             self.child.is_none(),
             "{} on {} is already running",
             self.role,
-            self.port
+            self.address()
         );
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if can_partition() {
+            use std::os::unix::process::CommandExt;
+            command.uid(self.uid).gid(self.uid);
+        }
+        let child = command
             .arg(self.role)
             .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
+            .arg(self.address())
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.args)
@@ -107,7 +158,7 @@ impl Node {
 
     /// `host:port`.
     pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
     /// The process's log so far.
@@ -173,33 +224,49 @@ impl ClusterBuilder {
     /// controller), and waits until every controller sees every chunkserver.
     pub async fn start(self) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let ports: Vec<u16> = (0..self.controllers).map(|_| free_port()).collect();
-        let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let mut controllers: Vec<Node> = ports
-            .iter()
-            .map(|&port| {
-                let peers: Vec<&str> = addresses
-                    .iter()
-                    .filter(|a| !a.ends_with(&format!(":{port}")))
-                    .map(String::as_str)
-                    .collect();
-                let mut args = vec![
-                    "--discovery-dns".to_owned(),
-                    String::new(),
-                    "--gossip-interval-ms".to_owned(),
-                    "300".to_owned(),
-                ];
-                if !peers.is_empty() {
-                    args.extend(["--peers".to_owned(), peers.join(",")]);
-                }
-                args.extend(self.controller_args.iter().cloned());
-                let mut node = Node::new(&self.binary, "controller", dir.path(), args);
-                node.port = port;
-                node
-            })
+        // Nodes run under their own uids and must reach their data directories.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let (a, b, uid_base) = allocate_cluster_slot();
+        let mut slots =
+            (1u8..).map(move |n| (Ipv4Addr::new(127, a, b, n), uid_base + u32::from(n)));
+        let controller_slots: Vec<(Ipv4Addr, u32)> = (0..self.controllers)
+            .map(|_| slots.next().unwrap())
             .collect();
-        for controller in &mut controllers {
-            controller.start();
+        let ports: Vec<u16> = controller_slots
+            .iter()
+            .map(|(ip, _)| free_port_on(*ip))
+            .collect();
+        let addresses: Vec<String> = controller_slots
+            .iter()
+            .zip(&ports)
+            .map(|((ip, _), port)| format!("{ip}:{port}"))
+            .collect();
+        let mut controllers = Vec::new();
+        for (i, &(ip, uid)) in controller_slots.iter().enumerate() {
+            let mut args = vec![
+                "--discovery-dns".to_owned(),
+                String::new(),
+                "--gossip-interval-ms".to_owned(),
+                "300".to_owned(),
+            ];
+            let peers: Vec<&str> = addresses
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, a)| a.as_str())
+                .collect();
+            if !peers.is_empty() {
+                args.extend(["--peers".to_owned(), peers.join(",")]);
+            }
+            args.extend(self.controller_args.iter().cloned());
+            let mut node = Node::new(&self.binary, "controller", dir.path(), args, ip, uid);
+            node.port = ports[i];
+            node.start();
+            controllers.push(node);
         }
         let mut chunkservers = Vec::new();
         for _ in 0..self.chunkservers {
@@ -210,7 +277,8 @@ impl ClusterBuilder {
                 "200".to_owned(),
             ];
             args.extend(self.chunkserver_args.iter().cloned());
-            let mut node = Node::new(&self.binary, "chunkserver", dir.path(), args);
+            let (ip, uid) = slots.next().unwrap();
+            let mut node = Node::new(&self.binary, "chunkserver", dir.path(), args, ip, uid);
             node.start();
             chunkservers.push(node);
         }
@@ -220,6 +288,8 @@ impl ClusterBuilder {
             more_controllers: controllers,
             chunkservers,
             http: http_client(),
+            firewall_chain: format!("RC{a}X{b}P{}", std::process::id()),
+            firewall_installed: false,
             _dir: dir,
         };
         cluster.wait_ready(self.chunkservers).await;
@@ -237,7 +307,17 @@ pub fn http_client() -> reqwest::Client {
         .unwrap()
 }
 
-/// A running cluster; every process is killed when it is dropped.
+/// A node of a cluster, by role and index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Member {
+    /// Controller `i` (0 is `Cluster::controller`).
+    Controller(usize),
+    /// Chunkserver `i`.
+    Chunkserver(usize),
+}
+
+/// A running cluster; every process is killed, and every firewall rule removed, when it is
+/// dropped.
 pub struct Cluster {
     /// The first controller, the one the helpers talk to.
     pub controller: Node,
@@ -247,23 +327,29 @@ pub struct Cluster {
     pub chunkservers: Vec<Node>,
     /// An HTTP client.
     pub http: reqwest::Client,
+    firewall_chain: String,
+    firewall_installed: bool,
     _dir: tempfile::TempDir,
 }
 
 impl Cluster {
-    /// `http://127.0.0.1:<port>`.
+    /// `http://<address>` of the first controller.
     pub fn url(&self) -> String {
-        format!("http://{}", self.controller.address())
+        self.url_of(0)
     }
 
-    /// `http://127.0.0.1:<port>` of controller `i` (0 is `controller`).
-    pub fn url_of(&self, i: usize) -> String {
-        let node = if i == 0 {
+    /// Controller `i` (0 is `controller`).
+    pub fn controller_at(&self, i: usize) -> &Node {
+        if i == 0 {
             &self.controller
         } else {
             &self.more_controllers[i - 1]
-        };
-        format!("http://{}", node.address())
+        }
+    }
+
+    /// `http://<address>` of controller `i`.
+    pub fn url_of(&self, i: usize) -> String {
+        format!("http://{}", self.controller_at(i).address())
     }
 
     /// Waits (up to 30 s) until every controller answers `/ready` with `healthy` chunkservers.
@@ -286,15 +372,16 @@ impl Cluster {
             if seen.is_some_and(|n| n as usize >= healthy) {
                 return;
             }
-            assert!(
-                self.controller.is_running(),
-                "the controller exited:\n{}",
-                self.controller.log()
-            );
+            let node = if i == 0 {
+                &mut self.controller
+            } else {
+                &mut self.more_controllers[i - 1]
+            };
+            assert!(node.is_running(), "controller {i} exited:\n{}", node.log());
             if Instant::now() > deadline {
                 self.dump_logs();
                 panic!(
-                    "controller not ready with {healthy} chunkservers within 30 s (saw {seen:?})"
+                    "controller {i} not ready with {healthy} chunkservers within 30 s (saw {seen:?})"
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -307,8 +394,76 @@ impl Cluster {
             .chain(&self.more_controllers)
             .chain(&self.chunkservers)
         {
-            eprintln!("===== {} {} =====\n{}", node.role, node.port, node.log());
+            eprintln!(
+                "===== {} {} =====\n{}",
+                node.role,
+                node.address(),
+                node.log()
+            );
         }
+    }
+
+    fn member(&self, member: Member) -> &Node {
+        match member {
+            Member::Controller(i) => self.controller_at(i),
+            Member::Chunkserver(i) => &self.chunkservers[i],
+        }
+    }
+
+    /// Cuts every link between a node of `one` and a node of `other`, both ways: packets from
+    /// a node's uid to the other side's addresses are dropped. Needs root.
+    pub fn partition(&mut self, one: &[Member], other: &[Member]) {
+        assert!(
+            can_partition(),
+            "partitions need root (iptables and per-node uids)"
+        );
+        let mut rules = Vec::new();
+        for a in one.iter().map(|m| self.member(*m)) {
+            for b in other.iter().map(|m| self.member(*m)) {
+                rules.push((a.uid.to_string(), b.ip.to_string()));
+                rules.push((b.uid.to_string(), a.ip.to_string()));
+            }
+        }
+        let chain = self.firewall_chain.clone();
+        if !self.firewall_installed {
+            let _ = iptables(&["-N", &chain]);
+            iptables(&["-I", "OUTPUT", "-j", &chain]).unwrap();
+            self.firewall_installed = true;
+        }
+        for (uid, ip) in rules {
+            iptables(&[
+                "-A",
+                &chain,
+                "-m",
+                "owner",
+                "--uid-owner",
+                &uid,
+                "-d",
+                &ip,
+                "-j",
+                "DROP",
+            ])
+            .unwrap();
+        }
+    }
+
+    /// Restores every link.
+    pub fn heal(&mut self) {
+        if self.firewall_installed {
+            iptables(&["-F", &self.firewall_chain]).unwrap();
+        }
+    }
+}
+
+fn iptables(args: &[&str]) -> Result<(), String> {
+    let output = Command::new("iptables")
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
     }
 }
 
@@ -316,6 +471,12 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
             self.dump_logs();
+        }
+        if self.firewall_installed {
+            let chain = self.firewall_chain.clone();
+            let _ = iptables(&["-D", "OUTPUT", "-j", &chain]);
+            let _ = iptables(&["-F", &chain]);
+            let _ = iptables(&["-X", &chain]);
         }
     }
 }
@@ -328,11 +489,16 @@ pub async fn status_json(response: reqwest::Response) -> (u16, Value) {
 }
 
 impl Cluster {
-    /// Registers `username` and returns the API key.
+    /// Registers `username` on the first controller and returns the API key.
     pub async fn register(&self, username: &str, password: &str) -> String {
+        self.register_at(0, username, password).await
+    }
+
+    /// Registers `username` on controller `i` and returns the API key.
+    pub async fn register_at(&self, i: usize, username: &str, password: &str) -> String {
         let response = self
             .http
-            .post(format!("{}/auth/register", self.url()))
+            .post(format!("{}/auth/register", self.url_of(i)))
             .json(&serde_json::json!({"username": username, "password": password}))
             .send()
             .await
@@ -342,9 +508,21 @@ impl Cluster {
         body["api_key"].as_str().unwrap().to_owned()
     }
 
-    /// Uploads `data` as `name` with the comma-separated `tags`.
+    /// Uploads `data` as `name` with the comma-separated `tags` through the first controller.
     pub async fn upload(
         &self,
+        key: &str,
+        name: &str,
+        data: Vec<u8>,
+        tags: &str,
+    ) -> reqwest::Response {
+        self.upload_at(0, key, name, data, tags).await
+    }
+
+    /// Uploads through controller `i`.
+    pub async fn upload_at(
+        &self,
+        i: usize,
         key: &str,
         name: &str,
         data: Vec<u8>,
@@ -357,7 +535,7 @@ impl Cluster {
                 reqwest::multipart::Part::bytes(data).file_name(name.to_owned()),
             );
         self.http
-            .post(format!("{}/files", self.url()))
+            .post(format!("{}/files", self.url_of(i)))
             .bearer_auth(key)
             .multipart(form)
             .send()
@@ -365,10 +543,15 @@ impl Cluster {
             .unwrap()
     }
 
-    /// `GET path` with the key.
+    /// `GET path` with the key, on the first controller.
     pub async fn get(&self, key: &str, path: &str) -> reqwest::Response {
+        self.get_at(0, key, path).await
+    }
+
+    /// `GET path` with the key, on controller `i`.
+    pub async fn get_at(&self, i: usize, key: &str, path: &str) -> reqwest::Response {
         self.http
-            .get(format!("{}{path}", self.url()))
+            .get(format!("{}{path}", self.url_of(i)))
             .bearer_auth(key)
             .send()
             .await
@@ -377,15 +560,26 @@ impl Cluster {
 
     /// Lists the caller's files matching `tags`.
     pub async fn list(&self, key: &str, tags: &str) -> Vec<Value> {
-        let (status, body) = status_json(self.get(key, &format!("/files?tags={tags}")).await).await;
+        self.list_at(0, key, tags).await
+    }
+
+    /// Lists on controller `i`.
+    pub async fn list_at(&self, i: usize, key: &str, tags: &str) -> Vec<Value> {
+        let (status, body) =
+            status_json(self.get_at(i, key, &format!("/files?tags={tags}")).await).await;
         assert_eq!(status, 200, "{body}");
         body["files"].as_array().unwrap().clone()
     }
 
     /// Downloads by name; returns status and body bytes.
     pub async fn download(&self, key: &str, name: &str) -> (u16, Vec<u8>) {
+        self.download_at(0, key, name).await
+    }
+
+    /// Downloads by name from controller `i`.
+    pub async fn download_at(&self, i: usize, key: &str, name: &str) -> (u16, Vec<u8>) {
         let response = self
-            .get(key, &format!("/files/by-name/{name}/download"))
+            .get_at(i, key, &format!("/files/by-name/{name}/download"))
             .await;
         let status = response.status().as_u16();
         (
@@ -397,10 +591,8 @@ impl Cluster {
                 .unwrap_or_default(),
         )
     }
-}
 
-impl Cluster {
-    /// The controller's `/internal/state`: node id, frontier, operation count, digest.
+    /// The first controller's `/internal/state`: node id, frontier, operation count, digest.
     pub async fn state(&self) -> Value {
         self.state_of(0).await
     }
@@ -418,7 +610,28 @@ impl Cluster {
         body
     }
 
-    /// Kills the controller with SIGKILL and starts it again on the same data directory.
+    /// Waits until every controller has the same read-model digest and operation count.
+    pub async fn converged(&self, within: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let mut states = Vec::new();
+            for i in 0..=self.more_controllers.len() {
+                states.push(self.state_of(i).await);
+            }
+            if states.iter().all(|s| {
+                s["digest"] == states[0]["digest"] && s["operations"] == states[0]["operations"]
+            }) {
+                return states;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "controllers did not converge: {states:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills the first controller with SIGKILL and starts it again on the same data directory.
     pub async fn restart_controller(&mut self) {
         self.controller.kill();
         self.controller.start();

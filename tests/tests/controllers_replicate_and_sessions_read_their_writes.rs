@@ -24,26 +24,6 @@ async fn register_at(c: &Cluster, i: usize, user: &str) -> (String, String) {
     (body["api_key"].as_str().unwrap().to_owned(), token)
 }
 
-async fn converged(c: &Cluster, controllers: usize, within: Duration) -> Vec<Value> {
-    let deadline = Instant::now() + within;
-    loop {
-        let mut states = Vec::new();
-        for i in 0..controllers {
-            states.push(c.state_of(i).await);
-        }
-        if states.iter().all(|s| {
-            s["digest"] == states[0]["digest"] && s["operations"] == states[0]["operations"]
-        }) {
-            return states;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "controllers did not converge: {states:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn controllers_replicate_and_sessions_read_their_writes() {
     let c = ClusterBuilder::new(env!("CARGO_BIN_EXE_redcloud-test-node"))
@@ -162,7 +142,7 @@ async fn controllers_replicate_and_sessions_read_their_writes() {
         (400, Some("INVALID_REQUEST"))
     );
 
-    let states = converged(&c, 3, Duration::from_secs(10)).await;
+    let states = c.converged(Duration::from_secs(10)).await;
     assert_eq!(states[0]["operations"], states[2]["operations"]);
     let peers: Value = c
         .http

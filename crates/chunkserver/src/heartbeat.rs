@@ -2,7 +2,9 @@
 //! chunkserver is and how full it is. Controllers are found by resolving each configured name
 //! to all of its addresses, so a DNS alias shared by many controllers reaches them all.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redcloud_types::{CLUSTER_TOKEN_HEADER, Heartbeat};
@@ -25,11 +27,16 @@ pub struct HeartbeatWorker {
 
 impl HeartbeatWorker {
     /// Runs the worker until `shutdown` is cancelled.
+    ///
+    /// Each controller address gets its own request every interval, on its own task: an
+    /// unreachable controller only ever delays its own heartbeats, never the others'. An address
+    /// whose previous request is still pending is skipped for that round.
     pub async fn run(self, shutdown: CancellationToken) {
         let http = match reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(REQUEST_TIMEOUT)
             .tcp_nodelay(true)
+            .no_proxy()
             .build()
         {
             Ok(http) => http,
@@ -38,6 +45,7 @@ impl HeartbeatWorker {
                 return;
             }
         };
+        let outcomes: Arc<Mutex<HashMap<SocketAddr, Outcome>>> = Arc::default();
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut reached_any = true;
@@ -46,7 +54,55 @@ impl HeartbeatWorker {
                 () = shutdown.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            let reached = self.beat(&http).await;
+            let Some(heartbeat) = self.heartbeat().await else {
+                continue;
+            };
+            let addresses = redcloud_types::resolve_all(&self.controllers).await;
+            let reached = {
+                let mut outcomes = outcomes
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                outcomes.retain(|address, _| addresses.contains(address));
+                outcomes
+                    .values()
+                    .filter(|o| **o == Outcome::Accepted)
+                    .count()
+            };
+            for address in addresses {
+                {
+                    let mut outcomes = outcomes
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if outcomes.get(&address) == Some(&Outcome::Pending) {
+                        continue;
+                    }
+                    outcomes.insert(address, Outcome::Pending);
+                }
+                let mut request = http
+                    .post(format!("http://{address}/internal/heartbeat"))
+                    .json(&heartbeat);
+                if let Some(token) = &self.cluster_token {
+                    request = request.header(CLUSTER_TOKEN_HEADER, token);
+                }
+                let outcomes = Arc::clone(&outcomes);
+                tokio::spawn(async move {
+                    let outcome = match request.send().await {
+                        Ok(response) if response.status().is_success() => Outcome::Accepted,
+                        Ok(response) => {
+                            tracing::debug!(controller = %address, status = %response.status(), "heartbeat refused");
+                            Outcome::Failed
+                        }
+                        Err(error) => {
+                            tracing::debug!(controller = %address, %error, "heartbeat failed");
+                            Outcome::Failed
+                        }
+                    };
+                    outcomes
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(address, outcome);
+                });
+            }
             if reached == 0 && reached_any {
                 tracing::warn!(controllers = ?self.controllers, "no controller reachable for heartbeats");
             } else if reached > 0 && !reached_any {
@@ -56,53 +112,34 @@ impl HeartbeatWorker {
         }
     }
 
-    /// Sends one heartbeat to every controller address; returns how many accepted it.
-    async fn beat(&self, http: &reqwest::Client) -> usize {
+    /// This round's heartbeat, or `None` when the store cannot report its statistics.
+    async fn heartbeat(&self) -> Option<Heartbeat> {
         let store = Arc::clone(&self.store);
         let stats = match tokio::task::spawn_blocking(move || store.stats()).await {
             Ok(Ok(stats)) => stats,
             Ok(Err(error)) => {
                 tracing::warn!(%error, "cannot read store statistics for a heartbeat");
-                return 0;
+                return None;
             }
             Err(error) => {
                 tracing::warn!(%error, "store statistics task failed");
-                return 0;
+                return None;
             }
         };
-        let heartbeat = Heartbeat {
+        Some(Heartbeat {
             node_id: self.node_id.clone(),
             address: self.advertise.clone(),
             capacity_bytes: stats.capacity_bytes,
             used_bytes: stats.used_bytes,
             chunk_count: stats.chunk_count,
-        };
-        let addresses = redcloud_types::resolve_all(&self.controllers).await;
-        let sends = addresses.iter().map(|addr| {
-            let mut request = http
-                .post(format!("http://{addr}/internal/heartbeat"))
-                .json(&heartbeat);
-            if let Some(token) = &self.cluster_token {
-                request = request.header(CLUSTER_TOKEN_HEADER, token);
-            }
-            async move {
-                match request.send().await {
-                    Ok(response) if response.status().is_success() => true,
-                    Ok(response) => {
-                        tracing::debug!(controller = %addr, status = %response.status(), "heartbeat refused");
-                        false
-                    }
-                    Err(error) => {
-                        tracing::debug!(controller = %addr, %error, "heartbeat failed");
-                        false
-                    }
-                }
-            }
-        });
-        futures_util::future::join_all(sends)
-            .await
-            .into_iter()
-            .filter(|ok| *ok)
-            .count()
+        })
     }
+}
+
+/// How the latest heartbeat to one controller went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Pending,
+    Accepted,
+    Failed,
 }

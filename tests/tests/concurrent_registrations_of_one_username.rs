@@ -1,0 +1,70 @@
+//! Two people register the same username on the two sides of a partition and upload files:
+//! after the heal the earlier registration owns the name everywhere, the other account keeps
+//! its key and its files, and nothing is deleted.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use redcloud_tests::{ClusterBuilder, Member, status_json};
+use serde_json::json;
+
+#[tokio::test]
+async fn concurrent_registrations_of_one_username() {
+    let mut c = ClusterBuilder::new(env!("CARGO_BIN_EXE_redcloud-test-node"))
+        .controllers(2)
+        .chunkservers(2)
+        .controller_args(&["--chunkserver-timeout-ms", "1500"])
+        .start()
+        .await;
+    c.partition(
+        &[Member::Controller(0), Member::Chunkserver(0)],
+        &[Member::Controller(1), Member::Chunkserver(1)],
+    );
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let first = c.register_at(0, "sam", "first-password").await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let second = c.register_at(1, "sam", "second-password").await;
+    assert_eq!(
+        c.upload_at(0, &first, "one.txt", b"one".to_vec(), "t")
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(
+        c.upload_at(1, &second, "two.txt", b"two".to_vec(), "t")
+            .await
+            .status(),
+        201
+    );
+    c.heal();
+    c.converged(Duration::from_secs(20)).await;
+
+    for controller in 0..2 {
+        let login = |password: &str| {
+            c.http
+                .post(format!("{}/auth/login", c.url_of(controller)))
+                .json(&json!({"username": "sam", "password": password}))
+                .send()
+        };
+        assert_eq!(
+            status_json(login("first-password").await.unwrap()).await.0,
+            200,
+            "the earlier registration owns the name"
+        );
+        let (status, body) = status_json(login("second-password").await.unwrap()).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("INVALID_CREDENTIALS"))
+        );
+        let files = c.list_at(controller, &second, "").await;
+        assert_eq!(
+            files.len(),
+            1,
+            "the later account keeps its key and its files"
+        );
+        assert_eq!(
+            c.download_at(controller, &second, "two.txt").await,
+            (200, b"two".to_vec())
+        );
+    }
+}
