@@ -137,6 +137,32 @@ impl Node {
         }
     }
 
+    /// SIGSTOP: the process stays, its sockets stay open, and it answers nothing.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`Node::freeze`].
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let pid = self
+            .child
+            .as_ref()
+            .expect("the node is running")
+            .id()
+            .to_string();
+        assert!(
+            Command::new("kill")
+                .args([which, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
     /// Whether the process is running (a process that exited by itself is reaped).
     pub fn is_running(&mut self) -> bool {
         if let Some(child) = &mut self.child

@@ -16,11 +16,20 @@ pub struct Client {
     server: String,
     /// Replaced by `register` and `login`, so a shell session uses its newest key.
     api_key: std::sync::Mutex<Option<String>>,
+    /// The newest frontier token seen, sent back on every request.
+    frontier: std::sync::Mutex<Option<String>>,
 }
+
+/// The header carrying a controller's frontier.
+const FRONTIER_HEADER: &str = "x-redcloud-frontier";
 
 impl Client {
     /// A client for `server` (e.g. `http://127.0.0.1:8000`).
-    pub fn new(server: &str, api_key: Option<String>) -> anyhow::Result<Self> {
+    pub fn new(
+        server: &str,
+        api_key: Option<String>,
+        frontier: Option<String>,
+    ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(std::time::Duration::from_secs(5))
@@ -30,11 +39,20 @@ impl Client {
             http,
             server: server.trim_end_matches('/').to_owned(),
             api_key: std::sync::Mutex::new(api_key),
+            frontier: std::sync::Mutex::new(frontier),
         })
     }
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.server)
+    }
+
+    /// The newest frontier token seen.
+    pub fn frontier(&self) -> Option<String> {
+        self.frontier
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Uses `key` for every later request.
@@ -55,19 +73,48 @@ impl Client {
         Ok(request.bearer_auth(key))
     }
 
+    /// Sends `request` with the frontier token, and keeps the token of the answer.
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
-        request.send().await.map_err(|e| {
+        let request = match self.frontier() {
+            Some(token) => request.header(FRONTIER_HEADER, token),
+            None => request,
+        };
+        self.send_untracked(request).await
+    }
+
+    /// Sends `request` without the frontier token (an account change starts a new session,
+    /// and a token from a cluster since wiped could never be honoured), keeping the answer's.
+    async fn send_untracked(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
+        let response = request.send().await.map_err(|e| {
             if e.is_connect() {
                 anyhow!("cannot reach the RedCloud server at {}: is it running? (`redcloud up` starts a local one)", self.server)
             } else {
                 anyhow!("request to {} failed: {e}", self.server)
             }
-        })
+        })?;
+        if let Some(token) = response
+            .headers()
+            .get(FRONTIER_HEADER)
+            .and_then(|v| v.to_str().ok())
+        {
+            *self
+                .frontier
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(token.to_owned());
+        }
+        Ok(response)
     }
 
     /// Sends and returns the JSON answer, or the server's error as a clear message.
     async fn json(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         let response = self.send(request).await?;
+        Self::answer(response).await
+    }
+
+    async fn answer(response: reqwest::Response) -> anyhow::Result<Value> {
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if status.is_success() {
@@ -221,7 +268,7 @@ pub fn explain(status: StatusCode, body: &Value) -> String {
         (_, Some("CHUNKSERVER_UNAVAILABLE")) => "no storage server can take or serve the data right now; try again shortly".to_owned(),
         (_, Some("STORAGE_FULL")) => "the storage servers are full".to_owned(),
         (_, Some("PAYLOAD_TOO_LARGE")) => format!("the file is larger than the server accepts ({detail})"),
-        (_, Some("NOT_CAUGHT_UP")) => "the server has not caught up with your latest changes yet; try again shortly".to_owned(),
+        (_, Some("NOT_CAUGHT_UP")) => "the server has not caught up with your latest changes yet (it may be cut off from the controller you last used); try again shortly, or `redcloud login` again if that cluster was reset".to_owned(),
         (_, Some("CHECKSUM_MISMATCH")) => "the data failed its integrity check on the server".to_owned(),
         (_, Some("INTERNAL_ERROR")) => "the server failed; see its logs".to_owned(),
         (401, None) => "not logged in, or your key was replaced by a newer login: run `redcloud login USER PASSWORD`".to_owned(),

@@ -16,6 +16,10 @@ pub struct Saved {
     /// Who that key belongs to.
     #[serde(default)]
     pub username: Option<String>,
+    /// The newest `X-RedCloud-Frontier` a controller answered with: sent back on every request
+    /// so that any controller shows this user's own writes.
+    #[serde(default)]
+    pub frontier: Option<String>,
 }
 
 /// The config file's path.

@@ -98,11 +98,11 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let saved = config::load()?;
     let ctx = Context {
-        client: client::Client::new(&cli.server, saved.api_key)?,
+        client: client::Client::new(&cli.server, saved.api_key, saved.frontier.clone())?,
         json: cli.json,
     };
     let tags = |raw: &str| commands::split_tags(&[raw.to_owned()]);
-    match cli.command {
+    let outcome = match cli.command {
         Command::Register { username, password } => {
             commands::register(&ctx, &username, &password).await
         }
@@ -126,7 +126,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tags: raw,
         } => commands::delete_tags(&ctx, &commands::split_tags(&query_tags), &tags(&raw)).await,
         Command::Status => commands::status(&ctx).await,
-        Command::Shell => commands::shell::run(ctx).await,
+        Command::Shell => commands::shell::run(&ctx).await,
         Command::Up(args) => commands::up::run(args).await,
-    }
+    };
+    commands::remember_frontier(&ctx)?;
+    outcome
 }

@@ -13,6 +13,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_redcloud");
 struct Local {
     up: Child,
     server: String,
+    /// Every controller's URL (the first is `server`).
+    servers: Vec<String>,
     dir: tempfile::TempDir,
 }
 
@@ -25,16 +27,31 @@ impl Drop for Local {
 
 impl Local {
     fn start() -> Self {
+        Self::start_with(1)
+    }
+
+    /// `redcloud up` with `controllers` controllers on consecutive free ports.
+    fn start_with(controllers: u16) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = (0..100)
+            .map(|_| {
+                TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port()
+            })
+            .find(|p| (1..controllers).all(|i| TcpListener::bind(("127.0.0.1", p + i)).is_ok()))
+            .unwrap();
         let listen = format!("127.0.0.1:{port}");
+        let servers: Vec<String> = (0..controllers)
+            .map(|i| format!("http://127.0.0.1:{}", port + i))
+            .collect();
         let up = Command::new(BIN)
             .args([
                 "up",
+                "--controllers",
+                &controllers.to_string(),
                 "--chunkservers",
                 "2",
                 "--listen",
@@ -49,13 +66,24 @@ impl Local {
             .unwrap();
         let local = Self {
             up,
-            server: format!("http://{listen}"),
+            server: servers[0].clone(),
+            servers,
             dir,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !local.run(&["status"]).status.success() {
-            assert!(Instant::now() < deadline, "redcloud up never became ready");
-            std::thread::sleep(Duration::from_millis(100));
+        for server in 0..local.servers.len() {
+            while !local
+                .command()
+                .env("REDCLOUD_SERVER", &local.servers[server])
+                .arg("status")
+                .output()
+                .unwrap()
+                .status
+                .success()
+            {
+                assert!(Instant::now() < deadline, "redcloud up never became ready");
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
         local
     }
@@ -71,6 +99,21 @@ impl Local {
 
     fn run(&self, args: &[&str]) -> Output {
         self.command().args(args).output().unwrap()
+    }
+
+    fn ok_on(&self, server: usize, args: &[&str]) -> String {
+        let output = self
+            .command()
+            .env("REDCLOUD_SERVER", &self.servers[server])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "redcloud {args:?} on {server} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -287,4 +330,29 @@ fn an_unreachable_server_is_explained() {
         "{stderr}"
     );
     assert!(stderr.contains("redcloud up"));
+}
+
+#[test]
+fn a_user_sees_their_own_writes_through_every_controller() {
+    let local = Local::start_with(3);
+    local.ok_on(0, &["register", "ada", "pw"]);
+    let file = local.write("notes.txt", b"written through one, read through another");
+    local.ok_on(1, &["add", file.to_str().unwrap(), "--tags", "mine"]);
+    let listed = json(&local.ok_on(2, &["--json", "list", "mine"]));
+    assert_eq!(listed["files"].as_array().unwrap().len(), 1, "{listed}");
+    let target = local.dir.path().join("back.txt");
+    local.ok_on(
+        2,
+        &["download", "notes.txt", "-o", target.to_str().unwrap()],
+    );
+    assert_eq!(
+        std::fs::read(target).unwrap(),
+        b"written through one, read through another"
+    );
+    let config: serde_json::Value =
+        json(&std::fs::read_to_string(local.dir.path().join("config.json")).unwrap());
+    assert!(
+        config["frontier"].is_string(),
+        "the token is kept: {config}"
+    );
 }

@@ -26,8 +26,9 @@ pub const ADVERTISE_HEADER: &str = "x-redcloud-advertise";
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Longest a peer may take to answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-/// Gossip requests in flight at once, to all peers together.
-const SENDS_IN_FLIGHT_MAX: usize = 64;
+/// Gossip requests in flight at once to one peer. Each peer has its own allowance, so a
+/// frozen peer (whose requests all hang until they time out) never takes another's.
+const SENDS_IN_FLIGHT_PER_PEER: usize = 8;
 
 /// One controller as `/internal/peers` describes it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,7 +150,7 @@ pub async fn run_sender(
     shutdown: CancellationToken,
 ) {
     let http = peer_client();
-    let slots = Arc::new(Semaphore::new(SENDS_IN_FLIGHT_MAX));
+    let mut slots: BTreeMap<NodeId, Arc<Semaphore>> = BTreeMap::new();
     loop {
         let transmit = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -159,8 +160,11 @@ pub async fn run_sender(
             tracing::debug!(peer = %transmit.to, "no address for peer; message dropped");
             continue;
         };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::debug!(peer = %transmit.to, "too many gossip requests in flight; message dropped");
+        let peer_slots = slots
+            .entry(transmit.to)
+            .or_insert_with(|| Arc::new(Semaphore::new(SENDS_IN_FLIGHT_PER_PEER)));
+        let Ok(slot) = Arc::clone(peer_slots).try_acquire_owned() else {
+            tracing::debug!(peer = %transmit.to, "too many gossip requests in flight to this peer; message dropped");
             continue;
         };
         let mut request = http

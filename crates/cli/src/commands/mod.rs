@@ -59,6 +59,18 @@ fn remember(ctx: &Context, username: &str, body: &Value) -> anyhow::Result<()> {
     config::save(&saved)
 }
 
+/// Keeps the newest frontier token in the config, so the next command (through any
+/// controller) sees everything this one did.
+pub fn remember_frontier(ctx: &Context) -> anyhow::Result<()> {
+    let frontier = ctx.client.frontier();
+    let mut saved = config::load()?;
+    if frontier.is_some() && saved.frontier != frontier {
+        saved.frontier = frontier;
+        config::save(&saved)?;
+    }
+    Ok(())
+}
+
 /// `register USER PASSWORD`: creates the account and keeps its key.
 pub async fn register(ctx: &Context, username: &str, password: &str) -> anyhow::Result<()> {
     let body = ctx.client.register(username, password).await?;

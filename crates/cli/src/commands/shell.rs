@@ -116,7 +116,7 @@ pub async fn run_line(ctx: &Context, line: &str) -> anyhow::Result<bool> {
 
 /// Reads commands from standard input until `exit` or end of input. Errors are printed and
 /// the shell goes on.
-pub async fn run(ctx: Context) -> anyhow::Result<()> {
+pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     let interactive = std::io::stdin().is_terminal();
     if interactive {
         println!("RedCloud Files shell; type `help` for commands.");
@@ -130,7 +130,9 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
         let Some(line) = lines.next() else {
             return Ok(());
         };
-        match run_line(&ctx, &line?).await {
+        let outcome = run_line(ctx, &line?).await;
+        super::remember_frontier(ctx)?;
+        match outcome {
             Ok(true) => {}
             Ok(false) => return Ok(()),
             Err(error) => eprintln!("error: {error}"),

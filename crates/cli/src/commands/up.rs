@@ -1,5 +1,5 @@
-//! `redcloud up`: a whole local cluster in this one process: a controller on port 8000 and
-//! chunkservers on free ports, data under one directory, until Ctrl-C.
+//! `redcloud up`: a whole local cluster in this one process: controllers on port 8000 and the
+//! ports after it, chunkservers on free ports, data under one directory, until Ctrl-C.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,10 +12,14 @@ use tokio_util::sync::CancellationToken;
 /// What to start.
 #[derive(clap::Args, Debug, Clone)]
 pub struct UpArgs {
+    /// Controllers to start, on the listen port and the ports after it; they replicate to
+    /// each other.
+    #[arg(long, default_value_t = 1)]
+    pub controllers: usize,
     /// Chunkservers to start.
     #[arg(long, default_value_t = 3)]
     pub chunkservers: usize,
-    /// Address the controller serves on.
+    /// Address the first controller serves on.
     #[arg(long, default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
     /// Directory for all data (kept between runs).
@@ -30,29 +34,53 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
-    let listener = TcpListener::bind(args.listen).await.with_context(|| {
-        format!(
-            "cannot listen on {}: is another RedCloud running?",
-            args.listen
-        )
-    })?;
-    let address = listener.local_addr()?;
+    let mut listeners = Vec::new();
+    for i in 0..args.controllers.max(1) {
+        let port = if args.listen.port() == 0 {
+            0
+        } else {
+            args.listen.port() + i as u16
+        };
+        let address = SocketAddr::new(args.listen.ip(), port);
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address}: is another RedCloud running?"))?;
+        listeners.push(listener);
+    }
+    let addresses: Vec<String> = listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.to_string()))
+        .collect::<Result<_, _>>()?;
     let mut tasks = tokio::task::JoinSet::new();
-
-    let mut controller = redcloud_controller::Config::for_test(data_dir.join("controller"));
-    controller.listen = address;
-    tasks.spawn(run_controller(controller, listener, shutdown.clone()));
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let mut controller =
+            redcloud_controller::Config::for_test(data_dir.join(format!("controller-{i}")));
+        controller.listen = listener.local_addr()?;
+        controller.peers = addresses
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, a)| a.clone())
+            .collect();
+        tasks.spawn(run_controller(controller, listener, shutdown.clone()));
+    }
     for i in 0..args.chunkservers {
         let mut config = redcloud_chunkserver::Config::for_test(
             data_dir.join(format!("chunkserver-{i}")),
-            vec![address.to_string()],
+            addresses.clone(),
         );
         config.heartbeat_interval_ms = 1000;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         tasks.spawn(run_chunkserver(config, listener, shutdown.clone()));
     }
     println!(
-        "RedCloud Files is running at http://{address} (1 controller, {} chunkservers); data in {}. Press Ctrl-C to stop.",
+        "RedCloud Files is running at {} ({} controller(s), {} chunkservers); data in {}. Press Ctrl-C to stop.",
+        addresses
+            .iter()
+            .map(|a| format!("http://{a}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        addresses.len(),
         args.chunkservers,
         data_dir.display()
     );
