@@ -163,6 +163,24 @@ impl Node {
         );
     }
 
+    /// The chunk ids (hex) a chunkserver holds on disk.
+    pub fn chunk_ids(&self) -> std::collections::BTreeSet<String> {
+        let mut ids = std::collections::BTreeSet::new();
+        let Ok(shards) = std::fs::read_dir(self.data_dir.join("chunks")) else {
+            return ids;
+        };
+        for shard in shards.flatten() {
+            for chunk in std::fs::read_dir(shard.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                ids.insert(chunk.file_name().to_string_lossy().into_owned());
+            }
+        }
+        ids
+    }
+
     /// Whether the process is running (a process that exited by itself is reaped).
     pub fn is_running(&mut self) -> bool {
         if let Some(child) = &mut self.child
@@ -309,10 +327,22 @@ impl ClusterBuilder {
             chunkservers.push(node);
         }
         let controller = controllers.remove(0);
+        let next_slot = u8::try_from(self.controllers + self.chunkservers + 1).unwrap();
         let mut cluster = Cluster {
             controller,
             more_controllers: controllers,
             chunkservers,
+            binary: self.binary.clone(),
+            chunkserver_template: vec![
+                "--controllers".to_owned(),
+                addresses.join(","),
+                "--heartbeat-interval-ms".to_owned(),
+                "200".to_owned(),
+            ]
+            .into_iter()
+            .chain(self.chunkserver_args.iter().cloned())
+            .collect(),
+            slot: (a, b, uid_base, next_slot),
             http: http_client(),
             firewall_chain: format!("RC{a}X{b}P{}", std::process::id()),
             firewall_installed: false,
@@ -353,6 +383,10 @@ pub struct Cluster {
     pub chunkservers: Vec<Node>,
     /// An HTTP client.
     pub http: reqwest::Client,
+    binary: PathBuf,
+    chunkserver_template: Vec<String>,
+    /// The cluster's address block, uid base, and the next free host number.
+    slot: (u8, u8, u32, u8),
     firewall_chain: String,
     firewall_installed: bool,
     _dir: tempfile::TempDir,
@@ -362,6 +396,43 @@ impl Cluster {
     /// `http://<address>` of the first controller.
     pub fn url(&self) -> String {
         self.url_of(0)
+    }
+
+    /// Starts one more chunkserver, heartbeating to every controller; returns its index.
+    pub fn add_chunkserver(&mut self) -> usize {
+        let (a, b, uid_base, n) = self.slot;
+        self.slot.3 = n + 1;
+        let dir = self._dir.path().to_owned();
+        let mut node = Node::new(
+            &self.binary,
+            "chunkserver",
+            &dir,
+            self.chunkserver_template.clone(),
+            Ipv4Addr::new(127, a, b, n),
+            uid_base + u32::from(n),
+        );
+        node.start();
+        self.chunkservers.push(node);
+        self.chunkservers.len() - 1
+    }
+
+    /// Waits until every chunkserver holds every chunk that any of them holds.
+    pub async fn chunks_everywhere(&self, within: Duration) -> std::collections::BTreeSet<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let held: Vec<_> = self.chunkservers.iter().map(Node::chunk_ids).collect();
+            let all: std::collections::BTreeSet<String> = held.iter().flatten().cloned().collect();
+            if held.iter().all(|h| *h == all) {
+                return all;
+            }
+            let counts: Vec<usize> = held.iter().map(std::collections::BTreeSet::len).collect();
+            assert!(
+                Instant::now() < deadline,
+                "chunks not everywhere: {} in all, held {counts:?}",
+                all.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Controller `i` (0 is `controller`).

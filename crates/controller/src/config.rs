@@ -16,6 +16,9 @@ const DEFAULT_UPLOAD_PIPELINE_CHUNKS: usize = 4;
 const DEFAULT_CHUNK_IO_TIMEOUT_MS: u64 = 30_000;
 const DEFAULT_DISCOVERY_INTERVAL_MS: u64 = 2_000;
 const DEFAULT_CATCH_UP_TIMEOUT_MS: u64 = 2_000;
+const DEFAULT_REPAIR_INTERVAL_MS: u64 = 2_000;
+const DEFAULT_REPAIR_COPIES_PER_ROUND: usize = 256;
+const DEFAULT_REPAIR_CONCURRENCY_MAX: usize = 4;
 
 /// Serves RedCloud's metadata and client APIs and places file chunks on chunkservers.
 #[derive(Parser, Debug, Clone)]
@@ -94,6 +97,18 @@ pub struct Config {
     /// before it gets 503 NOT_CAUGHT_UP.
     #[arg(long, env = "REDCLOUD_CONTROLLER_CATCH_UP_TIMEOUT_MS", default_value_t = DEFAULT_CATCH_UP_TIMEOUT_MS)]
     pub catch_up_timeout_ms: u64,
+
+    /// Milliseconds between repair rounds (copying chunks to chunkservers that lack them).
+    #[arg(long, env = "REDCLOUD_CONTROLLER_REPAIR_INTERVAL_MS", default_value_t = DEFAULT_REPAIR_INTERVAL_MS)]
+    pub repair_interval_ms: u64,
+
+    /// Most chunk copies one repair round starts.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_REPAIR_COPIES_PER_ROUND", default_value_t = DEFAULT_REPAIR_COPIES_PER_ROUND)]
+    pub repair_copies_per_round: usize,
+
+    /// Most chunk copies running at once.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_REPAIR_CONCURRENCY_MAX", default_value_t = DEFAULT_REPAIR_CONCURRENCY_MAX)]
+    pub repair_concurrency_max: usize,
 }
 
 impl Config {
@@ -117,6 +132,9 @@ impl Config {
             gossip_interval_ms: DEFAULT_GOSSIP_INTERVAL_MS,
             discovery_interval_ms: DEFAULT_DISCOVERY_INTERVAL_MS,
             catch_up_timeout_ms: DEFAULT_CATCH_UP_TIMEOUT_MS,
+            repair_interval_ms: DEFAULT_REPAIR_INTERVAL_MS,
+            repair_copies_per_round: DEFAULT_REPAIR_COPIES_PER_ROUND,
+            repair_concurrency_max: DEFAULT_REPAIR_CONCURRENCY_MAX,
         }
     }
 

@@ -11,6 +11,7 @@ mod log_worker;
 mod meta;
 mod peers;
 mod readmodel;
+mod repair;
 mod service;
 mod upload;
 
@@ -162,6 +163,18 @@ pub async fn run(
             joined_log.peer_joined(peer).await;
         }
     });
+    let repair = repair::RepairConfig {
+        interval: Duration::from_millis(config.repair_interval_ms.max(10)),
+        copies_per_round: config.repair_copies_per_round,
+        concurrency: config.repair_concurrency_max,
+        call_timeout: Duration::from_millis(config.chunk_io_timeout_ms),
+    };
+    tokio::spawn(repair::run(
+        Arc::clone(&registry),
+        Arc::clone(&service.reads),
+        repair,
+        shutdown.clone(),
+    ));
     let state = Arc::new(http::AppState {
         service,
         registry,

@@ -224,6 +224,21 @@ impl Reader<'_> {
         )? as u64)
     }
 
+    /// Every chunk some live file references.
+    pub fn referenced_chunks(&self) -> Result<std::collections::BTreeSet<ChunkId>, ReadModelError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT c.chunk_id FROM file_chunks c JOIN files f ON f.file_id = c.file_id WHERE f.deleted = 0",
+        )?;
+        let rows = stmt.query_map([], |row| row.get::<_, Vec<u8>>(0))?;
+        rows.map(|bytes| {
+            ChunkId::from_slice(&bytes?).map_err(|e| ReadModelError::Corrupt {
+                what: "file_chunks.chunk_id",
+                reason: e.to_string(),
+            })
+        })
+        .collect()
+    }
+
     /// Every chunkserver ever seen, with its last known address.
     pub fn chunkservers(&self) -> Result<Vec<(String, String)>, ReadModelError> {
         let mut stmt = self
