@@ -343,6 +343,11 @@ impl ClusterBuilder {
             .chain(self.chunkserver_args.iter().cloned())
             .collect(),
             slot: (a, b, uid_base, next_slot),
+            cluster_token: self
+                .controller_args
+                .iter()
+                .position(|a| a == "--cluster-token")
+                .and_then(|i| self.controller_args.get(i + 1).cloned()),
             http: http_client(),
             firewall_chain: format!("RC{a}X{b}P{}", std::process::id()),
             firewall_installed: false,
@@ -387,6 +392,8 @@ pub struct Cluster {
     chunkserver_template: Vec<String>,
     /// The cluster's address block, uid base, and the next free host number.
     slot: (u8, u8, u32, u8),
+    /// The cluster token the controllers were given, sent on internal requests.
+    cluster_token: Option<String>,
     firewall_chain: String,
     firewall_installed: bool,
     _dir: tempfile::TempDir,
@@ -696,12 +703,11 @@ impl Cluster {
 
     /// Controller `i`'s `/internal/state`.
     pub async fn state_of(&self, i: usize) -> Value {
-        let response = self
-            .http
-            .get(format!("{}/internal/state", self.url_of(i)))
-            .send()
-            .await
-            .unwrap();
+        let mut request = self.http.get(format!("{}/internal/state", self.url_of(i)));
+        if let Some(token) = &self.cluster_token {
+            request = request.header("x-redcloud-cluster-token", token);
+        }
+        let response = request.send().await.unwrap();
         let (status, body) = status_json(response).await;
         assert_eq!(status, 200, "{body}");
         body

@@ -35,12 +35,29 @@ const REPLICATE_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct ChunkService {
     store: Arc<ChunkStore>,
     node_id: String,
+    /// Chunks being pulled right now: a second request for the same chunk (say, from another
+    /// controller's repair round) waits for the first instead of copying it again.
+    pulling: Arc<std::sync::Mutex<std::collections::HashMap<ChunkId, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl ChunkService {
     /// A service for `store`, answering pings as `node_id`.
     pub fn new(store: Arc<ChunkStore>, node_id: String) -> Self {
-        Self { store, node_id }
+        Self {
+            store,
+            node_id,
+            pulling: Arc::default(),
+        }
+    }
+
+    /// The lock for pulling `id`, shared by concurrent requests for it.
+    fn pull_lock(&self, id: ChunkId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut pulling = self
+            .pulling
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        pulling.retain(|_, lock| Arc::strong_count(lock) > 1);
+        Arc::clone(pulling.entry(id).or_default())
     }
 
     async fn blocking<T: Send + 'static>(
@@ -197,6 +214,8 @@ impl Chunkserver for ChunkService {
             source_address,
         } = request.into_inner();
         let id = chunk_id(&raw_id)?;
+        let lock = self.pull_lock(id);
+        let _only_pull = lock.lock().await;
         let present = self.blocking(move |store| match store.get(&id) {
             Ok(_) => Ok(true),
             Err(StoreError::NotFound { .. } | StoreError::Corrupt { .. }) => Ok(false),
@@ -250,4 +269,36 @@ async fn fetch_chunk(address: &str, id: ChunkId) -> Result<Vec<u8>, Status> {
         }
     }
     Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn concurrent_pulls_of_one_chunk_share_a_lock_and_the_table_is_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = ChunkService::new(
+            Arc::new(ChunkStore::open(dir.path(), None).unwrap()),
+            "n".into(),
+        );
+        let (a, b) = (ChunkId::of(b"a"), ChunkId::of(b"b"));
+        let first = service.pull_lock(a);
+        let second = service.pull_lock(a);
+        assert!(Arc::ptr_eq(&first, &second));
+        assert!(!Arc::ptr_eq(&first, &service.pull_lock(b)));
+        let held = first.lock().await;
+        assert!(
+            second.try_lock().is_err(),
+            "the second pull waits for the first"
+        );
+        drop(held);
+        drop((first, second));
+        service.pull_lock(b);
+        assert_eq!(
+            service.pulling.lock().unwrap().len(),
+            1,
+            "finished pulls leave the table"
+        );
+    }
 }
