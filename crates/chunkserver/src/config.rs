@@ -49,17 +49,9 @@ pub struct Config {
     #[arg(long, env = "REDCLOUD_CHUNKSERVER_HEARTBEAT_INTERVAL_MS", default_value_t = DEFAULT_HEARTBEAT_INTERVAL_MS)]
     pub heartbeat_interval_ms: u64,
 
-    /// Token that controllers require on internal routes.
-    #[arg(long, env = "REDCLOUD_CLUSTER_TOKEN", hide_env_values = true)]
-    pub cluster_token: Option<String>,
-
-    /// File holding the cluster token (for Docker secrets).
-    #[arg(
-        long,
-        env = "REDCLOUD_CLUSTER_TOKEN_FILE",
-        conflicts_with = "cluster_token"
-    )]
-    pub cluster_token_file: Option<PathBuf>,
+    /// The cluster token.
+    #[command(flatten)]
+    pub cluster_token: redcloud_types::ClusterTokenArgs,
 }
 
 impl Config {
@@ -73,16 +65,12 @@ impl Config {
             controllers,
             capacity_bytes: None,
             heartbeat_interval_ms: 200,
-            cluster_token: None,
-            cluster_token_file: None,
+            cluster_token: redcloud_types::ClusterTokenArgs::default(),
         }
     }
 
     /// The cluster token, read from its file when given that way.
     pub fn cluster_token(&self) -> std::io::Result<Option<String>> {
-        redcloud_types::read_secret(
-            self.cluster_token.as_deref(),
-            self.cluster_token_file.as_deref(),
-        )
+        self.cluster_token.resolve()
     }
 }

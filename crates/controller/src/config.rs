@@ -48,17 +48,9 @@ pub struct Config {
     #[arg(long, env = "REDCLOUD_CONTROLLER_DISCOVERY_DNS", default_value = DEFAULT_DISCOVERY_DNS)]
     pub discovery_dns: String,
 
-    /// Token required on internal routes and sent to peers.
-    #[arg(long, env = "REDCLOUD_CLUSTER_TOKEN", hide_env_values = true)]
-    pub cluster_token: Option<String>,
-
-    /// File holding the cluster token (for Docker secrets).
-    #[arg(
-        long,
-        env = "REDCLOUD_CLUSTER_TOKEN_FILE",
-        conflicts_with = "cluster_token"
-    )]
-    pub cluster_token_file: Option<PathBuf>,
+    /// The cluster token.
+    #[command(flatten)]
+    pub cluster_token: redcloud_types::ClusterTokenArgs,
 
     /// Bytes per chunk that uploads are cut into.
     #[arg(long, env = "REDCLOUD_CONTROLLER_CHUNK_SIZE_BYTES", default_value_t = DEFAULT_CHUNK_SIZE_BYTES)]
@@ -121,8 +113,7 @@ impl Config {
             node_id: None,
             peers: Vec::new(),
             discovery_dns: String::new(),
-            cluster_token: None,
-            cluster_token_file: None,
+            cluster_token: redcloud_types::ClusterTokenArgs::default(),
             chunk_size_bytes: DEFAULT_CHUNK_SIZE_BYTES,
             min_replicas: DEFAULT_MIN_REPLICAS,
             upload_pipeline_chunks: DEFAULT_UPLOAD_PIPELINE_CHUNKS,
@@ -140,9 +131,6 @@ impl Config {
 
     /// The cluster token, read from its file when given that way.
     pub fn cluster_token(&self) -> std::io::Result<Option<String>> {
-        redcloud_types::read_secret(
-            self.cluster_token.as_deref(),
-            self.cluster_token_file.as_deref(),
-        )
+        self.cluster_token.resolve()
     }
 }

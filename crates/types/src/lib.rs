@@ -186,16 +186,33 @@ pub struct Heartbeat {
 /// The header that carries the cluster token on internal routes.
 pub const CLUSTER_TOKEN_HEADER: &str = "x-redcloud-cluster-token";
 
-/// Reads a secret given either directly or as a file (Docker secrets), trimming the file's
-/// trailing newline.
-pub fn read_secret(
-    value: Option<&str>,
-    file: Option<&std::path::Path>,
-) -> std::io::Result<Option<String>> {
-    match (value, file) {
-        (Some(value), _) => Ok(Some(value.to_owned())),
-        (None, Some(path)) => Ok(Some(std::fs::read_to_string(path)?.trim_end().to_owned())),
-        (None, None) => Ok(None),
+/// The cluster token flags every server binary takes: the token itself, or a file holding it
+/// (for Docker secrets).
+#[cfg(feature = "process")]
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ClusterTokenArgs {
+    /// Token that internal routes require, and that this node sends to its peers.
+    #[arg(long, env = "REDCLOUD_CLUSTER_TOKEN", hide_env_values = true)]
+    pub cluster_token: Option<String>,
+
+    /// File holding the cluster token (for Docker secrets).
+    #[arg(
+        long,
+        env = "REDCLOUD_CLUSTER_TOKEN_FILE",
+        conflicts_with = "cluster_token"
+    )]
+    pub cluster_token_file: Option<std::path::PathBuf>,
+}
+
+#[cfg(feature = "process")]
+impl ClusterTokenArgs {
+    /// The token, read from its file when given that way (the file's trailing newline trimmed).
+    pub fn resolve(&self) -> std::io::Result<Option<String>> {
+        match (&self.cluster_token, &self.cluster_token_file) {
+            (Some(value), _) => Ok(Some(value.clone())),
+            (None, Some(path)) => Ok(Some(std::fs::read_to_string(path)?.trim_end().to_owned())),
+            (None, None) => Ok(None),
+        }
     }
 }
 
@@ -303,6 +320,33 @@ pub async fn resolve_all(names: &[String]) -> Vec<std::net::SocketAddr> {
     all.sort();
     all.dedup();
     all
+}
+
+#[cfg(all(test, feature = "process"))]
+mod cluster_token_tests {
+    use super::ClusterTokenArgs;
+
+    #[test]
+    fn a_token_comes_from_the_flag_or_from_its_file_without_the_newline() {
+        assert_eq!(ClusterTokenArgs::default().resolve().unwrap(), None);
+        let direct = ClusterTokenArgs {
+            cluster_token: Some("abc".into()),
+            cluster_token_file: None,
+        };
+        assert_eq!(direct.resolve().unwrap().as_deref(), Some("abc"));
+        let path = std::env::temp_dir().join(format!("redcloud-token-{}", std::process::id()));
+        std::fs::write(&path, "from-secret\n").unwrap();
+        let file = ClusterTokenArgs {
+            cluster_token: None,
+            cluster_token_file: Some(path.clone()),
+        };
+        assert_eq!(file.resolve().unwrap().as_deref(), Some("from-secret"));
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            file.resolve().is_err(),
+            "a missing secret file is an error, not an empty token"
+        );
+    }
 }
 
 /// Process plumbing shared by the server binaries.

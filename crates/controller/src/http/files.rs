@@ -108,20 +108,27 @@ pub async fn upload(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
+/// The caller and the parsed `tags` query of a `/files?tags=...` request.
+async fn tag_query_request(
+    app: &AppState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<(Uuid, Vec<String>), ApiError> {
+    let mut issues = Vec::new();
+    let user = authenticate_first(&app.service, headers, &mut issues).await?;
+    let tags = tags_query(query, &mut issues);
+    let user = finish(user, issues)?;
+    Ok((user, parse_tags(&tags.unwrap_or_default())))
+}
+
 /// `GET /files?tags=a,b`.
 pub async fn list(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let mut issues = Vec::new();
-    let user = authenticate_first(&app.service, &headers, &mut issues).await?;
-    let tags = tags_query(query.as_deref(), &mut issues);
-    let user = finish(user, issues)?;
-    let files = app
-        .service
-        .list(user, parse_tags(&tags.unwrap_or_default()))
-        .await?;
+    let (user, tags) = tag_query_request(&app, &headers, query.as_deref()).await?;
+    let files = app.service.list(user, tags).await?;
     Ok(Json(
         json!({"files": files.iter().map(file_json).collect::<Vec<_>>()}),
     ))
@@ -133,14 +140,8 @@ pub async fn delete(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let mut issues = Vec::new();
-    let user = authenticate_first(&app.service, &headers, &mut issues).await?;
-    let tags = tags_query(query.as_deref(), &mut issues);
-    let user = finish(user, issues)?;
-    let deleted = app
-        .service
-        .delete(user, parse_tags(&tags.unwrap_or_default()))
-        .await?;
+    let (user, tags) = tag_query_request(&app, &headers, query.as_deref()).await?;
+    let deleted = app.service.delete(user, tags).await?;
     Ok(Json(
         json!({"deleted_count": deleted.len(), "file_ids": ids_json(&deleted)}),
     ))
