@@ -149,11 +149,21 @@ pub async fn run_sender(
     token: Option<String>,
     shutdown: CancellationToken,
 ) {
-    let http = peer_client();
+    // One client, and so one connection pool, per peer: when a request to a peer fails, its
+    // client is replaced, so connections that died during a partition are dropped rather than
+    // waited on again after it heals.
+    let mut clients: BTreeMap<NodeId, reqwest::Client> = BTreeMap::new();
+    let (failed, mut failures) = mpsc::channel::<NodeId>(SENDS_IN_FLIGHT_PER_PEER * 4);
     let mut slots: BTreeMap<NodeId, Arc<Semaphore>> = BTreeMap::new();
     loop {
         let transmit = tokio::select! {
             () = shutdown.cancelled() => return,
+            Some(peer) = failures.recv() => {
+                if clients.remove(&peer).is_some() {
+                    tracing::debug!(%peer, "dropped the connections to a peer after a failed request");
+                }
+                continue;
+            }
             transmit = outbound.recv() => match transmit { Some(t) => t, None => return },
         };
         let Some(address) = membership.address_of(transmit.to) else {
@@ -167,6 +177,7 @@ pub async fn run_sender(
             tracing::debug!(peer = %transmit.to, "too many gossip requests in flight to this peer; message dropped");
             continue;
         };
+        let http = clients.entry(transmit.to).or_insert_with(peer_client);
         let mut request = http
             .post(format!("http://{address}/internal/gossip"))
             .header(NODE_HEADER, membership.me().to_string())
@@ -176,14 +187,18 @@ pub async fn run_sender(
         if let Some(token) = &token {
             request = request.header(CLUSTER_TOKEN_HEADER, token);
         }
+        let failed = failed.clone();
         tokio::spawn(async move {
             let _slot = slot;
             match request.send().await {
                 Ok(response) if response.status().is_success() => {}
                 Ok(response) => {
-                    tracing::debug!(peer = %transmit.to, status = %response.status(), "gossip refused")
+                    tracing::debug!(peer = %transmit.to, status = %response.status(), "gossip refused");
                 }
-                Err(error) => tracing::debug!(peer = %transmit.to, %error, "gossip failed"),
+                Err(error) => {
+                    tracing::debug!(peer = %transmit.to, %error, "gossip failed");
+                    let _ = failed.try_send(transmit.to);
+                }
             }
         });
     }

@@ -275,25 +275,35 @@ fn set_tags(
     stamp: &StampBytes,
 ) -> Result<(), ReadModelError> {
     for file_id in file_ids {
+        // A changed element shows exactly when it is present...
         for tag in tags {
             tx.execute(
-                "INSERT INTO file_tags (file_id, tag, present, stamp, effective) VALUES (?1, ?2, ?3, ?4, 0)
-                 ON CONFLICT (file_id, tag) DO UPDATE SET present = excluded.present, stamp = excluded.stamp
+                "INSERT INTO file_tags (file_id, tag, present, stamp, effective) VALUES (?1, ?2, ?3, ?4, ?3)
+                 ON CONFLICT (file_id, tag) DO UPDATE SET present = excluded.present, stamp = excluded.stamp,
+                   effective = excluded.present
                  WHERE excluded.stamp > file_tags.stamp",
                 params![file_id.as_bytes(), tag, present, stamp],
             )?;
         }
+        // ...and the file is never tagless: with no tag present, the tag removed last shows.
+        // Only that fallback can differ from `present`, so only it is looked at (through
+        // partial indexes), not every tag of the file.
         tx.execute(
-            "UPDATE file_tags SET effective = present WHERE file_id = ?1",
+            "UPDATE file_tags SET effective = 0 WHERE file_id = ?1 AND present = 0 AND effective = 1",
             [file_id.as_bytes()],
         )?;
-        // Never tagless: when nothing is present, the tag removed last stays.
-        tx.execute(
-            "UPDATE file_tags SET effective = 1 WHERE file_id = ?1
-               AND NOT EXISTS (SELECT 1 FROM file_tags WHERE file_id = ?1 AND present = 1)
-               AND stamp = (SELECT max(stamp) FROM file_tags WHERE file_id = ?1)",
+        let any_present: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM file_tags WHERE file_id = ?1 AND present = 1)",
             [file_id.as_bytes()],
+            |row| row.get(0),
         )?;
+        if !any_present {
+            tx.execute(
+                "UPDATE file_tags SET effective = 1 WHERE file_id = ?1
+                   AND stamp = (SELECT max(stamp) FROM file_tags WHERE file_id = ?1)",
+                [file_id.as_bytes()],
+            )?;
+        }
     }
     Ok(())
 }

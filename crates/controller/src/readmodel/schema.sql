@@ -52,6 +52,9 @@ CREATE TABLE IF NOT EXISTS file_tags (
     PRIMARY KEY (file_id, tag)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS file_tags_by_tag ON file_tags (tag, file_id) WHERE effective = 1;
+-- Keep the never-tagless rule cheap for files with many tags.
+CREATE INDEX IF NOT EXISTS file_tags_present ON file_tags (file_id) WHERE present = 1;
+CREATE INDEX IF NOT EXISTS file_tags_fallback ON file_tags (file_id) WHERE present = 0 AND effective = 1;
 
 CREATE TABLE IF NOT EXISTS chunkservers (
     node_id TEXT PRIMARY KEY,
