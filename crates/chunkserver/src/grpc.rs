@@ -22,8 +22,6 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::error::StoreError;
 use crate::store::{ChunkStore, MAX_CHUNK_BYTES, Written};
 
-/// Bytes of chunk data per streamed message.
-pub const STREAM_PIECE_BYTES: usize = 1024 * 1024;
 /// Chunk ids per `ListChunks` message: 4096 ids are 128 KiB.
 const LIST_BATCH_IDS: usize = 4096;
 /// How long a replication pull may take to connect to its source.
@@ -139,14 +137,8 @@ impl Chunkserver for ChunkService {
         let id = chunk_id(&request.get_ref().chunk_id)?;
         let data = self.blocking(move |store| store.get(&id)).await?;
         let data = Bytes::from(data);
-        let pieces: Vec<_> = (0..data.len())
-            .step_by(STREAM_PIECE_BYTES)
-            .map(|start| {
-                let end = (start + STREAM_PIECE_BYTES).min(data.len());
-                Ok(ReadChunkResponse {
-                    data: data.slice(start..end),
-                })
-            })
+        let pieces: Vec<_> = redcloud_types::pieces(&data)
+            .map(|data| Ok(ReadChunkResponse { data }))
             .collect();
         Ok(Response::new(Box::pin(tokio_stream::iter(pieces))))
     }
@@ -250,7 +242,7 @@ async fn fetch_chunk(address: &str, id: ChunkId) -> Result<Vec<u8>, Status> {
         .await
         .map_err(|e| Status::unavailable(format!("cannot reach {address}: {e}")))?;
     let mut client =
-        ChunkserverClient::new(channel).max_decoding_message_size(2 * STREAM_PIECE_BYTES);
+        ChunkserverClient::new(channel).max_decoding_message_size(2 * redcloud_types::PIECE_BYTES);
     let mut stream = client
         .read_chunk(ReadChunkRequest {
             chunk_id: Bytes::copy_from_slice(id.as_bytes()),

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 pub use error::StoreError;
-pub use grpc::{ChunkService, STREAM_PIECE_BYTES};
+pub use grpc::ChunkService;
 pub use store::{ChunkStore, MAX_CHUNK_BYTES, StoreStats, Written};
 
 /// Why a chunkserver could not start or keep serving.
@@ -99,8 +99,8 @@ pub async fn run(
     let heartbeats = tokio::spawn(worker.run(shutdown.clone()));
 
     let service = ChunkserverServer::new(ChunkService::new(store, node_id))
-        .max_decoding_message_size(2 * STREAM_PIECE_BYTES)
-        .max_encoding_message_size(2 * STREAM_PIECE_BYTES);
+        .max_decoding_message_size(2 * redcloud_types::PIECE_BYTES)
+        .max_encoding_message_size(2 * redcloud_types::PIECE_BYTES);
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let served = tonic::transport::Server::builder()
         .add_service(service)

@@ -15,9 +15,6 @@ use tonic::transport::Channel;
 use crate::cluster::{ChunkserverInfo, Registry};
 use crate::error::ApiError;
 
-/// Bytes of chunk data per gRPC message.
-const PIECE_BYTES: usize = 1024 * 1024;
-
 /// A set of chunkservers to write to, chosen once per upload.
 pub type Targets = Arc<Vec<(ChunkserverInfo, ChunkserverClient<Channel>)>>;
 
@@ -140,10 +137,9 @@ impl ChunkIo {
 }
 
 fn write_messages(id: ChunkId, data: &Bytes) -> Vec<WriteChunkRequest> {
-    let mut messages: Vec<WriteChunkRequest> = (0..data.len())
-        .step_by(PIECE_BYTES)
-        .map(|start| WriteChunkRequest {
-            data: data.slice(start..(start + PIECE_BYTES).min(data.len())),
+    let mut messages: Vec<WriteChunkRequest> = redcloud_types::pieces(data)
+        .map(|data| WriteChunkRequest {
+            data,
             ..Default::default()
         })
         .collect();

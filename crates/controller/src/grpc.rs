@@ -61,9 +61,6 @@ fn ids(ids: &[Uuid]) -> Vec<String> {
     ids.iter().map(Uuid::to_string).collect()
 }
 
-/// Bytes of file data per streamed message, well under gRPC's default 4 MB message limit.
-const PIECE_BYTES: usize = 1024 * 1024;
-
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -218,14 +215,8 @@ impl Files for FilesApi {
             .buffered(3)
             .flat_map(|data| {
                 let messages: Vec<Result<DownloadResponse, Status>> = match data {
-                    Ok(data) => (0..data.len())
-                        .step_by(PIECE_BYTES)
-                        .map(|start| {
-                            Ok(DownloadResponse {
-                                info: None,
-                                data: data.slice(start..(start + PIECE_BYTES).min(data.len())),
-                            })
-                        })
+                    Ok(data) => redcloud_types::pieces(&data)
+                        .map(|data| Ok(DownloadResponse { info: None, data }))
                         .collect(),
                     Err(status) => vec![Err(status)],
                 };

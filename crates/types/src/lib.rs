@@ -12,6 +12,16 @@ use sha2::{Digest, Sha256};
 /// default); this bounds what one request may make a node buffer.
 pub const MAX_CHUNK_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Bytes of chunk data per gRPC message, well under gRPC's default 4 MB message limit.
+pub const PIECE_BYTES: usize = 1024 * 1024;
+
+/// `data` cut into gRPC-message-sized pieces that share its buffer: nothing is copied.
+pub fn pieces(data: &bytes::Bytes) -> impl Iterator<Item = bytes::Bytes> + '_ {
+    (0..data.len())
+        .step_by(PIECE_BYTES)
+        .map(move |start| data.slice(start..(start + PIECE_BYTES).min(data.len())))
+}
+
 /// A chunk's identity: the SHA-256 of its content.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ChunkId([u8; 32]);

@@ -50,6 +50,13 @@ pub async fn authenticate_first(
     }
 }
 
+/// The caller of a request whose only input to validate is the `Authorization` header.
+pub async fn authenticated(service: &Service, headers: &HeaderMap) -> Result<Uuid, ApiError> {
+    let mut issues = Vec::new();
+    let user = authenticate_first(service, headers, &mut issues).await?;
+    finish(user, issues)
+}
+
 /// Fails with every collected issue, or returns the caller.
 pub fn finish(user: Option<Uuid>, issues: Vec<FieldIssue>) -> Result<Uuid, ApiError> {
     match user {

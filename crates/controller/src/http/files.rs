@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::AppState;
-use super::extract::{authenticate_first, finish, json_object, string_list_field, tags_query};
+use super::extract::{
+    authenticate_first, authenticated, finish, json_object, string_list_field, tags_query,
+};
 use crate::error::{ApiError, FieldIssue};
 use crate::readmodel::FileRecord;
 use crate::service::{Download, DownloadTarget, format_timestamp, parse_tags};
@@ -204,11 +206,7 @@ pub async fn download_by_id(
     headers: HeaderMap,
     Path(file_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let mut issues = Vec::new();
-    let user = finish(
-        authenticate_first(&app.service, &headers, &mut issues).await?,
-        issues,
-    )?;
+    let user = authenticated(&app.service, &headers).await?;
     let target = match Uuid::parse_str(&file_id) {
         Ok(id) => DownloadTarget::Id(id),
         Err(_) => return Err(ApiError::FileNotFound(file_id)),
@@ -223,11 +221,7 @@ pub async fn download_by_name(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let mut issues = Vec::new();
-    let user = finish(
-        authenticate_first(&app.service, &headers, &mut issues).await?,
-        issues,
-    )?;
+    let user = authenticated(&app.service, &headers).await?;
     let download = app
         .service
         .find_download(user, DownloadTarget::Name(name))
