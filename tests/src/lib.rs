@@ -200,6 +200,18 @@ impl Node {
         Some(kib * 1024)
     }
 
+    /// The node id it keeps in its data directory (16 hex digits), once it has started.
+    pub fn node_id(&self) -> Option<String> {
+        let text =
+            std::fs::read_to_string(self.data_dir.join(redcloud_types::node_id::FILE_NAME)).ok()?;
+        Some(text.trim().to_owned())
+    }
+
+    /// Its data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     /// `host:port`.
     pub fn address(&self) -> String {
         format!("{}:{}", self.ip, self.port)
@@ -255,6 +267,23 @@ impl ClusterBuilder {
         self.controller_args
             .extend(args.iter().map(|a| (*a).to_owned()));
         self
+    }
+
+    /// Controllers that collect garbage quickly: 64 KiB chunks, repair rounds every 300 ms, a
+    /// grace period of `grace_ms` and frontier reports at most a little under half as old.
+    pub fn quick_gc(self, grace_ms: u64) -> Self {
+        let grace = grace_ms.to_string();
+        let max_age = (grace_ms * 9 / 20).to_string();
+        self.controller_args(&[
+            "--chunk-size-bytes",
+            "65536",
+            "--repair-interval-ms",
+            "300",
+            "--gc-grace-ms",
+            &grace,
+            "--gc-report-max-age-ms",
+            &max_age,
+        ])
     }
 
     /// Extra chunkserver flags.
@@ -660,6 +689,80 @@ impl Cluster {
             .send()
             .await
             .unwrap()
+    }
+
+    /// Deletes the caller's files carrying every tag of `tags` through controller `i`.
+    pub async fn delete_at(&self, i: usize, key: &str, tags: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .delete(format!("{}/files?tags={tags}", self.url_of(i)))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        status_json(response).await
+    }
+
+    /// `POST path` with a JSON body and the key, on controller `i`.
+    pub async fn http_post_json(
+        &self,
+        i: usize,
+        key: &str,
+        path: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url_of(i)))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        status_json(response).await
+    }
+
+    /// Uploads through controller `i`, expects 201, and returns the new file's id.
+    pub async fn upload_id_at(
+        &self,
+        i: usize,
+        key: &str,
+        name: &str,
+        data: Vec<u8>,
+        tags: &str,
+    ) -> String {
+        let (status, body) = status_json(self.upload_at(i, key, name, data, tags).await).await;
+        assert_eq!(status, 201, "upload {name}: {body}");
+        body["file_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits until no chunkserver holds any of `chunks`.
+    pub async fn wait_collected(
+        &self,
+        chunks: &std::collections::BTreeSet<String>,
+        within: Duration,
+    ) {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = self.chunks_anywhere().intersection(chunks).count();
+            if left == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{left} of {} chunks were not collected within {within:?}",
+                chunks.len()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Every chunk some chunkserver holds.
+    pub fn chunks_anywhere(&self) -> std::collections::BTreeSet<String> {
+        self.chunkservers
+            .iter()
+            .flat_map(|cs| cs.chunk_ids())
+            .collect()
     }
 
     /// Lists the caller's files matching `tags`.

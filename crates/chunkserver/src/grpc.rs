@@ -20,7 +20,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::StoreError;
-use crate::store::{ChunkStore, MAX_CHUNK_BYTES, Written};
+use crate::metrics::Metrics;
+use crate::store::{ChunkStore, Deleted, MAX_CHUNK_BYTES, Written};
 
 /// Chunk ids per `ListChunks` message: 4096 ids are 128 KiB.
 const LIST_BATCH_IDS: usize = 4096;
@@ -36,15 +37,24 @@ pub struct ChunkService {
     /// Chunks being pulled right now: a second request for the same chunk (say, from another
     /// controller's repair round) waits for the first instead of copying it again.
     pulling: Arc<std::sync::Mutex<std::collections::HashMap<ChunkId, Arc<tokio::sync::Mutex<()>>>>>,
+    metrics: Arc<Metrics>,
 }
 
 impl ChunkService {
     /// A service for `store`, answering pings as `node_id`.
-    pub fn new(store: Arc<ChunkStore>, node_id: String) -> Self {
+    pub fn new(store: Arc<ChunkStore>, node_id: String, metrics: Arc<Metrics>) -> Self {
         Self {
             store,
             node_id,
             pulling: Arc::default(),
+            metrics,
+        }
+    }
+
+    /// Counts the bytes of a chunk that a write stored anew.
+    fn count_written(&self, written: Written, bytes: usize) {
+        if written == Written::Stored {
+            self.metrics.bytes_written.inc_by(bytes as u64);
         }
     }
 
@@ -122,7 +132,9 @@ impl Chunkserver for ChunkService {
         let id = chunk_id(&first.chunk_id)?;
         let mut rest = stream.map(|piece| piece.map(|p| p.data));
         let data = collect_chunk(first.data, first.size, &mut rest).await?;
+        let size = data.len();
         let written = self.blocking(move |store| store.put(&id, &data)).await?;
+        self.count_written(written, size);
         Ok(Response::new(WriteChunkResponse {
             already_present: written == Written::AlreadyPresent,
         }))
@@ -137,6 +149,7 @@ impl Chunkserver for ChunkService {
         let id = chunk_id(&request.get_ref().chunk_id)?;
         let data = self.blocking(move |store| store.get(&id)).await?;
         let data = Bytes::from(data);
+        self.metrics.bytes_read.inc_by(data.len() as u64);
         let pieces: Vec<_> = redcloud_types::pieces(&data)
             .map(|data| Ok(ReadChunkResponse { data }))
             .collect();
@@ -148,8 +161,17 @@ impl Chunkserver for ChunkService {
         request: Request<DeleteChunkRequest>,
     ) -> Result<Response<DeleteChunkResponse>, Status> {
         let id = chunk_id(&request.get_ref().chunk_id)?;
-        let existed = self.blocking(move |store| store.delete(&id)).await?;
-        Ok(Response::new(DeleteChunkResponse { existed }))
+        let min_idle = Duration::from_millis(request.get_ref().min_idle_ms);
+        let deleted = self
+            .blocking(move |store| store.delete(&id, min_idle))
+            .await?;
+        if deleted == Deleted::Removed {
+            self.metrics.chunks_deleted.inc();
+        }
+        Ok(Response::new(DeleteChunkResponse {
+            existed: deleted != Deleted::Absent,
+            kept_recently_written: deleted == Deleted::KeptRecentlyWritten,
+        }))
     }
 
     async fn ping(&self, _: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {
@@ -223,7 +245,9 @@ impl Chunkserver for ChunkService {
             .map_err(|_| {
                 Status::deadline_exceeded(format!("pulling {id} from {source_address} timed out"))
             })??;
+        let size = data.len();
         let written = self.blocking(move |store| store.put(&id, &data)).await?;
+        self.count_written(written, size);
         Ok(Response::new(ReplicateChunkResponse {
             already_present: written == Written::AlreadyPresent,
         }))
@@ -273,6 +297,7 @@ mod tests {
         let service = ChunkService::new(
             Arc::new(ChunkStore::open(dir.path(), None).unwrap()),
             "n".into(),
+            Arc::default(),
         );
         let (a, b) = (ChunkId::of(b"a"), ChunkId::of(b"b"));
         let first = service.pull_lock(a);

@@ -5,6 +5,7 @@ mod config;
 mod error;
 mod grpc;
 mod heartbeat;
+mod metrics;
 mod store;
 
 use std::sync::Arc;
@@ -28,9 +29,9 @@ pub enum RunError {
     /// A configuration value is unusable.
     #[error("configuration: {0}")]
     Config(String),
-    /// The gRPC server failed.
-    #[error("gRPC server: {0}")]
-    Transport(#[from] tonic::transport::Error),
+    /// Serving failed.
+    #[error("server: {0}")]
+    Serve(#[from] std::io::Error),
 }
 
 /// Serves on `listener` until `shutdown` is cancelled.
@@ -98,13 +99,31 @@ pub async fn run(
     };
     let heartbeats = tokio::spawn(worker.run(shutdown.clone()));
 
-    let service = ChunkserverServer::new(ChunkService::new(store, node_id))
-        .max_decoding_message_size(2 * redcloud_types::PIECE_BYTES)
-        .max_encoding_message_size(2 * redcloud_types::PIECE_BYTES);
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let served = tonic::transport::Server::builder()
-        .add_service(service)
-        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned())
+    let metrics = Arc::new(metrics::Metrics::new());
+    let service = ChunkserverServer::new(ChunkService::new(
+        Arc::clone(&store),
+        node_id,
+        Arc::clone(&metrics),
+    ))
+    .max_decoding_message_size(2 * redcloud_types::PIECE_BYTES)
+    .max_encoding_message_size(2 * redcloud_types::PIECE_BYTES);
+    let state = metrics::MetricsState { metrics, store };
+    // gRPC and the plain-HTTP `/metrics` share the port, as on the controller.
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(metrics::serve))
+        .route_service(&format!("{}{{*method}}", metrics::GRPC_PREFIX), service)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count,
+        ))
+        .with_state(state);
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
     shutdown.cancel();
     let _ = heartbeats.await;

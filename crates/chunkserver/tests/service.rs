@@ -138,10 +138,25 @@ async fn write_read_list_delete_and_ping() {
         .client
         .delete_chunk(DeleteChunkRequest {
             chunk_id: Bytes::copy_from_slice(id.as_bytes()),
+            min_idle_ms: 600_000,
         })
         .await
         .unwrap();
     assert!(deleted.get_ref().existed);
+    assert!(
+        deleted.get_ref().kept_recently_written,
+        "a chunk written just now is not idle"
+    );
+    let deleted = server
+        .client
+        .delete_chunk(DeleteChunkRequest {
+            chunk_id: Bytes::copy_from_slice(id.as_bytes()),
+            min_idle_ms: 0,
+        })
+        .await
+        .unwrap();
+    assert!(deleted.get_ref().existed);
+    assert!(!deleted.get_ref().kept_recently_written);
     let missing = read(&mut server.client, id).await.unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
     server.shutdown.cancel();

@@ -245,7 +245,12 @@ impl Client {
         let health = self.json(self.http.get(self.url("/health"))).await?;
         let response = self.send(self.http.get(self.url("/ready"))).await?;
         let ready: Value = response.json().await.unwrap_or(Value::Null);
-        Ok(serde_json::json!({"server": self.server, "health": health, "ready": ready}))
+        let cluster = self
+            .json(self.http.get(self.url("/status?format=json")))
+            .await?;
+        Ok(
+            serde_json::json!({"server": self.server, "health": health, "ready": ready, "cluster": cluster}),
+        )
     }
 }
 

@@ -81,6 +81,9 @@ enum Command {
     Shell,
     /// Run a whole local cluster until Ctrl-C.
     Up(commands::up::UpArgs),
+    /// Read a controller's event log: operations, frontier, digest, rebuilds, diffs between
+    /// nodes and the history of an entity.
+    Log(commands::log::LogArgs),
 }
 
 #[tokio::main]
@@ -128,6 +131,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status => commands::status(&ctx).await,
         Command::Shell => commands::shell::run(&ctx).await,
         Command::Up(args) => commands::up::run(args).await,
+        Command::Log(args) => commands::log::run(args, &cli.server, cli.json).await,
     };
     commands::remember_frontier(&ctx)?;
     outcome

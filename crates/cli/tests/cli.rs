@@ -248,6 +248,38 @@ fn one_shot_commands() {
 
     let status = json(&local.ok(&["--json", "status"]));
     assert_eq!(status["ready"]["healthy_chunkservers"], 2);
+    let cluster = &status["cluster"];
+    assert_eq!(
+        cluster["controllers"].as_array().unwrap().len(),
+        local.servers.len()
+    );
+    let chunkservers = cluster["chunkservers"].as_array().unwrap();
+    assert_eq!(chunkservers.len(), 2);
+    assert!(
+        chunkservers
+            .iter()
+            .all(|c| c["healthy"] == true && c["capacity_bytes"].as_u64().unwrap() > 0)
+    );
+    for key in [
+        "referenced_chunks",
+        "fully_replicated_chunks",
+        "under_replicated_chunks",
+    ] {
+        assert!(cluster["replication"][key].is_u64(), "{key}: {cluster}");
+    }
+    assert!(cluster["repair"]["rounds"].is_u64());
+    let screen = local.ok(&["status"]);
+    for heading in [
+        "Controllers (",
+        "Chunkservers (2/2 healthy)",
+        "Replication: ",
+        "Repair: ",
+    ] {
+        assert!(
+            screen.contains(heading),
+            "{heading} missing from:\n{screen}"
+        );
+    }
 }
 
 #[test]

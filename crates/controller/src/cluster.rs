@@ -150,6 +150,68 @@ impl Registry {
     }
 
     /// Every chunkserver with its health as of `now`, healthy ones first.
+    /// Every chunkserver heard from (directly or through a peer), as peers are told.
+    pub fn heard(&self, now: Instant) -> Vec<HeardFrom> {
+        let entries = self
+            .entries
+            .read()
+            .expect("registry lock poisoned by a panic in another thread");
+        entries
+            .values()
+            .filter_map(|entry| {
+                let at = entry.info.last_heartbeat?;
+                Some(HeardFrom {
+                    node_id: entry.info.node_id.clone(),
+                    address: entry.info.address.clone(),
+                    heard_ms_ago: u64::try_from(now.saturating_duration_since(at).as_millis())
+                        .unwrap_or(u64::MAX),
+                    capacity_bytes: entry.info.capacity_bytes,
+                    used_bytes: entry.info.used_bytes,
+                    chunk_count: entry.info.chunk_count,
+                })
+            })
+            .collect()
+    }
+
+    /// Takes in what a peer heard: a heartbeat another controller received counts as if this
+    /// one had received it then, so every controller agrees on health within a gossip round
+    /// even when a chunkserver reaches only some of them. Ages, not clock readings, travel, so
+    /// clock differences between controllers do not matter.
+    pub fn merge_heard(&self, heard: &[HeardFrom], now: Instant) {
+        let mut entries = self
+            .entries
+            .write()
+            .expect("registry lock poisoned by a panic in another thread");
+        for news in heard {
+            let Some(at) = now.checked_sub(Duration::from_millis(news.heard_ms_ago)) else {
+                continue;
+            };
+            let newer = entries
+                .get(&news.node_id)
+                .is_none_or(|e| e.info.last_heartbeat.is_none_or(|last| last < at));
+            if !newer {
+                continue;
+            }
+            let client = match entries.get(&news.node_id) {
+                Some(entry) if entry.info.address == news.address => entry.client.clone(),
+                _ => match client_for(&news.address) {
+                    Some(client) => client,
+                    None => continue,
+                },
+            };
+            let info = ChunkserverInfo {
+                node_id: news.node_id.clone(),
+                address: news.address.clone(),
+                capacity_bytes: news.capacity_bytes,
+                used_bytes: news.used_bytes,
+                chunk_count: news.chunk_count,
+                last_heartbeat: Some(at),
+                healthy: true,
+            };
+            entries.insert(news.node_id.clone(), Entry { info, client });
+        }
+    }
+
     pub fn snapshot(&self, now: Instant) -> Vec<(ChunkserverInfo, ChunkserverClient<Channel>)> {
         let entries = self
             .entries
@@ -173,6 +235,23 @@ impl Registry {
         all.retain(|(info, _)| info.healthy);
         all
     }
+}
+
+/// A chunkserver's newest heartbeat, as one controller tells another.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HeardFrom {
+    /// The chunkserver.
+    pub node_id: String,
+    /// Its gRPC address.
+    pub address: String,
+    /// How long before the answer its newest heartbeat arrived.
+    pub heard_ms_ago: u64,
+    /// Bytes it may use.
+    pub capacity_bytes: u64,
+    /// Bytes it uses.
+    pub used_bytes: u64,
+    /// Chunks it holds.
+    pub chunk_count: u64,
 }
 
 #[cfg(test)]
@@ -234,5 +313,39 @@ mod tests {
             .map(|(i, _)| i.node_id)
             .collect();
         assert_eq!(order, ["c", "b"], "healthy first");
+    }
+
+    #[tokio::test]
+    async fn a_heartbeat_heard_by_a_peer_counts_here_too() {
+        let t0 = Instant::now() + Duration::from_secs(60);
+        let (here, there) = (
+            Registry::new(Duration::from_secs(30)),
+            Registry::new(Duration::from_secs(30)),
+        );
+        there.heartbeat(&beat("a", "127.0.0.1:1"), t0);
+        let told = there.heard(t0 + Duration::from_secs(5));
+        assert_eq!(told.len(), 1);
+        assert_eq!(told[0].heard_ms_ago, 5_000);
+
+        here.merge_heard(&told, t0 + Duration::from_secs(6));
+        let healthy = here.healthy(t0 + Duration::from_secs(30));
+        assert_eq!(
+            healthy.len(),
+            1,
+            "heard 1 s before this controller was told"
+        );
+        assert_eq!(healthy[0].0.used_bytes, 10);
+        assert!(
+            here.healthy(t0 + Duration::from_secs(31)).is_empty(),
+            "and failed 30 s after the peer heard it, as on the peer"
+        );
+
+        here.heartbeat(&beat("a", "127.0.0.1:1"), t0 + Duration::from_secs(20));
+        here.merge_heard(&told, t0 + Duration::from_secs(21));
+        assert_eq!(
+            here.healthy(t0 + Duration::from_secs(49)).len(),
+            1,
+            "older news never rolls back a newer heartbeat"
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -19,6 +20,9 @@ const DEFAULT_CATCH_UP_TIMEOUT_MS: u64 = 2_000;
 const DEFAULT_REPAIR_INTERVAL_MS: u64 = 2_000;
 const DEFAULT_REPAIR_COPIES_PER_ROUND: usize = 256;
 const DEFAULT_REPAIR_CONCURRENCY_MAX: usize = 4;
+const DEFAULT_GC_GRACE_MS: u64 = 2 * 60 * 60 * 1000;
+const DEFAULT_GC_REPORT_MAX_AGE_MS: u64 = 60_000;
+const DEFAULT_GC_DELETIONS_PER_ROUND: usize = 1024;
 
 /// Serves RedCloud's metadata and client APIs and places file chunks on chunkservers.
 #[derive(Parser, Debug, Clone)]
@@ -101,6 +105,21 @@ pub struct Config {
     /// Most chunk copies running at once.
     #[arg(long, env = "REDCLOUD_CONTROLLER_REPAIR_CONCURRENCY_MAX", default_value_t = DEFAULT_REPAIR_CONCURRENCY_MAX)]
     pub repair_concurrency_max: usize,
+
+    /// Chunks written (or written again) this recently are never collected. Uploads must
+    /// finish within half of it: a slower one is refused, since its first chunks may have been
+    /// collected meanwhile.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_GC_GRACE_MS", default_value_t = DEFAULT_GC_GRACE_MS)]
+    pub gc_grace_ms: u64,
+
+    /// Unneeded chunks are collected only while every controller ever seen has reported its
+    /// log frontier within this long; must be under half the grace period.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_GC_REPORT_MAX_AGE_MS", default_value_t = DEFAULT_GC_REPORT_MAX_AGE_MS)]
+    pub gc_report_max_age_ms: u64,
+
+    /// Most chunk copies deleted in one repair round.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_GC_DELETIONS_PER_ROUND", default_value_t = DEFAULT_GC_DELETIONS_PER_ROUND)]
+    pub gc_deletions_per_round: usize,
 }
 
 impl Config {
@@ -126,11 +145,51 @@ impl Config {
             repair_interval_ms: DEFAULT_REPAIR_INTERVAL_MS,
             repair_copies_per_round: DEFAULT_REPAIR_COPIES_PER_ROUND,
             repair_concurrency_max: DEFAULT_REPAIR_CONCURRENCY_MAX,
+            gc_grace_ms: DEFAULT_GC_GRACE_MS,
+            gc_report_max_age_ms: DEFAULT_GC_REPORT_MAX_AGE_MS,
+            gc_deletions_per_round: DEFAULT_GC_DELETIONS_PER_ROUND,
         }
+    }
+
+    /// The longest an upload may take from its first chunk write to its record in the log.
+    pub fn upload_deadline(&self) -> Duration {
+        Duration::from_millis(self.gc_grace_ms / 2)
+    }
+
+    /// Checks the settings that must agree with each other.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.gc_report_max_age_ms.saturating_mul(2) >= self.gc_grace_ms {
+            return Err(format!(
+                "--gc-report-max-age-ms ({}) must be under half of --gc-grace-ms ({}): otherwise an upload in flight on a controller that reported long ago could lose chunks",
+                self.gc_report_max_age_ms, self.gc_grace_ms
+            ));
+        }
+        Ok(())
     }
 
     /// The cluster token, read from its file when given that way.
     pub fn cluster_token(&self) -> std::io::Result<Option<String>> {
         self.cluster_token.resolve()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_must_be_fresher_than_half_the_grace_period() {
+        let mut config = Config::for_test(PathBuf::from("unused"));
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(
+            config.upload_deadline(),
+            Duration::from_millis(DEFAULT_GC_GRACE_MS / 2)
+        );
+        config.gc_grace_ms = 10_000;
+        config.gc_report_max_age_ms = 5_000;
+        let error = config.validate().unwrap_err();
+        assert!(error.contains("--gc-report-max-age-ms"), "{error}");
+        config.gc_report_max_age_ms = 4_999;
+        assert_eq!(config.validate(), Ok(()));
     }
 }

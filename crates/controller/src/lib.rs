@@ -7,12 +7,15 @@ mod config;
 mod error;
 mod grpc;
 mod http;
+pub mod inspect;
 mod log_worker;
 mod meta;
+mod metrics;
 mod peers;
 mod readmodel;
 mod repair;
 mod service;
+pub mod status;
 mod upload;
 
 use std::sync::Arc;
@@ -25,7 +28,10 @@ use tokio_util::sync::CancellationToken;
 pub use config::Config;
 pub use error::{ApiError, ErrorCode};
 pub use meta::MetaOp;
-pub use readmodel::{Projection, ReadModelError, conflict_name, digest as read_model_digest};
+pub use readmodel::{
+    Projection, ReadModelError, conflict_name, digest as read_model_digest,
+    digest_at as read_model_digest_at,
+};
 
 /// Why a controller could not start or keep serving.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +71,7 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         RunError::Config(format!("data directory {}: {e}", config.data_dir.display()))
     })?;
+    config.validate().map_err(RunError::Config)?;
     let node_id = node_id(&config)?;
     let cluster_token = config
         .cluster_token()
@@ -82,12 +89,17 @@ pub async fn run(
     let data_dir = config.data_dir.clone();
     let worker_registry = Arc::clone(&registry);
     let runtime = tokio::runtime::Handle::current();
+    let metrics = Arc::new(metrics::Metrics::new());
+    let worker_metrics = Arc::clone(&metrics);
     let log = tokio::task::spawn_blocking(move || {
         log_worker::start(
             &data_dir,
             node_id,
             gossip,
-            worker_registry,
+            log_worker::Shared {
+                registry: worker_registry,
+                metrics: worker_metrics,
+            },
             outbound,
             runtime,
         )
@@ -121,6 +133,7 @@ pub async fn run(
         .map_err(|e| RunError::Config(format!("--chunk-size-bytes: {e}")))?,
         pipeline_chunks: config.upload_pipeline_chunks.max(1),
         max_bytes: config.upload_max_bytes,
+        deadline: config.upload_deadline(),
     };
     let service = service::Service {
         log,
@@ -144,6 +157,7 @@ pub async fn run(
     let membership = Arc::new(peers::Membership::new(node_id, advertise.clone()));
     tokio::spawn(peers::run_sender(
         Arc::clone(&membership),
+        Arc::clone(&metrics),
         outbound_rx,
         cluster_token.clone(),
         shutdown.clone(),
@@ -151,6 +165,7 @@ pub async fn run(
     let (joined, mut joined_rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(peers::run_discovery(
         Arc::clone(&membership),
+        Arc::clone(&registry),
         seeds.clone(),
         cluster_token.clone(),
         Duration::from_millis(config.discovery_interval_ms.max(10)),
@@ -163,18 +178,38 @@ pub async fn run(
             joined_log.peer_joined(peer).await;
         }
     });
-    let repair = repair::RepairConfig {
-        interval: Duration::from_millis(config.repair_interval_ms.max(10)),
-        copies_per_round: config.repair_copies_per_round,
-        concurrency: config.repair_concurrency_max,
-        call_timeout: Duration::from_millis(config.chunk_io_timeout_ms),
+    if service.log.frontier().borrow().get(node_id) == redcloud_eventlog::Seq::ZERO {
+        // Recorded before anything else, so that no controller collects data while this one
+        // may still need it.
+        service
+            .log
+            .append(vec![meta::MetaOp::ControllerSeen {
+                node_id: node_id.to_string(),
+                address: advertise.clone(),
+            }])
+            .await
+            .map_err(|e| {
+                RunError::Config(format!("cannot record this controller in the log: {e}"))
+            })?;
+    }
+    let ledger = Arc::new(status::RepairLedger::default());
+    let repair = repair::Repair {
+        ledger: Arc::clone(&ledger),
+        registry: Arc::clone(&registry),
+        reads: Arc::clone(&service.reads),
+        log: service.log.clone(),
+        membership: Arc::clone(&membership),
+        config: repair::RepairConfig {
+            interval: Duration::from_millis(config.repair_interval_ms.max(10)),
+            copies_per_round: config.repair_copies_per_round,
+            concurrency: config.repair_concurrency_max,
+            call_timeout: Duration::from_millis(config.chunk_io_timeout_ms),
+            gc_grace: Duration::from_millis(config.gc_grace_ms),
+            gc_report_max_age: Duration::from_millis(config.gc_report_max_age_ms),
+            gc_deletions_per_round: config.gc_deletions_per_round,
+        },
     };
-    tokio::spawn(repair::run(
-        Arc::clone(&registry),
-        Arc::clone(&service.reads),
-        repair,
-        shutdown.clone(),
-    ));
+    tokio::spawn(repair::run(repair, shutdown.clone()));
     let state = Arc::new(http::AppState {
         service,
         registry,
@@ -182,6 +217,8 @@ pub async fn run(
         node_id,
         membership,
         catch_up_timeout: Duration::from_millis(config.catch_up_timeout_ms),
+        metrics,
+        ledger,
     });
 
     tracing::info!(

@@ -5,8 +5,9 @@
 //! into one batch, so concurrent requests share one fsync. A request is answered only after
 //! its operations are durable *and* projected, so the writer's next read sees them.
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 
 use redcloud_eventlog::{
     Event, FjallStore, Gossip, GossipConfig, GossipMessage, LogStore, NodeId, Op, Transmit,
-    VersionVector, replay,
+    VersionVector, read_causal, replay,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -56,6 +57,43 @@ enum Command {
     },
     PeerJoined(NodeId),
     SyncNow,
+    PeerFrontiers {
+        reply: oneshot::Sender<PeerFrontiers>,
+    },
+    ReadLog {
+        known: VersionVector,
+        max_ops: usize,
+        reply: oneshot::Sender<Result<LogPage, ApiError>>,
+    },
+}
+
+/// This node's frontier and how it sees each peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerFrontiers {
+    /// The log's frontier (all projected).
+    pub local: VersionVector,
+    /// Every peer.
+    pub peers: BTreeMap<NodeId, PeerView>,
+}
+
+/// How the replication core sees one peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerView {
+    /// How long ago it was last heard from.
+    pub last_heard: Option<Duration>,
+    /// Whether it is suspected of being down or cut off.
+    pub suspected: bool,
+    /// How long ago its newest frontier arrived, and what it held.
+    pub report: Option<(Duration, VersionVector)>,
+}
+
+/// A page of the log in causal order, for inspection tools.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPage {
+    /// The operations, causally ordered.
+    pub ops: Vec<Op<MetaOp>>,
+    /// Whether more remain beyond them.
+    pub more: bool,
 }
 
 /// The log's frontier and the read model's digest, taken together.
@@ -113,6 +151,38 @@ impl LogHandle {
             .map_err(|_| ApiError::internal("the log worker dropped a request"))?
     }
 
+    /// This node's frontier and what each peer last reported of its own.
+    pub async fn peer_frontiers(&self) -> Result<PeerFrontiers, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::PeerFrontiers { reply })
+            .await
+            .map_err(|_| ApiError::internal("the log worker has stopped"))?;
+        answer
+            .await
+            .map_err(|_| ApiError::internal("the log worker dropped a request"))
+    }
+
+    /// Up to `max_ops` operations the holder of `known` lacks, in causal order.
+    pub async fn read_log(
+        &self,
+        known: VersionVector,
+        max_ops: usize,
+    ) -> Result<LogPage, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::ReadLog {
+                known,
+                max_ops,
+                reply,
+            })
+            .await
+            .map_err(|_| ApiError::internal("the log worker has stopped"))?;
+        answer
+            .await
+            .map_err(|_| ApiError::internal("the log worker dropped a request"))?
+    }
+
     /// The log's frontier with the digest of the read model that projects exactly it.
     pub async fn snapshot(&self) -> Result<LogSnapshot, ApiError> {
         let (reply, answer) = oneshot::channel();
@@ -126,6 +196,14 @@ impl LogHandle {
     }
 }
 
+/// What the worker shares with the rest of the controller.
+pub struct Shared {
+    /// Chunkservers learned from the log are handed here.
+    pub registry: Arc<Registry>,
+    /// Appended operations are counted here.
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
 /// Opens the log and the read model under `data_dir`, brings the read model up to the log
 /// (rebuilding it from scratch when it was deleted), and starts the worker thread. The thread
 /// stops when every handle is dropped.
@@ -133,7 +211,7 @@ pub fn start(
     data_dir: &Path,
     node_id: NodeId,
     gossip: GossipConfig,
-    registry: Arc<Registry>,
+    shared: Shared,
     outbound: mpsc::Sender<Transmit<MetaOp>>,
     runtime: tokio::runtime::Handle,
 ) -> Result<LogHandle, LogOpenError> {
@@ -154,7 +232,9 @@ pub fn start(
         core,
         projection,
         rx,
-        registry,
+        registry: shared.registry,
+        metrics: shared.metrics,
+        me: node_id,
         outbound,
         frontier: frontier_tx,
         runtime,
@@ -209,6 +289,8 @@ struct Worker {
     projection: Projection,
     rx: mpsc::Receiver<Command>,
     registry: Arc<Registry>,
+    metrics: Arc<crate::metrics::Metrics>,
+    me: NodeId,
     outbound: mpsc::Sender<Transmit<MetaOp>>,
     frontier: watch::Sender<VersionVector>,
     /// Used only to wait for the next command with a deadline; the worker never runs async
@@ -281,6 +363,42 @@ impl Worker {
                     self.core.sync_now(Instant::now(), &self.store);
                 }
                 Command::SyncNow => self.core.sync_now(Instant::now(), &self.store),
+                Command::PeerFrontiers { reply } => {
+                    let now = Instant::now();
+                    let peers = self
+                        .core
+                        .peers()
+                        .map(|(peer, status)| {
+                            let view = PeerView {
+                                last_heard: status
+                                    .last_heard
+                                    .map(|at| now.saturating_duration_since(at)),
+                                suspected: status.suspected,
+                                report: status.reported_frontier.as_ref().map(|(at, frontier)| {
+                                    (now.saturating_duration_since(*at), frontier.clone())
+                                }),
+                            };
+                            (peer, view)
+                        })
+                        .collect();
+                    let _ = reply.send(PeerFrontiers {
+                        local: self.projection.applied().clone(),
+                        peers,
+                    });
+                }
+                Command::ReadLog {
+                    known,
+                    max_ops,
+                    reply,
+                } => {
+                    let page = read_causal(&self.store, &known, max_ops)
+                        .map(|page| LogPage {
+                            ops: page.ops,
+                            more: page.more,
+                        })
+                        .map_err(ApiError::internal);
+                    let _ = reply.send(page);
+                }
             }
             if appends.len() < BATCH_MAX_REQUESTS {
                 next = self.rx.try_recv().ok();
@@ -340,6 +458,15 @@ impl Worker {
         while let Some(event) = self.core.poll_event() {
             match event {
                 Event::Applied { ops } => {
+                    let local = ops.iter().filter(|op| op.dot.origin == self.me).count();
+                    for (source, count) in [("local", local), ("peer", ops.len() - local)] {
+                        if count > 0 {
+                            self.metrics
+                                .log_appended
+                                .get_or_create(&crate::metrics::SourceLabels { source })
+                                .inc_by(count as u64);
+                        }
+                    }
                     for op in &ops {
                         if let MetaOp::ChunkserverSeen { node_id, address } = &op.payload {
                             self.registry.learn(node_id, address);

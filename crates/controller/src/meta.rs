@@ -73,6 +73,14 @@ pub enum MetaOp {
         /// The tags.
         tags: Vec<String>,
     },
+    /// A controller joined the cluster (its first operation). Every controller ever seen must
+    /// know of a deletion before the deleted data is collected.
+    ControllerSeen {
+        /// Its node id (16 hex digits).
+        node_id: String,
+        /// Where it served when it joined (host:port).
+        address: String,
+    },
     /// A chunkserver was first seen, or seen at a new address.
     ChunkserverSeen {
         /// Its node id.

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redcloud_eventlog::{NodeId, Transmit};
 use redcloud_types::CLUSTER_TOKEN_HEADER;
@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::{HeardFrom, Registry};
 use crate::meta::MetaOp;
 
 /// The header naming the sending controller on gossip requests.
@@ -47,6 +48,9 @@ pub struct PeerList {
     pub me: PeerInfo,
     /// The controllers it knows.
     pub peers: Vec<PeerInfo>,
+    /// The chunkservers it has heard from, and when.
+    #[serde(default)]
+    pub chunkservers: Vec<HeardFrom>,
 }
 
 /// The controllers this one knows, with their addresses.
@@ -97,24 +101,39 @@ impl Membership {
             .cloned()
     }
 
-    /// Every known peer.
-    pub fn list(&self) -> PeerList {
-        let peers = self
-            .peers
+    /// The ids of every known peer.
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.peers
             .read()
-            .expect("membership lock poisoned by a panic in another thread");
+            .expect("membership lock poisoned by a panic in another thread")
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    /// Every known peer.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.peers
+            .read()
+            .expect("membership lock poisoned by a panic in another thread")
+            .iter()
+            .map(|(id, address)| PeerInfo {
+                node_id: id.to_string(),
+                address: address.clone(),
+            })
+            .collect()
+    }
+
+    /// What `/internal/peers` answers: this controller, its peers, and the chunkservers
+    /// `registry` has heard from.
+    pub fn list(&self, registry: &Registry) -> PeerList {
         PeerList {
             me: PeerInfo {
                 node_id: self.me.to_string(),
                 address: self.address.clone(),
             },
-            peers: peers
-                .iter()
-                .map(|(id, address)| PeerInfo {
-                    node_id: id.to_string(),
-                    address: address.clone(),
-                })
-                .collect(),
+            peers: self.peers(),
+            chunkservers: registry.heard(Instant::now()),
         }
     }
 
@@ -145,6 +164,7 @@ pub fn peer_client() -> reqwest::Client {
 /// Sends the core's messages until the channel closes or `shutdown` is cancelled.
 pub async fn run_sender(
     membership: Arc<Membership>,
+    metrics: Arc<crate::metrics::Metrics>,
     mut outbound: mpsc::Receiver<Transmit<MetaOp>>,
     token: Option<String>,
     shutdown: CancellationToken,
@@ -178,16 +198,23 @@ pub async fn run_sender(
             continue;
         };
         let http = clients.entry(transmit.to).or_insert_with(peer_client);
+        let body = transmit.message.encode();
+        metrics
+            .gossip_sent
+            .get_or_create(&crate::metrics::KindLabels::of(&transmit.message))
+            .inc();
+        metrics.gossip_sent_bytes.inc_by(body.len() as u64);
         let mut request = http
             .post(format!("http://{address}/internal/gossip"))
             .header(NODE_HEADER, membership.me().to_string())
             .header(ADVERTISE_HEADER, membership.address())
             .header(reqwest::header::CONTENT_TYPE, "application/msgpack")
-            .body(transmit.message.encode());
+            .body(body);
         if let Some(token) = &token {
             request = request.header(CLUSTER_TOKEN_HEADER, token);
         }
         let failed = failed.clone();
+        let send_failures = metrics.gossip_send_failures.clone();
         tokio::spawn(async move {
             let _slot = slot;
             match request.send().await {
@@ -197,6 +224,7 @@ pub async fn run_sender(
                 }
                 Err(error) => {
                     tracing::debug!(peer = %transmit.to, %error, "gossip failed");
+                    send_failures.inc();
                     let _ = failed.try_send(transmit.to);
                 }
             }
@@ -205,10 +233,11 @@ pub async fn run_sender(
 }
 
 /// Finds controllers every `interval`: resolves the discovery name and the seeds, asks every
-/// unknown address who it is, and merges each answering peer's own list. New peers are handed
-/// to `joined`.
+/// unknown address who it is, and merges each answering peer's own list, with the chunkservers
+/// it heard from, into `registry`. New peers are handed to `joined`.
 pub async fn run_discovery(
     membership: Arc<Membership>,
+    registry: Arc<Registry>,
     seeds: Vec<String>,
     token: Option<String>,
     interval: Duration,
@@ -228,7 +257,7 @@ pub async fn run_discovery(
             .iter()
             .map(ToString::to_string)
             .collect();
-        let known = membership.list().peers;
+        let known = membership.peers();
         // Ask one known peer at random for its list too, so membership spreads.
         if let Some(peer) = known.get(rand::random_range(0..known.len().max(1))) {
             addresses.push(peer.address.clone());
@@ -250,6 +279,7 @@ pub async fn run_discovery(
             let Ok(list) = response.json::<PeerList>().await else {
                 continue;
             };
+            registry.merge_heard(&list.chunkservers, Instant::now());
             for info in std::iter::once(list.me).chain(list.peers) {
                 let Ok(id) = info.node_id.parse::<NodeId>() else {
                     continue;

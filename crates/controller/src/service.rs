@@ -246,6 +246,14 @@ impl Service {
         if name.is_empty() {
             return Err(ApiError::InvalidRequest("The file needs a name".to_owned()));
         }
+        let took = stored.started.elapsed();
+        if took > self.limits.deadline {
+            return Err(ApiError::ChunkserverUnavailable(format!(
+                "the upload took {} s, longer than the {} s allowed: its first chunks may have been collected meanwhile; upload it again",
+                took.as_secs(),
+                self.limits.deadline.as_secs()
+            )));
+        }
         let lookup = name.clone();
         let replaced = self
             .read(move |r| r.file_by_name(&owner, &lookup))

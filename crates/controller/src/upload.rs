@@ -2,6 +2,8 @@
 //! writes it to chunkservers, with a fixed number of chunks in flight so that memory does not
 //! grow with the file.
 
+use std::time::{Duration, Instant};
+
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::FuturesOrdered;
 use futures_util::{Stream, StreamExt};
@@ -18,6 +20,9 @@ pub struct StoredData {
     pub size: u64,
     /// The chunks, in order.
     pub chunks: Vec<ChunkId>,
+    /// When the first chunk write started: the upload must be recorded within the upload
+    /// deadline of this, or garbage collection may already have taken its chunks.
+    pub started: Instant,
 }
 
 /// Limits of one upload.
@@ -29,6 +34,8 @@ pub struct UploadLimits {
     pub pipeline_chunks: usize,
     /// Largest upload accepted.
     pub max_bytes: Option<u64>,
+    /// Longest an upload may take from its first chunk write to its record in the log.
+    pub deadline: Duration,
 }
 
 type ChunkWrite = AbortOnDropHandle<Result<ChunkId, ApiError>>;
@@ -44,6 +51,7 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
+    let started = Instant::now();
     let targets = io.write_targets()?;
     let chunk_size = limits.chunk_size.max(1);
     let mut in_flight: FuturesOrdered<ChunkWrite> = FuturesOrdered::new();
@@ -88,7 +96,11 @@ where
     while let Some(written) = in_flight.next().await {
         chunks.push(joined(written)?);
     }
-    Ok(StoredData { size, chunks })
+    Ok(StoredData {
+        size,
+        chunks,
+        started,
+    })
 }
 
 /// Starts writing one chunk, first waiting for the oldest write when the pipeline is full.

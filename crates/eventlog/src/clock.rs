@@ -160,6 +160,13 @@ impl VersionVector {
         self.0.merge(other.0.clone());
     }
 
+    /// Pointwise minimum (the meet of the lattice): what both cover.
+    pub fn meet(&self, other: &VersionVector) -> VersionVector {
+        let mut met = self.0.clone();
+        met.glb(&other.0);
+        Self(met)
+    }
+
     /// Whether `self` covers everything `other` covers.
     pub fn dominates(&self, other: &VersionVector) -> bool {
         other.iter().all(|(origin, seq)| self.get(origin) >= seq)

@@ -97,3 +97,42 @@ fn sync_now_asks_every_live_peer() {
         .collect();
     assert_eq!(asked, [NodeId::new(2), NodeId::new(3), NodeId::new(4)]);
 }
+
+#[test]
+fn a_peers_frontier_is_remembered_with_its_arrival_time() {
+    let start = Instant::now();
+    let (store_a, store_b) = (MemStore::new(), MemStore::new());
+    let mut a = core(1, &store_a, start);
+    let mut b = core(2, &store_b, start);
+    a.add_peer(NodeId::new(2));
+    b.add_peer(NodeId::new(1));
+    b.append_local(WALL_MS, vec!["one".to_owned(), "two".to_owned()], &store_b)
+        .unwrap();
+    while b.poll_transmit().is_some() {}
+    assert_eq!(
+        a.peers()
+            .find(|(id, _)| *id == NodeId::new(2))
+            .unwrap()
+            .1
+            .reported_frontier,
+        None,
+        "nothing reported yet"
+    );
+
+    b.sync_now(start, &store_b);
+    let later = start + Duration::from_secs(3);
+    for transmit in std::iter::from_fn(|| b.poll_transmit()) {
+        a.handle_message(later, WALL_MS, NodeId::new(2), transmit.message, &store_a)
+            .unwrap();
+    }
+    let (at, frontier) = a
+        .peers()
+        .find(|(id, _)| *id == NodeId::new(2))
+        .unwrap()
+        .1
+        .reported_frontier
+        .clone()
+        .unwrap();
+    assert_eq!(at, later);
+    assert_eq!(frontier, store_b.frontier());
+}

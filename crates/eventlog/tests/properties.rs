@@ -77,6 +77,14 @@ proptest! {
     }
 
     #[test]
+    fn version_vector_meet_covers_exactly_what_both_cover(a in version_vector(), b in version_vector()) {
+        let met = a.meet(&b);
+        prop_assert_eq!(&met, &b.meet(&a));
+        prop_assert_eq!(dots(&met), dots(&a).intersection(&dots(&b)).copied().collect::<BTreeSet<_>>());
+        prop_assert!(a.dominates(&met) && b.dominates(&met));
+    }
+
+    #[test]
     fn ops_round_trip(op in op()) {
         prop_assert_eq!(Op::<Vec<u8>>::decode(&op.encode()).unwrap(), op);
     }

@@ -9,7 +9,9 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use redcloud_types::ChunkId;
 
@@ -20,14 +22,27 @@ pub use redcloud_types::MAX_CHUNK_BYTES;
 const CHUNKS_DIR: &str = "chunks";
 const TMP_DIR: &str = "tmp";
 const CORRUPT_DIR: &str = "corrupt";
+/// Locks that order a write against a delete of the same chunk (by its first byte).
+const CHUNK_LOCK_STRIPES: usize = 256;
 
 /// What a write found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
     /// The chunk is now stored.
     Stored,
-    /// A verified copy was already stored.
+    /// A verified copy was already stored; it now counts as freshly written.
     AlreadyPresent,
+}
+
+/// What a delete did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    /// The chunk was removed.
+    Removed,
+    /// There was no such chunk.
+    Absent,
+    /// The chunk was written more recently than the caller allowed, so it was kept.
+    KeptRecentlyWritten,
 }
 
 /// Space and contents, for heartbeats and `Ping`.
@@ -48,6 +63,9 @@ pub struct ChunkStore {
     capacity_limit: Option<u64>,
     used_bytes: AtomicU64,
     chunk_count: AtomicU64,
+    /// A write of a chunk and a delete of it never interleave, so a delete never removes a
+    /// chunk that a write has just reported as stored.
+    chunk_locks: Vec<Mutex<()>>,
 }
 
 impl ChunkStore {
@@ -69,6 +87,7 @@ impl ChunkStore {
             capacity_limit,
             used_bytes: AtomicU64::new(0),
             chunk_count: AtomicU64::new(0),
+            chunk_locks: (0..CHUNK_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         };
         let (mut used, mut count) = (0, 0);
         store.for_each_chunk(|_, size| {
@@ -85,15 +104,29 @@ impl ChunkStore {
         self.root.join(CHUNKS_DIR).join(&hex[..2]).join(hex)
     }
 
-    /// Stores `data` as chunk `id` after checking that it hashes to `id`.
+    fn lock(&self, id: &ChunkId) -> std::sync::MutexGuard<'_, ()> {
+        let stripe = usize::from(id.as_bytes()[0]) % self.chunk_locks.len();
+        // The guarded data is `()`: a panic elsewhere leaves nothing inconsistent behind.
+        self.chunk_locks[stripe]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stores `data` as chunk `id` after checking that it hashes to `id`. Writing a chunk that
+    /// is already held refreshes its write time, which protects it from
+    /// [`ChunkStore::delete`] with a `min_idle` for that long again.
     pub fn put(&self, id: &ChunkId, data: &[u8]) -> Result<Written, StoreError> {
         let got = ChunkId::of(data);
         if got != *id {
             return Err(StoreError::ChecksumMismatch { expected: *id, got });
         }
         let path = self.path_of(id);
+        let _guard = self.lock(id);
         match self.get(id) {
-            Ok(_) => return Ok(Written::AlreadyPresent),
+            Ok(_) => {
+                touch(&path)?;
+                return Ok(Written::AlreadyPresent);
+            }
             Err(StoreError::NotFound { .. } | StoreError::Corrupt { .. }) => {}
             Err(other) => return Err(other),
         }
@@ -175,17 +208,31 @@ impl ChunkStore {
         }
     }
 
-    /// Removes chunk `id`; returns whether it was there.
-    pub fn delete(&self, id: &ChunkId) -> Result<bool, StoreError> {
+    /// Removes chunk `id`, unless it was written less than `min_idle` ago.
+    pub fn delete(&self, id: &ChunkId, min_idle: Duration) -> Result<Deleted, StoreError> {
         let path = self.path_of(id);
-        let size = match fs::metadata(&path) {
-            Ok(meta) => meta.len(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        let _guard = self.lock(id);
+        let meta = match fs::metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Deleted::Absent),
             Err(e) => return Err(StoreError::io("stat", &path, e)),
         };
+        if !min_idle.is_zero() {
+            let written = meta
+                .modified()
+                .map_err(|e| StoreError::io("stat", &path, e))?;
+            // A write time in the future (a clock stepped back) counts as just written.
+            let idle = SystemTime::now()
+                .duration_since(written)
+                .unwrap_or(Duration::ZERO);
+            if idle < min_idle {
+                return Ok(Deleted::KeptRecentlyWritten);
+            }
+        }
+        let size = meta.len();
         match fs::remove_file(&path) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Deleted::Absent),
             Err(e) => return Err(StoreError::io("remove", &path, e)),
         }
         if let Some(shard) = path.parent() {
@@ -193,7 +240,7 @@ impl ChunkStore {
         }
         self.used_bytes.fetch_sub(size, Ordering::Relaxed);
         self.chunk_count.fetch_sub(1, Ordering::Relaxed);
-        Ok(true)
+        Ok(Deleted::Removed)
     }
 
     /// Calls `visit` with the id and size of every chunk held, shard by shard. Files whose
@@ -257,6 +304,15 @@ fn write_synced(path: &Path, data: &[u8]) -> Result<(), StoreError> {
         .map_err(|e| StoreError::io("write", path, e))?;
     file.sync_all()
         .map_err(|e| StoreError::io("fsync", path, e))
+}
+
+/// Marks the chunk file at `path` as written now.
+fn touch(path: &Path) -> Result<(), StoreError> {
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|file| file.set_modified(SystemTime::now()))
+        .map_err(|e| StoreError::io("touch", path, e))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {

@@ -17,8 +17,43 @@ fn put_get_delete() {
     assert_eq!(store.get(&id).unwrap(), b"hello");
     let stats = store.stats().unwrap();
     assert_eq!((stats.used_bytes, stats.chunk_count), (5, 1));
-    assert!(store.delete(&id).unwrap());
-    assert!(!store.delete(&id).unwrap());
+    assert_eq!(store.delete(&id, Duration::ZERO).unwrap(), Deleted::Removed);
+    assert_eq!(store.delete(&id, Duration::ZERO).unwrap(), Deleted::Absent);
+    assert_eq!(store.stats().unwrap().chunk_count, 0);
+}
+
+/// Ages chunk `id`'s write time by `by`.
+fn age(store: &ChunkStore, id: &ChunkId, by: Duration) {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(store.path_of(id))
+        .unwrap();
+    file.set_modified(SystemTime::now() - by).unwrap();
+}
+
+#[test]
+fn a_recently_written_chunk_survives_a_delete_that_asks_for_idle_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let id = ChunkId::of(b"in use");
+    let grace = Duration::from_secs(600);
+    store.put(&id, b"in use").unwrap();
+    assert_eq!(
+        store.delete(&id, grace).unwrap(),
+        Deleted::KeptRecentlyWritten
+    );
+
+    age(&store, &id, grace * 2);
+    assert_eq!(store.put(&id, b"in use").unwrap(), Written::AlreadyPresent);
+    assert_eq!(
+        store.delete(&id, grace).unwrap(),
+        Deleted::KeptRecentlyWritten,
+        "writing a held chunk again makes it fresh again"
+    );
+
+    age(&store, &id, grace * 2);
+    assert_eq!(store.delete(&id, grace).unwrap(), Deleted::Removed);
+    assert!(matches!(store.get(&id), Err(StoreError::NotFound { .. })));
     assert_eq!(store.stats().unwrap().chunk_count, 0);
 }
 

@@ -1,12 +1,14 @@
 //! The one-shot commands: each calls the controller and prints a human answer, or the server's
 //! JSON with `--json`.
 
+pub mod log;
 pub mod shell;
 pub mod up;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::anyhow;
+use anyhow::{Context as _, anyhow};
+use redcloud_controller::status::{ClusterStatus, human_bytes};
 use serde_json::Value;
 
 use crate::client::Client;
@@ -216,10 +218,12 @@ pub async fn delete_tags(ctx: &Context, query: &[String], tags: &[String]) -> an
     Ok(())
 }
 
-/// `status`: whether the controller is up and ready.
+/// `status`: whether the controller is up and ready, and the cluster as it sees it.
 pub async fn status(ctx: &Context) -> anyhow::Result<()> {
     let body = ctx.client.status().await?;
     let ready = body["ready"]["ready"].as_bool().unwrap_or(false);
+    let cluster: ClusterStatus = serde_json::from_value(body["cluster"].clone())
+        .context("the server's /status answer is not a cluster status")?;
     report(ctx, &body, |body| {
         println!(
             "{}: {} ({} healthy chunkserver(s)), controller {}",
@@ -228,6 +232,7 @@ pub async fn status(ctx: &Context) -> anyhow::Result<()> {
             body["ready"]["healthy_chunkservers"],
             body["ready"]["node_id"].as_str().unwrap_or("?"),
         );
+        print_cluster(&cluster);
     });
     if !ready {
         return Err(anyhow!("the controller is not ready to store data"));
@@ -243,4 +248,94 @@ pub fn split_tags(args: &[String]) -> Vec<String> {
         .filter(|t| !t.is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+fn ago(ms: Option<u64>) -> String {
+    ms.map_or_else(
+        || "-".to_owned(),
+        |ms| format!("{:.1} s ago", ms as f64 / 1000.0),
+    )
+}
+
+fn count(n: Option<u64>) -> String {
+    n.map_or_else(|| "-".to_owned(), |n| n.to_string())
+}
+
+/// The cluster on one screen.
+fn print_cluster(cluster: &ClusterStatus) {
+    let reachable = cluster.controllers.iter().filter(|c| c.reachable).count();
+    println!(
+        "\nControllers ({reachable}/{} reachable)",
+        cluster.controllers.len()
+    );
+    println!(
+        "  {:<16}  {:<21}  {:<11}  {:>12}  {:>12}  {:>11}",
+        "NODE", "ADDRESS", "STATE", "LAST HEARD", "OPS IT LACKS", "OPS WE LACK"
+    );
+    for c in &cluster.controllers {
+        let state = match (c.is_self, c.reachable) {
+            (true, _) => "this node",
+            (false, true) => "reachable",
+            (false, false) => "UNREACHABLE",
+        };
+        println!(
+            "  {:<16}  {:<21}  {state:<11}  {:>12}  {:>12}  {:>11}",
+            c.node_id,
+            c.address,
+            ago(c.last_heard_ms_ago),
+            count(c.operations_behind),
+            count(c.operations_ahead),
+        );
+    }
+    let healthy = cluster.chunkservers.iter().filter(|c| c.healthy).count();
+    println!(
+        "\nChunkservers ({healthy}/{} healthy)",
+        cluster.chunkservers.len()
+    );
+    println!(
+        "  {:<16}  {:<21}  {:<7}  {:>14}  {:>10}  {:>10}  {:>7}  {:>7}",
+        "NODE", "ADDRESS", "STATE", "LAST HEARTBEAT", "CAPACITY", "USED", "CHUNKS", "MISSING"
+    );
+    for c in &cluster.chunkservers {
+        println!(
+            "  {:<16}  {:<21}  {:<7}  {:>14}  {:>10}  {:>10}  {:>7}  {:>7}",
+            c.node_id,
+            c.address,
+            if c.healthy { "healthy" } else { "FAILED" },
+            ago(c.last_heartbeat_ms_ago),
+            human_bytes(c.capacity_bytes),
+            human_bytes(c.used_bytes),
+            c.chunks,
+            count(c.missing_chunks),
+        );
+    }
+    let r = &cluster.replication;
+    let percent = if r.referenced_chunks == 0 {
+        100.0
+    } else {
+        r.fully_replicated_chunks as f64 * 100.0 / r.referenced_chunks as f64
+    };
+    println!(
+        "\nReplication: {}/{} chunks on every live chunkserver ({percent:.1}%), {} under-replicated, {} on no live chunkserver (as of {})",
+        r.fully_replicated_chunks,
+        r.referenced_chunks,
+        r.under_replicated_chunks,
+        r.unavailable_chunks,
+        ago(r.as_of_ms_ago),
+    );
+    let p = &cluster.repair;
+    println!(
+        "Repair: {} copies queued, {} made, {} failed in {} rounds; collection: {} candidates, {} waiting for every controller, {} collected{}",
+        p.queued_copies,
+        p.copies_made,
+        p.copies_failed,
+        p.rounds,
+        p.gc_candidates,
+        p.gc_waiting,
+        p.gc_deleted,
+        p.gc_blocked
+            .as_deref()
+            .map(|why| format!(" (waiting: {why})"))
+            .unwrap_or_default(),
+    );
 }

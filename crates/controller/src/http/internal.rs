@@ -96,7 +96,7 @@ pub async fn state(State(app): State<Arc<AppState>>) -> Result<Json<serde_json::
 
 /// `GET /internal/peers`: this controller and the controllers it knows.
 pub async fn peers(State(app): State<Arc<AppState>>) -> Json<crate::peers::PeerList> {
-    Json(app.membership.list())
+    Json(app.membership.list(&app.registry))
 }
 
 /// `POST /internal/gossip`: a replication message from another controller (MessagePack).
@@ -122,6 +122,39 @@ pub async fn gossip(
         tracing::info!(peer = %from, %address, "controller joined");
         app.service.log.peer_joined(from).await;
     }
+    app.metrics
+        .gossip_received
+        .get_or_create(&crate::metrics::KindLabels::of(&message))
+        .inc();
+    app.metrics.gossip_received_bytes.inc_by(body.len() as u64);
     app.service.log.gossip(from, message)?;
     Ok(StatusCode::ACCEPTED)
+}
+
+/// Most operations `/internal/log` returns per request.
+const LOG_PAGE_MAX_OPS: usize = 10_000;
+
+/// `POST /internal/log`: for inspection tools (`redcloud log --server`). The body is a
+/// replication `Frontier` message naming what the caller holds; the answer is a `Page`
+/// message of what it lacks, in causal order, at most `LOG_PAGE_MAX_OPS` at a time.
+pub async fn read_log(
+    State(app): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let message = redcloud_eventlog::GossipMessage::<crate::meta::MetaOp>::decode(&body)
+        .map_err(|error| ApiError::InvalidRequest(format!("undecodable frontier: {error}")))?;
+    let redcloud_eventlog::GossipMessage::Frontier { frontier, .. } = message else {
+        return Err(ApiError::InvalidRequest(
+            "the body must be a Frontier message".to_owned(),
+        ));
+    };
+    let page = app.service.log.read_log(frontier, LOG_PAGE_MAX_OPS).await?;
+    let answer = redcloud_eventlog::GossipMessage::Page {
+        ops: page.ops,
+        more: page.more,
+    };
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/msgpack")],
+        answer.encode(),
+    ))
 }

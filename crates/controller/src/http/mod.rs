@@ -6,6 +6,7 @@ mod extract;
 mod files;
 mod internal;
 mod session;
+mod status;
 mod system;
 
 use std::sync::Arc;
@@ -41,6 +42,10 @@ pub struct AppState {
     pub membership: Arc<crate::peers::Membership>,
     /// How long a request carrying a frontier token may wait for this node to catch up.
     pub catch_up_timeout: std::time::Duration,
+    /// Counters and gauges for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// What the repair service found last.
+    pub ledger: Arc<crate::status::RepairLedger>,
 }
 
 /// The whole HTTP router.
@@ -49,6 +54,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/internal/heartbeat", post(internal::heartbeat))
         .route("/internal/state", get(internal::state))
         .route("/internal/peers", get(internal::peers))
+        .route("/internal/log", post(internal::read_log))
         .route(
             "/internal/gossip",
             post(internal::gossip).layer(DefaultBodyLimit::max(GOSSIP_BODY_LIMIT_BYTES)),
@@ -61,6 +67,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(system::root))
         .route("/health", get(system::health))
         .route("/ready", get(system::ready))
+        .route("/status", get(status::page))
+        .route("/metrics", get(status::metrics))
         .route("/auth/register", post(auth::register))
         .route("/auth/login", post(auth::login))
         .route(
@@ -80,6 +88,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(files::download_by_name),
         )
         .merge(internal)
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            status::count_request,
+        ))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT_BYTES))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -15,9 +15,10 @@
 
 mod queries;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use redcloud_eventlog::{Hlc, NodeId, Op, VersionVector};
+use redcloud_eventlog::{Dot, Hlc, NodeId, Op, VersionVector};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -124,11 +125,11 @@ impl Projection {
             what: "applied frontier",
             reason: e.to_string(),
         })?;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO meta (key, value) VALUES (?1, ?2)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            params![APPLIED_FRONTIER_KEY, encoded],
-        )?;
+        )?
+        .execute(params![APPLIED_FRONTIER_KEY, encoded])?;
         tx.commit()?;
         self.applied = applied;
         Ok(())
@@ -138,6 +139,70 @@ impl Projection {
     pub fn digest(&self) -> Result<[u8; 32], ReadModelError> {
         digest(&self.conn)
     }
+
+    /// Every user and file as one line of text each (`user:UUID`, `file:UUID`), for
+    /// comparing two read models entity by entity.
+    pub fn entities(&self) -> Result<BTreeMap<String, String>, ReadModelError> {
+        let mut entities = BTreeMap::new();
+        let mut users = self.conn.prepare(
+            "SELECT user_id, username, hex(registered_stamp), hex(key_stamp) FROM users",
+        )?;
+        let rows = users.query_map([], |row| {
+            Ok((
+                row.get::<_, Vec<u8>>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, username, registered, key) = row?;
+            entities.insert(
+                format!("user:{}", uuid_text(&id)),
+                format!("username={username:?} registered_stamp={registered} key_stamp={key}"),
+            );
+        }
+        let mut files = self.conn.prepare(
+            "SELECT f.file_id, f.owner_id, f.name, f.size, f.deleted, f.display_name,
+                    (SELECT group_concat(tag, ',') FROM (SELECT tag FROM file_tags t
+                       WHERE t.file_id = f.file_id AND t.effective = 1 ORDER BY tag)),
+                    (SELECT count(*) FROM file_chunks c WHERE c.file_id = f.file_id)
+             FROM files f",
+        )?;
+        let rows = files.query_map([], |row| {
+            Ok((
+                row.get::<_, Vec<u8>>(0)?,
+                row.get::<_, Vec<u8>>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, i64>(3)?,
+                row.get::<_, bool>(4)?,
+                row.get::<_, Option<String>>(5)?,
+                row.get::<_, Option<String>>(6)?,
+                row.get::<_, i64>(7)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, owner, name, size, deleted, shown, tags, chunks) = row?;
+            let state = if deleted {
+                "deleted".to_owned()
+            } else {
+                format!("shown as {:?}", shown.unwrap_or_default())
+            };
+            entities.insert(
+                format!("file:{}", uuid_text(&id)),
+                format!(
+                    "owner={} name={name:?} size={size} chunks={chunks} {state} tags=[{}]",
+                    uuid_text(&owner),
+                    tags.unwrap_or_default()
+                ),
+            );
+        }
+        Ok(entities)
+    }
+}
+
+fn uuid_text(bytes: &[u8]) -> String {
+    Uuid::from_slice(bytes).map_or_else(|_| hex::encode(bytes), |id| id.to_string())
 }
 
 fn apply_one(tx: &Transaction<'_>, op: &Op<MetaOp>) -> Result<(), ReadModelError> {
@@ -151,25 +216,21 @@ fn apply_one(tx: &Transaction<'_>, op: &Op<MetaOp>) -> Result<(), ReadModelError
         } => {
             // A second registration of one id (never made by a healthy node) is settled by
             // stamp, not by arrival: the earliest registration, the latest key.
-            tx.execute(
-                "INSERT INTO users (user_id, username, registered_stamp, password_hash, key_hash, key_stamp)
+            tx.prepare_cached("INSERT INTO users (user_id, username, registered_stamp, password_hash, key_hash, key_stamp)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?3)
                  ON CONFLICT (user_id) DO UPDATE SET
                    username = CASE WHEN excluded.registered_stamp < users.registered_stamp THEN excluded.username ELSE users.username END,
                    password_hash = CASE WHEN excluded.registered_stamp < users.registered_stamp THEN excluded.password_hash ELSE users.password_hash END,
                    registered_stamp = min(excluded.registered_stamp, users.registered_stamp),
                    key_hash = CASE WHEN excluded.key_stamp > users.key_stamp THEN excluded.key_hash ELSE users.key_hash END,
-                   key_stamp = max(excluded.key_stamp, users.key_stamp)",
-                params![user_id.as_bytes(), username, stamp, password_hash, api_key_hash],
+                   key_stamp = max(excluded.key_stamp, users.key_stamp)")?.execute(params![user_id.as_bytes(), username, stamp, password_hash, api_key_hash],
             )?;
         }
         MetaOp::ApiKeyIssued {
             user_id,
             api_key_hash,
         } => {
-            tx.execute(
-                "UPDATE users SET key_hash = ?2, key_stamp = ?3 WHERE user_id = ?1 AND key_stamp < ?3",
-                params![user_id.as_bytes(), api_key_hash, stamp],
+            tx.prepare_cached("UPDATE users SET key_hash = ?2, key_stamp = ?3 WHERE user_id = ?1 AND key_stamp < ?3")?.execute(params![user_id.as_bytes(), api_key_hash, stamp],
             )?;
         }
         MetaOp::FileAdded {
@@ -196,27 +257,27 @@ fn apply_one(tx: &Transaction<'_>, op: &Op<MetaOp>) -> Result<(), ReadModelError
                 .as_ref()
                 .is_none_or(|(_, _, earlier)| stamp.as_slice() < earlier.as_slice());
             if wins {
-                tx.execute(
-                    "INSERT INTO files (file_id, owner_id, name, size, chunk_size, created_at_ms, stamp)
+                tx.prepare_cached("INSERT INTO files (file_id, owner_id, name, size, chunk_size, created_at_ms, stamp)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT (file_id) DO UPDATE SET owner_id = excluded.owner_id, name = excluded.name,
                        size = excluded.size, chunk_size = excluded.chunk_size,
-                       created_at_ms = excluded.created_at_ms, stamp = excluded.stamp",
-                    params![file_id.as_bytes(), owner_id.as_bytes(), name, *size as i64, *chunk_size as i64, *created_at_ms as i64, stamp],
+                       created_at_ms = excluded.created_at_ms, stamp = excluded.stamp")?.execute(params![file_id.as_bytes(), owner_id.as_bytes(), name, *size as i64, *chunk_size as i64, *created_at_ms as i64, stamp],
                 )?;
-                tx.execute(
-                    "DELETE FROM file_chunks WHERE file_id = ?1",
-                    [file_id.as_bytes()],
-                )?;
+                tx.prepare_cached("DELETE FROM file_chunks WHERE file_id = ?1")?
+                    .execute([file_id.as_bytes()])?;
                 for (idx, chunk) in chunks.iter().enumerate() {
-                    tx.execute(
+                    tx.prepare_cached(
                         "INSERT INTO file_chunks (file_id, idx, chunk_id) VALUES (?1, ?2, ?3)",
-                        params![file_id.as_bytes(), idx as i64, chunk.as_bytes()],
-                    )?;
+                    )?
+                    .execute(params![
+                        file_id.as_bytes(),
+                        idx as i64,
+                        chunk.as_bytes()
+                    ])?;
                 }
             }
             set_tags(tx, &[*file_id], tags, true, &stamp)?;
-            delete_files(tx, replaces)?;
+            delete_files(tx, replaces, op.dot)?;
             refresh_display_names(tx, owner_id, name)?;
             if let Some((old_owner, old_name, _)) = previous.filter(|_| wins) {
                 let old_owner =
@@ -227,24 +288,37 @@ fn apply_one(tx: &Transaction<'_>, op: &Op<MetaOp>) -> Result<(), ReadModelError
                 refresh_display_names(tx, &old_owner, &old_name)?;
             }
         }
-        MetaOp::FilesDeleted { file_ids } => delete_files(tx, file_ids)?,
+        MetaOp::FilesDeleted { file_ids } => delete_files(tx, file_ids, op.dot)?,
         MetaOp::TagsAdded { file_ids, tags } => set_tags(tx, file_ids, tags, true, &stamp)?,
         MetaOp::TagsRemoved { file_ids, tags } => set_tags(tx, file_ids, tags, false, &stamp)?,
-        MetaOp::ChunkserverSeen { node_id, address } => {
-            tx.execute(
-                "INSERT INTO chunkservers (node_id, address, stamp) VALUES (?1, ?2, ?3)
+        MetaOp::ControllerSeen { node_id, address } => {
+            tx.prepare_cached("INSERT INTO controllers (node_id, address, stamp) VALUES (?1, ?2, ?3)
                  ON CONFLICT (node_id) DO UPDATE SET address = excluded.address, stamp = excluded.stamp
-                 WHERE excluded.stamp > chunkservers.stamp",
-                params![node_id, address, stamp],
+                 WHERE excluded.stamp > controllers.stamp")?.execute(params![node_id, address, stamp],
+            )?;
+        }
+        MetaOp::ChunkserverSeen { node_id, address } => {
+            tx.prepare_cached("INSERT INTO chunkservers (node_id, address, stamp) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (node_id) DO UPDATE SET address = excluded.address, stamp = excluded.stamp
+                 WHERE excluded.stamp > chunkservers.stamp")?.execute(params![node_id, address, stamp],
             )?;
         }
     }
     Ok(())
 }
 
-/// Marks files deleted (for good) and refreshes the names of their (owner, name) groups.
-fn delete_files(tx: &Transaction<'_>, file_ids: &[Uuid]) -> Result<(), ReadModelError> {
+/// Marks files deleted (for good) by the operation `by` and refreshes the names of their
+/// (owner, name) groups.
+fn delete_files(tx: &Transaction<'_>, file_ids: &[Uuid], by: Dot) -> Result<(), ReadModelError> {
     for file_id in file_ids {
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO file_deletions (file_id, origin, seq) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![
+            file_id.as_bytes(),
+            by.origin.get() as i64,
+            by.seq.get() as i64
+        ])?;
         let group: Option<(Vec<u8>, String)> = tx
             .query_row(
                 "UPDATE files SET deleted = 1, display_name = NULL WHERE file_id = ?1 AND deleted = 0
@@ -277,32 +351,28 @@ fn set_tags(
     for file_id in file_ids {
         // A changed element shows exactly when it is present...
         for tag in tags {
-            tx.execute(
-                "INSERT INTO file_tags (file_id, tag, present, stamp, effective) VALUES (?1, ?2, ?3, ?4, ?3)
+            tx.prepare_cached("INSERT INTO file_tags (file_id, tag, present, stamp, effective) VALUES (?1, ?2, ?3, ?4, ?3)
                  ON CONFLICT (file_id, tag) DO UPDATE SET present = excluded.present, stamp = excluded.stamp,
                    effective = excluded.present
-                 WHERE excluded.stamp > file_tags.stamp",
-                params![file_id.as_bytes(), tag, present, stamp],
+                 WHERE excluded.stamp > file_tags.stamp")?.execute(params![file_id.as_bytes(), tag, present, stamp],
             )?;
         }
         // ...and the file is never tagless: with no tag present, the tag removed last shows.
         // Only that fallback can differ from `present`, so only it is looked at (through
         // partial indexes), not every tag of the file.
-        tx.execute(
-            "UPDATE file_tags SET effective = 0 WHERE file_id = ?1 AND present = 0 AND effective = 1",
-            [file_id.as_bytes()],
+        tx.prepare_cached("UPDATE file_tags SET effective = 0 WHERE file_id = ?1 AND present = 0 AND effective = 1")?.execute([file_id.as_bytes()],
         )?;
-        let any_present: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM file_tags WHERE file_id = ?1 AND present = 1)",
-            [file_id.as_bytes()],
-            |row| row.get(0),
-        )?;
+        let any_present: bool = tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM file_tags WHERE file_id = ?1 AND present = 1)",
+            )?
+            .query_row([file_id.as_bytes()], |row| row.get(0))?;
         if !any_present {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE file_tags SET effective = 1 WHERE file_id = ?1
                    AND stamp = (SELECT max(stamp) FROM file_tags WHERE file_id = ?1)",
-                [file_id.as_bytes()],
-            )?;
+            )?
+            .execute([file_id.as_bytes()])?;
         }
     }
     Ok(())
@@ -327,10 +397,8 @@ fn refresh_display_names(
         } else {
             conflict_name(name, id)
         };
-        tx.execute(
-            "UPDATE files SET display_name = ?2 WHERE file_id = ?1",
-            params![id, display],
-        )?;
+        tx.prepare_cached("UPDATE files SET display_name = ?2 WHERE file_id = ?1")?
+            .execute(params![id, display])?;
     }
     Ok(())
 }
@@ -342,6 +410,20 @@ pub fn conflict_name(name: &str, file_id: &[u8]) -> String {
         Some(dot) => format!("{} (conflict {tag}){}", &name[..dot], &name[dot..]),
         None => format!("{name} (conflict {tag})"),
     }
+}
+
+/// The digest of the read model in the file at `path`, read without writing (safe while its
+/// controller runs).
+pub fn digest_at(path: &Path) -> Result<[u8; 32], ReadModelError> {
+    if !path.is_file() {
+        return Err(ReadModelError::Corrupt {
+            what: "read model file",
+            reason: format!("{} does not exist", path.display()),
+        });
+    }
+    let conn = open_connection(path)?;
+    conn.pragma_update(None, "query_only", true)?;
+    digest(&conn)
 }
 
 /// The canonical digest of a read model: every table, in primary-key order.
@@ -362,6 +444,14 @@ pub fn digest(conn: &Connection) -> Result<[u8; 32], ReadModelError> {
         (
             "file_tags",
             "SELECT file_id, tag, present, stamp, effective FROM file_tags ORDER BY file_id, tag",
+        ),
+        (
+            "file_deletions",
+            "SELECT file_id, origin, seq FROM file_deletions ORDER BY file_id, origin, seq",
+        ),
+        (
+            "controllers",
+            "SELECT node_id, address, stamp FROM controllers ORDER BY node_id",
         ),
         (
             "chunkservers",

@@ -1,8 +1,11 @@
 //! Reads from the read model, on pooled read-only connections (SQLite WAL lets them run while
 //! the projection writes). Synchronous: call from blocking threads.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+use redcloud_eventlog::{Dot, NodeId, Seq};
 
 use redcloud_types::ChunkId;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
@@ -10,6 +13,7 @@ use uuid::Uuid;
 
 use super::{ReadModelError, open_connection};
 use crate::meta::KeyHash;
+use crate::repair::gc::ChunkPast;
 
 /// Most idle connections kept for reuse.
 const POOL_MAX_IDLE: usize = 8;
@@ -225,7 +229,7 @@ impl Reader<'_> {
     }
 
     /// Every chunk some live file references.
-    pub fn referenced_chunks(&self) -> Result<std::collections::BTreeSet<ChunkId>, ReadModelError> {
+    pub fn referenced_chunks(&self) -> Result<BTreeSet<ChunkId>, ReadModelError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT DISTINCT c.chunk_id FROM file_chunks c JOIN files f ON f.file_id = c.file_id WHERE f.deleted = 0",
         )?;
@@ -237,6 +241,64 @@ impl Reader<'_> {
             })
         })
         .collect()
+    }
+
+    /// Every controller that ever joined.
+    pub fn controllers(&self) -> Result<Vec<NodeId>, ReadModelError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT node_id FROM controllers ORDER BY node_id")?;
+        let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+        rows.map(|id| {
+            let id = id?;
+            id.parse().map_err(|e| ReadModelError::Corrupt {
+                what: "controllers.node_id",
+                reason: format!("{id}: {e}"),
+            })
+        })
+        .collect()
+    }
+
+    /// For each of `chunks`: whether a live file references it, or else which deleted files
+    /// did and the operations that deleted each.
+    pub fn chunk_pasts(
+        &self,
+        chunks: &BTreeSet<ChunkId>,
+    ) -> Result<BTreeMap<ChunkId, ChunkPast>, ReadModelError> {
+        let mut files = self.conn.prepare_cached(
+            "SELECT DISTINCT f.file_id, f.deleted FROM file_chunks c JOIN files f ON f.file_id = c.file_id
+             WHERE c.chunk_id = ?1",
+        )?;
+        let mut deletions = self
+            .conn
+            .prepare_cached("SELECT origin, seq FROM file_deletions WHERE file_id = ?1")?;
+        let mut pasts = BTreeMap::new();
+        for chunk in chunks {
+            let referencing: Vec<(Vec<u8>, bool)> = files
+                .query_map([chunk.as_bytes()], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let past = if referencing.is_empty() {
+                ChunkPast::Unreferenced
+            } else if referencing.iter().any(|(_, deleted)| !deleted) {
+                ChunkPast::Live
+            } else {
+                let mut by_file = Vec::with_capacity(referencing.len());
+                for (file_id, _) in &referencing {
+                    let dots: Vec<Dot> = deletions
+                        .query_map([file_id], |row| {
+                            Ok(Dot::new(
+                                NodeId::new(row.get::<_, i64>(0)? as u64),
+                                Seq::new(row.get::<_, i64>(1)? as u64),
+                            ))
+                        })?
+                        .collect::<Result<_, _>>()?;
+                    by_file.push(dots);
+                }
+                ChunkPast::Deleted(by_file)
+            };
+            pasts.insert(*chunk, past);
+        }
+        Ok(pasts)
     }
 
     /// Every chunkserver ever seen, with its last known address.

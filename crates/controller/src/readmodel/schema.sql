@@ -56,6 +56,21 @@ CREATE INDEX IF NOT EXISTS file_tags_by_tag ON file_tags (tag, file_id) WHERE ef
 CREATE INDEX IF NOT EXISTS file_tags_present ON file_tags (file_id) WHERE present = 1;
 CREATE INDEX IF NOT EXISTS file_tags_fallback ON file_tags (file_id) WHERE present = 0 AND effective = 1;
 
+-- Every operation that deleted a file (a delete, or an upload that replaced it). Its data may
+-- be collected once one of them is known to every controller.
+CREATE TABLE IF NOT EXISTS file_deletions (
+    file_id BLOB NOT NULL,
+    origin INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (file_id, origin, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS controllers (
+    node_id TEXT PRIMARY KEY,
+    address TEXT NOT NULL,
+    stamp BLOB NOT NULL
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS chunkservers (
     node_id TEXT PRIMARY KEY,
     address TEXT NOT NULL,

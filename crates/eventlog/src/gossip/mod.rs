@@ -122,6 +122,10 @@ pub struct PeerStatus {
     pub waiting_since: Option<Instant>,
     /// Whether the peer is suspected of being down or cut off.
     pub suspected: bool,
+    /// The newest frontier the peer sent, and when it arrived: everything in it was durable in
+    /// the peer's log at that moment. Lets the application tell which operations every node
+    /// already knows.
+    pub reported_frontier: Option<(Instant, VersionVector)>,
 }
 
 /// The replication core of one node.
@@ -271,6 +275,9 @@ impl<P: Clone, R: Rng> Gossip<P, R> {
                 }
             }
             GossipMessage::Frontier { frontier, reply } => {
+                if let Some(status) = self.peers.get_mut(&from) {
+                    status.reported_frontier = Some((now, frontier.clone()));
+                }
                 let page = read_causal(store, &frontier, self.config.page_max_ops)?;
                 if !page.ops.is_empty() {
                     let message = GossipMessage::Page {

@@ -1,0 +1,458 @@
+//! `redcloud log`: reading a controller's event log to explain divergence, from a data
+//! directory (a snapshot copy, so it is safe while the node runs) or from a live controller
+//! (`POST /internal/log`, with the cluster token when one is set).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+use redcloud_controller::MetaOp;
+use redcloud_controller::inspect::{self, Entity, EntityDiff, Missing, Step};
+use redcloud_eventlog::{Dot, FjallStore, GossipMessage, LogStore, NodeId, Op, VersionVector};
+use serde::Serialize;
+
+/// Operations per page when reading a log.
+const PAGE_OPS: usize = 4096;
+/// Longest one request to a controller may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Attempts at copying a running node's log before giving up.
+const SNAPSHOT_ATTEMPTS: usize = 3;
+
+/// Where a log is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A controller's data directory (holding `log/` and `readmodel.sqlite`).
+    Dir(PathBuf),
+    /// A live controller's base URL.
+    Server(String),
+}
+
+impl Source {
+    /// `http://…` or `https://…` is a server; anything else a data directory.
+    pub fn parse(text: &str) -> Self {
+        if text.starts_with("http://") || text.starts_with("https://") {
+            Self::Server(text.trim_end_matches('/').to_owned())
+        } else {
+            Self::Dir(PathBuf::from(text))
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Dir(dir) => write!(f, "{}", dir.display()),
+            Self::Server(url) => f.write_str(url),
+        }
+    }
+}
+
+/// A log source with what is needed to read it.
+pub struct Reader {
+    source: Source,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Reader {
+    /// Reads `source`, sending `token` to servers that require one.
+    pub fn new(source: Source, token: Option<String>) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(REQUEST_TIMEOUT)
+            .tcp_nodelay(true)
+            .build()
+            .context("cannot build an HTTP client")?;
+        Ok(Self {
+            source,
+            token,
+            http,
+        })
+    }
+
+    /// Calls `visit` with every operation, page by page, in causal order; returns the count.
+    pub async fn for_each_page(
+        &self,
+        mut visit: impl FnMut(Vec<Op<MetaOp>>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<u64> {
+        match &self.source {
+            Source::Dir(dir) => {
+                let snapshot = Snapshot::take(dir)?;
+                let mut failure = None;
+                let count = redcloud_eventlog::replay(&snapshot.store, PAGE_OPS, |ops| {
+                    if failure.is_none() {
+                        failure = visit(ops).err();
+                    }
+                })
+                .with_context(|| format!("cannot read the log in {}", dir.display()))?;
+                failure.map_or(Ok(count), Err)
+            }
+            Source::Server(url) => {
+                let mut known = VersionVector::new();
+                let mut count = 0u64;
+                loop {
+                    let (ops, more) = self.page(url, &known).await?;
+                    if ops.is_empty() {
+                        return Ok(count);
+                    }
+                    for op in &ops {
+                        known.raise(op.dot.origin, op.dot.seq);
+                    }
+                    count += ops.len() as u64;
+                    visit(ops)?;
+                    if !more {
+                        return Ok(count);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every operation, in causal order.
+    pub async fn ops(&self) -> anyhow::Result<Vec<Op<MetaOp>>> {
+        let mut all = Vec::new();
+        self.for_each_page(|ops| {
+            all.extend(ops);
+            Ok(())
+        })
+        .await?;
+        Ok(all)
+    }
+
+    async fn page(
+        &self,
+        url: &str,
+        known: &VersionVector,
+    ) -> anyhow::Result<(Vec<Op<MetaOp>>, bool)> {
+        let body = GossipMessage::<MetaOp>::Frontier {
+            frontier: known.clone(),
+            reply: false,
+        }
+        .encode();
+        let response = self
+            .request(self.http.post(format!("{url}/internal/log")).body(body))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let response = checked(response, url).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .with_context(|| format!("{url} broke off its answer"))?;
+        match GossipMessage::<MetaOp>::decode(&bytes)
+            .with_context(|| format!("{url} answered with an undecodable page"))?
+        {
+            GossipMessage::Page { ops, more } => Ok((ops, more)),
+            _ => bail!("{url} answered with something other than a page of operations"),
+        }
+    }
+
+    fn request(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.header(redcloud_types::CLUSTER_TOKEN_HEADER, token),
+            None => request,
+        }
+    }
+
+    /// The node's frontier and read-model digest.
+    pub async fn state(&self) -> anyhow::Result<NodeState> {
+        match &self.source {
+            Source::Dir(dir) => {
+                let snapshot = Snapshot::take(dir)?;
+                let frontier = LogStore::<MetaOp>::frontier(&snapshot.store);
+                let digest =
+                    redcloud_controller::read_model_digest_at(&dir.join("readmodel.sqlite"))
+                        .with_context(|| {
+                            format!("cannot read the read model in {}", dir.display())
+                        })?;
+                Ok(NodeState {
+                    frontier: frontier_map(&frontier),
+                    operations: frontier.op_count(),
+                    digest: hex::encode(digest),
+                })
+            }
+            Source::Server(url) => {
+                let response = self
+                    .request(self.http.get(format!("{url}/internal/state")))
+                    .send()
+                    .await
+                    .with_context(|| format!("cannot reach {url}"))?;
+                let state: serde_json::Value = checked(response, url)
+                    .await?
+                    .json()
+                    .await
+                    .with_context(|| format!("{url} answered with something that is not JSON"))?;
+                let frontier = state["frontier"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Ok(NodeState {
+                    frontier,
+                    operations: state["operations"].as_u64().unwrap_or(0),
+                    digest: state["digest"].as_str().unwrap_or_default().to_owned(),
+                })
+            }
+        }
+    }
+}
+
+async fn checked(response: reqwest::Response, url: &str) -> anyhow::Result<reqwest::Response> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    if status == reqwest::StatusCode::FORBIDDEN || status == reqwest::StatusCode::UNAUTHORIZED {
+        bail!(
+            "{url} refused: it needs the cluster token (--cluster-token or --cluster-token-file)"
+        );
+    }
+    let text = response.text().await.unwrap_or_default();
+    bail!(
+        "{url} answered {status}: {}",
+        text.chars().take(300).collect::<String>()
+    )
+}
+
+fn frontier_map(frontier: &VersionVector) -> BTreeMap<String, u64> {
+    frontier
+        .iter()
+        .map(|(origin, seq)| (origin.to_string(), seq.get()))
+        .collect()
+}
+
+/// A copy of a data directory's log, opened privately: the node may keep running (fjall
+/// allows one opener per directory, and the copy is recovered like a crash image). Copying a
+/// lock file copies no lock: the lock is held on the node's open file, not in its bytes.
+struct Snapshot {
+    store: FjallStore<MetaOp>,
+    _dir: tempfile::TempDir,
+}
+
+impl Snapshot {
+    fn take(data_dir: &Path) -> anyhow::Result<Self> {
+        let log = data_dir.join("log");
+        if !log.is_dir() {
+            bail!(
+                "{} holds no event log (expected {}): is it a controller's data directory?",
+                data_dir.display(),
+                log.display()
+            );
+        }
+        let mut last_error = None;
+        for _ in 0..SNAPSHOT_ATTEMPTS {
+            let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
+            let copy = dir.path().join("log");
+            // Files can vanish under a running node (compaction); copy again when they do.
+            if let Err(error) = copy_dir(&log, &copy) {
+                last_error = Some(anyhow!(error));
+                continue;
+            }
+            match FjallStore::<MetaOp>::open(&copy) {
+                Ok(store) => return Ok(Self { store, _dir: dir }),
+                Err(error) => last_error = Some(anyhow!(error)),
+            }
+        }
+        Err(last_error
+            .unwrap_or_else(|| anyhow!("no attempt made"))
+            .context(format!(
+                "cannot take a consistent copy of {}",
+                log.display()
+            )))
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// A node's frontier and read-model digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeState {
+    /// Highest seq held per origin.
+    pub frontier: BTreeMap<String, u64>,
+    /// Operations held.
+    pub operations: u64,
+    /// Hex SHA-256 of the read model.
+    pub digest: String,
+}
+
+/// Which operations `log show` prints.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this origin.
+    pub origin: Option<NodeId>,
+    /// Only seqs at or above.
+    pub from_seq: Option<u64>,
+    /// Only seqs at or below.
+    pub to_seq: Option<u64>,
+    /// Only operations touching this entity.
+    pub entity: Option<Entity>,
+    /// Only operations stamped at or after (ms since the epoch).
+    pub since_ms: Option<u64>,
+    /// Only operations stamped at or before.
+    pub until_ms: Option<u64>,
+}
+
+/// One operation as `log show` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShownOp {
+    /// `origin:seq`.
+    pub dot: String,
+    /// Hybrid logical clock stamp.
+    pub hlc: String,
+    /// Causal context.
+    pub deps: String,
+    /// What it did.
+    pub change: String,
+}
+
+/// The operations of `ops` that pass `filter`.
+pub fn show(ops: &[Op<MetaOp>], filter: &Filter) -> Vec<ShownOp> {
+    let matcher = filter
+        .entity
+        .as_ref()
+        .map(|entity| inspect::Matcher::new(entity, ops));
+    ops.iter()
+        .filter(|op| filter.origin.is_none_or(|o| op.dot.origin == o))
+        .filter(|op| filter.from_seq.is_none_or(|s| op.dot.seq.get() >= s))
+        .filter(|op| filter.to_seq.is_none_or(|s| op.dot.seq.get() <= s))
+        .filter(|op| filter.since_ms.is_none_or(|t| op.hlc.wall_ms >= t))
+        .filter(|op| filter.until_ms.is_none_or(|t| op.hlc.wall_ms <= t))
+        .filter(|op| matcher.as_ref().is_none_or(|m| m.touches(&op.payload)))
+        .map(|op| ShownOp {
+            dot: op.dot.to_string(),
+            hlc: op.hlc.to_string(),
+            deps: op.deps.to_string(),
+            change: inspect::describe(&op.payload),
+        })
+        .collect()
+}
+
+/// What `log rebuild` did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rebuilt {
+    /// Operations read.
+    pub operations_read: u64,
+    /// Operations folded into the read model (after `--until` and `--exclude`).
+    pub operations_applied: u64,
+    /// Seconds it took.
+    pub seconds: f64,
+    /// Operations read per second.
+    pub operations_per_second: f64,
+    /// Hex SHA-256 of the rebuilt read model.
+    pub digest: String,
+}
+
+/// Replays the log into a fresh read model, keeping only operations within `until` (when
+/// given) and not in `exclude`.
+pub async fn rebuild(
+    reader: &Reader,
+    until: Option<&VersionVector>,
+    exclude: &[Dot],
+) -> anyhow::Result<Rebuilt> {
+    let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
+    let mut projection =
+        redcloud_controller::Projection::open(&dir.path().join("readmodel.sqlite"))
+            .context("cannot create a read model")?;
+    let started = Instant::now();
+    let mut applied = 0u64;
+    let read = reader
+        .for_each_page(|mut ops| {
+            ops.retain(|op| until.is_none_or(|u| u.contains(op.dot)) && !exclude.contains(&op.dot));
+            applied += ops.len() as u64;
+            projection
+                .apply(&ops)
+                .context("the read model refused an operation")
+        })
+        .await?;
+    let digest = projection
+        .digest()
+        .context("cannot digest the read model")?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Rebuilt {
+        operations_read: read,
+        operations_applied: applied,
+        seconds,
+        operations_per_second: if seconds > 0.0 {
+            read as f64 / seconds
+        } else {
+            0.0
+        },
+        digest: hex::encode(digest),
+    })
+}
+
+/// What `log diff` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diff {
+    /// Operations the first node holds and the second lacks.
+    pub only_in_a: Vec<Missing>,
+    /// Operations the second node holds and the first lacks.
+    pub only_in_b: Vec<Missing>,
+    /// Entities whose state differs, with the operations behind each side.
+    pub entities: Vec<EntityDiff>,
+}
+
+impl Diff {
+    /// Whether the two nodes agree.
+    pub fn is_empty(&self) -> bool {
+        self.only_in_a.is_empty() && self.only_in_b.is_empty() && self.entities.is_empty()
+    }
+}
+
+/// Compares two nodes: operations each lacks and entities whose state differs.
+pub async fn diff(a: &Reader, b: &Reader) -> anyhow::Result<Diff> {
+    let (ops_a, ops_b) = (a.ops().await?, b.ops().await?);
+    let entities_a = entities(&ops_a)?;
+    let entities_b = entities(&ops_b)?;
+    let (front_a, front_b) = (frontier_of(&ops_a), frontier_of(&ops_b));
+    Ok(Diff {
+        only_in_a: inspect::missing(&front_a, &front_b),
+        only_in_b: inspect::missing(&front_b, &front_a),
+        entities: inspect::diff_entities(&entities_a, &entities_b, &ops_a, &ops_b),
+    })
+}
+
+fn frontier_of(ops: &[Op<MetaOp>]) -> VersionVector {
+    let mut vv = VersionVector::new();
+    for op in ops {
+        vv.raise(op.dot.origin, op.dot.seq);
+    }
+    vv
+}
+
+fn entities(ops: &[Op<MetaOp>]) -> anyhow::Result<BTreeMap<String, String>> {
+    let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
+    let mut projection =
+        redcloud_controller::Projection::open(&dir.path().join("readmodel.sqlite"))
+            .context("cannot create a read model")?;
+    for page in ops.chunks(PAGE_OPS) {
+        projection
+            .apply(page)
+            .context("the read model refused an operation")?;
+    }
+    projection
+        .entities()
+        .context("cannot read the rebuilt read model")
+}
+
+/// Every step of `entity`'s history.
+pub async fn history(reader: &Reader, entity: &Entity) -> anyhow::Result<Vec<Step>> {
+    Ok(inspect::history(entity, &reader.ops().await?))
+}

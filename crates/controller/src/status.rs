@@ -1,0 +1,471 @@
+//! The cluster as one controller sees it: controllers, chunkservers, replication and repair.
+//! One data source feeds `GET /status` (HTML and JSON), `redcloud status` and the state gauges
+//! of `/metrics`.
+
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::Registry;
+use crate::log_worker::PeerView;
+use crate::peers::Membership;
+
+/// A peer silent for longer than this is shown as unreachable.
+const REACHABLE_WITHIN: Duration = Duration::from_secs(10);
+
+/// Everything `/status` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// The controller answering.
+    pub node_id: String,
+    /// Operations in its log.
+    pub operations: u64,
+    /// Every controller it knows, itself first.
+    pub controllers: Vec<ControllerStatus>,
+    /// Every chunkserver it knows, healthy ones first.
+    pub chunkservers: Vec<ChunkserverStatus>,
+    /// How far the data is from being on every live chunkserver.
+    pub replication: ReplicationStatus,
+    /// What the repair service and garbage collection have done.
+    pub repair: RepairStatus,
+}
+
+/// One controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControllerStatus {
+    /// Its node id.
+    pub node_id: String,
+    /// Where it serves.
+    pub address: String,
+    /// Whether it is the controller answering.
+    pub is_self: bool,
+    /// Whether it answered recently.
+    pub reachable: bool,
+    /// Milliseconds since it was last heard from (none for itself or if never).
+    pub last_heard_ms_ago: Option<u64>,
+    /// Operations the answering controller holds that this one lacked at its last report.
+    pub operations_behind: Option<u64>,
+    /// Operations this one held at its last report that the answering controller lacks.
+    pub operations_ahead: Option<u64>,
+}
+
+/// One chunkserver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkserverStatus {
+    /// Its node id.
+    pub node_id: String,
+    /// Its gRPC address.
+    pub address: String,
+    /// Heard from within the failure timeout.
+    pub healthy: bool,
+    /// Milliseconds since its last heartbeat (directly or through a peer).
+    pub last_heartbeat_ms_ago: Option<u64>,
+    /// Bytes it may use.
+    pub capacity_bytes: u64,
+    /// Bytes it uses.
+    pub used_bytes: u64,
+    /// Chunks it holds.
+    pub chunks: u64,
+    /// Referenced chunks it lacked at the last repair round (none if it was not listed).
+    pub missing_chunks: Option<u64>,
+}
+
+/// Replication health, as of the last repair round.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationStatus {
+    /// Chunks live files reference.
+    pub referenced_chunks: u64,
+    /// Of those, the ones on every live chunkserver.
+    pub fully_replicated_chunks: u64,
+    /// The ones some live chunkserver lacks.
+    pub under_replicated_chunks: u64,
+    /// The ones no live chunkserver holds.
+    pub unavailable_chunks: u64,
+    /// Milliseconds since the round these numbers come from (none before the first).
+    pub as_of_ms_ago: Option<u64>,
+}
+
+/// Repair and garbage collection progress.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairStatus {
+    /// Rounds run since the controller started.
+    pub rounds: u64,
+    /// Copies the last round planned (the repair queue).
+    pub queued_copies: u64,
+    /// Copies made since start.
+    pub copies_made: u64,
+    /// Copies that failed since start.
+    pub copies_failed: u64,
+    /// Chunk copies no live file references, at the last round.
+    pub gc_candidates: u64,
+    /// Chunks waiting for every controller to learn of their deletion.
+    pub gc_waiting: u64,
+    /// Chunk copies deleted since start.
+    pub gc_deleted: u64,
+    /// Why collection waits, if it does.
+    pub gc_blocked: Option<String>,
+}
+
+/// What the last repair round found, kept for `/status` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct RepairLedger {
+    inner: Mutex<LedgerInner>,
+}
+
+#[derive(Debug, Default)]
+struct LedgerInner {
+    replication: ReplicationStatus,
+    repair: RepairStatus,
+    missing: Vec<(String, u64)>,
+    round_at: Option<Instant>,
+}
+
+/// One round's findings.
+#[derive(Debug, Default)]
+pub struct RoundFindings {
+    /// Chunks live files reference.
+    pub referenced: u64,
+    /// Referenced chunks some listed chunkserver lacks.
+    pub under_replicated: u64,
+    /// Referenced chunks no listed chunkserver holds.
+    pub unavailable: u64,
+    /// Per listed chunkserver, the referenced chunks it lacks.
+    pub missing: Vec<(String, u64)>,
+}
+
+impl RepairLedger {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LedgerInner> {
+        // Plain counters: a panic elsewhere cannot leave them inconsistent in a harmful way.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records the start of a round and what it found.
+    pub fn round(&self, findings: RoundFindings) {
+        let mut inner = self.lock();
+        inner.round_at = Some(Instant::now());
+        inner.repair.rounds += 1;
+        inner.repair.queued_copies = 0;
+        inner.replication = ReplicationStatus {
+            referenced_chunks: findings.referenced,
+            fully_replicated_chunks: findings.referenced - findings.under_replicated,
+            under_replicated_chunks: findings.under_replicated,
+            unavailable_chunks: findings.unavailable,
+            as_of_ms_ago: None,
+        };
+        inner.missing = findings.missing;
+    }
+
+    /// Records how many copies the round planned.
+    pub fn queued(&self, copies: u64) {
+        self.lock().repair.queued_copies = copies;
+    }
+
+    /// Records the copies a round made.
+    pub fn copies(&self, made: u64, failed: u64) {
+        let mut inner = self.lock();
+        inner.repair.copies_made += made;
+        inner.repair.copies_failed += failed;
+    }
+
+    /// Records what collection found and did.
+    pub fn collection(&self, candidates: u64, waiting: u64, deleted: u64, blocked: Option<String>) {
+        let mut inner = self.lock();
+        inner.repair.gc_candidates = candidates;
+        inner.repair.gc_waiting = waiting;
+        inner.repair.gc_deleted += deleted;
+        inner.repair.gc_blocked = blocked;
+    }
+
+    fn snapshot(&self, now: Instant) -> (ReplicationStatus, RepairStatus, Vec<(String, u64)>) {
+        let inner = self.lock();
+        let mut replication = inner.replication.clone();
+        replication.as_of_ms_ago = inner
+            .round_at
+            .map(|at| millis(now.saturating_duration_since(at)));
+        (replication, inner.repair.clone(), inner.missing.clone())
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Assembles the status from the live parts of a controller.
+pub fn gather(
+    membership: &Membership,
+    registry: &Registry,
+    ledger: &RepairLedger,
+    frontiers: &crate::log_worker::PeerFrontiers,
+) -> ClusterStatus {
+    let now = Instant::now();
+    let me = membership.me();
+    let mut controllers = vec![ControllerStatus {
+        node_id: me.to_string(),
+        address: membership.address().to_owned(),
+        is_self: true,
+        reachable: true,
+        last_heard_ms_ago: None,
+        operations_behind: Some(0),
+        operations_ahead: Some(0),
+    }];
+    for peer in membership.peers() {
+        let view: Option<&PeerView> = peer
+            .node_id
+            .parse()
+            .ok()
+            .and_then(|id| frontiers.peers.get(&id));
+        let last_heard = view.and_then(|v| v.last_heard);
+        let report = view.and_then(|v| v.report.as_ref());
+        controllers.push(ControllerStatus {
+            reachable: view.is_some_and(|v| !v.suspected)
+                && last_heard.is_some_and(|d| d < REACHABLE_WITHIN),
+            last_heard_ms_ago: last_heard.map(millis),
+            operations_behind: report.map(|(_, theirs)| frontiers.local.count_missing_from(theirs)),
+            operations_ahead: report.map(|(_, theirs)| theirs.count_missing_from(&frontiers.local)),
+            node_id: peer.node_id,
+            address: peer.address,
+            is_self: false,
+        });
+    }
+    let (replication, repair, missing) = ledger.snapshot(now);
+    let chunkservers = registry
+        .snapshot(now)
+        .into_iter()
+        .map(|(info, _)| ChunkserverStatus {
+            missing_chunks: missing
+                .iter()
+                .find(|(node, _)| *node == info.node_id)
+                .map(|(_, n)| *n),
+            last_heartbeat_ms_ago: info
+                .last_heartbeat
+                .map(|at| millis(now.saturating_duration_since(at))),
+            node_id: info.node_id,
+            address: info.address,
+            healthy: info.healthy,
+            capacity_bytes: info.capacity_bytes,
+            used_bytes: info.used_bytes,
+            chunks: info.chunk_count,
+        })
+        .collect();
+    ClusterStatus {
+        node_id: me.to_string(),
+        operations: frontiers.local.op_count(),
+        controllers,
+        chunkservers,
+        replication,
+        repair,
+    }
+}
+
+/// Escapes text for HTML element content and attribute values.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Bytes in a short human form (binary units).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn ago(ms: Option<u64>) -> String {
+    match ms {
+        None => "–".to_owned(),
+        Some(ms) if ms < 1000 => format!("{ms} ms ago"),
+        Some(ms) => format!("{:.1} s ago", ms as f64 / 1000.0),
+    }
+}
+
+fn count(n: Option<u64>) -> String {
+    n.map_or_else(|| "–".to_owned(), |n| n.to_string())
+}
+
+/// Seconds between refreshes of the page.
+const REFRESH_SECONDS: u32 = 2;
+
+/// The status page: self-contained HTML (no scripts or external assets) that reloads itself.
+pub fn render_html(status: &ClusterStatus) -> String {
+    let mut html = String::with_capacity(8 * 1024);
+    let r = &status.replication;
+    let percent = if r.referenced_chunks == 0 {
+        100.0
+    } else {
+        r.fully_replicated_chunks as f64 * 100.0 / r.referenced_chunks as f64
+    };
+    let healthy = status.chunkservers.iter().filter(|c| c.healthy).count();
+    let reachable = status.controllers.iter().filter(|c| c.reachable).count();
+    let _ = write!(
+        html,
+        r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="refresh" content="{REFRESH_SECONDS}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>RedCloud Files — cluster status</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #1d1d1f; background: #fafafa; }}
+h1 {{ font-size: 1.4em; margin: 0 0 .2em; color: #b3261e; }}
+h2 {{ font-size: 1.1em; margin: 1.4em 0 .4em; }}
+.sub {{ color: #666; margin-bottom: 1em; }}
+.cards {{ display: flex; gap: 1em; flex-wrap: wrap; }}
+.card {{ background: #fff; border: 1px solid #ddd; border-radius: 8px; padding: .7em 1em; min-width: 12em; }}
+.card b {{ display: block; font-size: 1.5em; }}
+table {{ border-collapse: collapse; background: #fff; width: 100%; }}
+th, td {{ border: 1px solid #ddd; padding: .35em .6em; text-align: left; }}
+th {{ background: #f0f0f0; }}
+td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+.ok {{ color: #1b7f3b; font-weight: 600; }}
+.bad {{ color: #b3261e; font-weight: 600; }}
+.bar {{ background: #eee; border-radius: 4px; height: 10px; width: 100%; }}
+.bar div {{ background: #1b7f3b; height: 10px; border-radius: 4px; }}
+code {{ font-size: .95em; }}
+</style></head><body>
+<h1>RedCloud Files — cluster status</h1>
+<div class="sub">As seen by controller <code>{node}</code> · {ops} operations in its log · refreshes every {REFRESH_SECONDS} s</div>
+<div class="cards">
+<div class="card">Controllers reachable<b>{reachable} / {controllers}</b></div>
+<div class="card">Chunkservers healthy<b>{healthy} / {chunkservers}</b></div>
+<div class="card">Chunks on every live chunkserver<b>{full} / {referenced}</b><div class="bar"><div style="width:{percent:.1}%"></div></div></div>
+<div class="card">Repair queue<b>{queued}</b>{made} copies made, {failed} failed</div>
+</div>
+<h2>Controllers</h2>
+<table><tr><th>Node</th><th>Address</th><th>State</th><th>Last heard</th><th>Ops it lacks</th><th>Ops we lack</th></tr>
+"#,
+        node = escape(&status.node_id),
+        ops = status.operations,
+        controllers = status.controllers.len(),
+        chunkservers = status.chunkservers.len(),
+        full = r.fully_replicated_chunks,
+        referenced = r.referenced_chunks,
+        queued = status.repair.queued_copies,
+        made = status.repair.copies_made,
+        failed = status.repair.copies_failed,
+    );
+    for c in &status.controllers {
+        let state = match (c.is_self, c.reachable) {
+            (true, _) => r#"<span class="ok">this node</span>"#,
+            (false, true) => r#"<span class="ok">reachable</span>"#,
+            (false, false) => r#"<span class="bad">unreachable</span>"#,
+        };
+        let _ = writeln!(
+            html,
+            r#"<tr><td><code>{}</code></td><td>{}</td><td>{state}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
+            escape(&c.node_id),
+            escape(&c.address),
+            ago(c.last_heard_ms_ago),
+            count(c.operations_behind),
+            count(c.operations_ahead),
+        );
+    }
+    html.push_str("</table>\n<h2>Chunkservers</h2>\n<table><tr><th>Node</th><th>Address</th><th>State</th><th>Last heartbeat</th><th>Capacity</th><th>Used</th><th>Chunks</th><th>Missing chunks</th></tr>\n");
+    for c in &status.chunkservers {
+        let state = if c.healthy {
+            r#"<span class="ok">healthy</span>"#
+        } else {
+            r#"<span class="bad">failed</span>"#
+        };
+        let _ = writeln!(
+            html,
+            r#"<tr><td><code>{}</code></td><td>{}</td><td>{state}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
+            escape(&c.node_id),
+            escape(&c.address),
+            ago(c.last_heartbeat_ms_ago),
+            human_bytes(c.capacity_bytes),
+            human_bytes(c.used_bytes),
+            c.chunks,
+            count(c.missing_chunks),
+        );
+    }
+    let p = &status.repair;
+    let _ = write!(
+        html,
+        r#"</table>
+<h2>Replication and repair</h2>
+<table>
+<tr><th>Referenced chunks</th><td class="num">{referenced}</td></tr>
+<tr><th>On every live chunkserver</th><td class="num">{full} ({percent:.1}%)</td></tr>
+<tr><th>Under-replicated</th><td class="num">{under}</td></tr>
+<tr><th>Held by no live chunkserver</th><td class="num">{unavailable}</td></tr>
+<tr><th>Last repair round</th><td class="num">{as_of} (round {rounds})</td></tr>
+<tr><th>Garbage-collection candidates</th><td class="num">{candidates} ({waiting} waiting for every controller)</td></tr>
+<tr><th>Chunk copies collected</th><td class="num">{deleted}</td></tr>
+<tr><th>Collection</th><td>{blocked}</td></tr>
+</table>
+</body></html>
+"#,
+        referenced = r.referenced_chunks,
+        full = r.fully_replicated_chunks,
+        under = r.under_replicated_chunks,
+        unavailable = r.unavailable_chunks,
+        as_of = ago(r.as_of_ms_ago),
+        rounds = p.rounds,
+        candidates = p.gc_candidates,
+        waiting = p.gc_waiting,
+        deleted = p.gc_deleted,
+        blocked = p.gc_blocked.as_deref().map_or_else(
+            || "running".to_owned(),
+            |why| format!("waiting: {}", escape(why))
+        ),
+    );
+    html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_escapes_what_nodes_report() {
+        let status = ClusterStatus {
+            node_id: "00000000000000aa".to_owned(),
+            operations: 3,
+            controllers: vec![ControllerStatus {
+                node_id: "00000000000000aa".to_owned(),
+                address: "<script>alert(1)</script>".to_owned(),
+                is_self: true,
+                reachable: true,
+                last_heard_ms_ago: None,
+                operations_behind: Some(0),
+                operations_ahead: Some(0),
+            }],
+            chunkservers: Vec::new(),
+            replication: ReplicationStatus::default(),
+            repair: RepairStatus::default(),
+        };
+        let html = render_html(&status);
+        assert!(!html.contains("<script>"));
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(html.contains("http-equiv=\"refresh\""));
+    }
+
+    #[test]
+    fn bytes_read_as_people_say_them() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+}
