@@ -29,6 +29,11 @@ use crate::meta::MetaOp;
 
 const SCHEMA: &str = include_str!("schema.sql");
 const APPLIED_FRONTIER_KEY: &str = "applied_frontier";
+/// Prepared statements kept per connection: more than the projection and queries use.
+const STATEMENT_CACHE_CAPACITY: usize = 64;
+/// Page cache of the projection's connection, in KiB: a replay of millions of operations
+/// touches index pages all over the file.
+const PROJECTION_CACHE_KIB: i64 = 64 * 1024;
 
 /// A read-model failure. The transaction in progress is rolled back.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +72,8 @@ pub(crate) fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     // frontier it last committed, so the read model need not fsync every transaction.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
+    // Every statement of the projection and the queries stays prepared.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
     Ok(conn)
 }
 
@@ -80,6 +87,7 @@ impl Projection {
     /// Opens (creating if needed) the read model at `path`.
     pub fn open(path: &Path) -> Result<Self, ReadModelError> {
         let conn = open_connection(path)?;
+        conn.pragma_update(None, "cache_size", -PROJECTION_CACHE_KIB)?;
         conn.execute_batch(SCHEMA)?;
         let applied = conn
             .query_row(
