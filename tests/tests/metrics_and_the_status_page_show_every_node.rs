@@ -80,18 +80,23 @@ async fn metrics_and_the_status_page_show_every_node() {
         .map(|cs| cs.node_id().unwrap())
         .collect();
 
-    // Repair rounds fill in the replication numbers; wait for one that saw everything.
+    // Repair rounds fill in the replication numbers and gossip the peer numbers; wait for both.
     let deadline = Instant::now() + Duration::from_secs(10);
     let m = loop {
         let m = scrape(&c, &c.controller_at(0).address()).await;
+        let behind = format!(
+            r#"redcloud_peer_operations_behind{{node="{}"}}"#,
+            controllers[1]
+        );
         if m.get("redcloud_chunks_referenced") == Some(&4.0)
             && m.get("redcloud_chunks_under_replicated") == Some(&0.0)
+            && m.get(&behind) == Some(&0.0)
         {
             break m;
         }
         assert!(
             Instant::now() < deadline,
-            "replication numbers never settled: {m:?}"
+            "replication and peer numbers never settled: {m:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };

@@ -193,13 +193,12 @@ pub async fn run(
             })?;
     }
     let ledger = Arc::new(status::RepairLedger::default());
-    let repair = repair::Repair {
-        ledger: Arc::clone(&ledger),
-        registry: Arc::clone(&registry),
-        reads: Arc::clone(&service.reads),
-        log: service.log.clone(),
-        membership: Arc::clone(&membership),
-        config: repair::RepairConfig {
+    let repair = repair::Repair::new(
+        Arc::clone(&registry),
+        Arc::clone(&service.reads),
+        service.log.clone(),
+        Arc::clone(&membership),
+        repair::RepairConfig {
             interval: Duration::from_millis(config.repair_interval_ms.max(10)),
             copies_per_round: config.repair_copies_per_round,
             concurrency: config.repair_concurrency_max,
@@ -208,7 +207,8 @@ pub async fn run(
             gc_report_max_age: Duration::from_millis(config.gc_report_max_age_ms),
             gc_deletions_per_round: config.gc_deletions_per_round,
         },
-    };
+        Arc::clone(&ledger),
+    );
     tokio::spawn(repair::run(repair, shutdown.clone()));
     let state = Arc::new(http::AppState {
         service,

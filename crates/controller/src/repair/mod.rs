@@ -57,7 +57,70 @@ pub struct Repair {
     pub config: RepairConfig,
     /// Where each round's findings are kept for `/status` and `/metrics`.
     pub ledger: Arc<RepairLedger>,
+    /// Copies a chunkserver kept as recently written, and when to ask again: a chunk stays
+    /// fresh for the whole grace period, so asking every round would only cost calls.
+    kept: std::sync::Mutex<BTreeMap<(ChunkId, String), Instant>>,
 }
+
+impl Repair {
+    /// A repair service over these parts.
+    pub fn new(
+        registry: Arc<Registry>,
+        reads: Arc<ReadPool>,
+        log: LogHandle,
+        membership: Arc<Membership>,
+        config: RepairConfig,
+        ledger: Arc<RepairLedger>,
+    ) -> Self {
+        Self {
+            registry,
+            reads,
+            log,
+            membership,
+            config,
+            ledger,
+            kept: std::sync::Mutex::default(),
+        }
+    }
+
+    /// `holdings` without the copies a chunkserver recently kept; forgets expired entries.
+    fn not_recently_kept(
+        &self,
+        holdings: &BTreeMap<String, BTreeSet<ChunkId>>,
+    ) -> BTreeMap<String, BTreeSet<ChunkId>> {
+        let now = Instant::now();
+        let mut kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.retain(|_, ask_again| *ask_again > now);
+        holdings
+            .iter()
+            .map(|(node, chunks)| {
+                let askable = chunks
+                    .iter()
+                    .filter(|chunk| !kept.contains_key(&(**chunk, node.clone())))
+                    .copied()
+                    .collect();
+                (node.clone(), askable)
+            })
+            .collect()
+    }
+
+    fn remember_kept(&self, kept_now: Vec<(ChunkId, String)>) {
+        let ask_again = Instant::now() + (self.config.gc_grace / 4).min(KEPT_RECHECK_MAX);
+        let mut kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for pair in kept_now {
+            kept.insert(pair, ask_again);
+        }
+    }
+}
+
+/// Longest a copy a chunkserver kept as recently written waits before it is asked about again.
+const KEPT_RECHECK_MAX: Duration = Duration::from_secs(60);
 
 /// Runs repair rounds until `shutdown` is cancelled.
 pub async fn run(repair: Repair, shutdown: CancellationToken) {
@@ -237,7 +300,8 @@ impl Repair {
         let Some(pasts) = self.read(move |r| r.chunk_pasts(&candidates)).await else {
             return;
         };
-        let plan = gc::plan(&pasts, holdings, &stable, config.gc_deletions_per_round);
+        let askable = self.not_recently_kept(holdings);
+        let plan = gc::plan(&pasts, &askable, &stable, config.gc_deletions_per_round);
         if plan.deletions.is_empty() {
             self.ledger
                 .collection(candidate_count, plan.waiting as u64, 0, None);
@@ -256,7 +320,9 @@ impl Repair {
                     match tokio::time::timeout(config.call_timeout, client.delete_chunk(request))
                         .await
                     {
-                        Ok(Ok(response)) => Some(!response.get_ref().kept_recently_written),
+                        Ok(Ok(response)) => {
+                            Some((chunk, node, !response.get_ref().kept_recently_written))
+                        }
                         Ok(Err(status)) => {
                             tracing::debug!(%chunk, chunkserver = %node, %status, "delete failed");
                             None
@@ -269,11 +335,20 @@ impl Repair {
                 }
             })
             .buffer_unordered(config.concurrency.max(1))
-            .collect::<Vec<Option<bool>>>()
+            .collect::<Vec<Option<(ChunkId, String, bool)>>>()
             .await;
-        let deleted = outcomes.iter().filter(|o| **o == Some(true)).count();
-        let kept = outcomes.iter().filter(|o| **o == Some(false)).count();
         let failed = outcomes.iter().filter(|o| o.is_none()).count();
+        let (removed, kept_now): (Vec<_>, Vec<_>) = outcomes
+            .into_iter()
+            .flatten()
+            .partition(|(_, _, removed)| *removed);
+        let (deleted, kept) = (removed.len(), kept_now.len());
+        self.remember_kept(
+            kept_now
+                .into_iter()
+                .map(|(chunk, node, _)| (chunk, node))
+                .collect(),
+        );
         self.ledger
             .collection(candidate_count, plan.waiting as u64, deleted as u64, None);
         tracing::info!(
