@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use redcloud_types::advertise::Advertise;
 use redcloud_types::{CLUSTER_TOKEN_HEADER, Heartbeat};
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +20,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct HeartbeatWorker {
     pub(crate) store: Arc<ChunkStore>,
     pub(crate) node_id: String,
-    pub(crate) advertise: String,
+    pub(crate) advertise: Advertise,
     pub(crate) controllers: Vec<String>,
     pub(crate) interval: Duration,
     pub(crate) cluster_token: Option<String>,
@@ -30,8 +31,10 @@ impl HeartbeatWorker {
     ///
     /// Each controller address gets its own request every interval, on its own task: an
     /// unreachable controller only ever delays its own heartbeats, never the others'. An address
-    /// whose previous request is still pending is skipped for that round.
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// whose previous request is still pending is skipped for that round. The advertised
+    /// address is detected again every round, so a new container address reaches controllers
+    /// with the next heartbeat.
+    pub async fn run(mut self, shutdown: CancellationToken) {
         let http = match reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(REQUEST_TIMEOUT)
@@ -54,10 +57,13 @@ impl HeartbeatWorker {
                 () = shutdown.cancelled() => return,
                 _ = ticker.tick() => {}
             }
+            let addresses = redcloud_types::resolve_all(&self.controllers).await;
+            if let Some(now) = self.advertise.refresh(&addresses) {
+                tracing::info!(address = %now, "advertised address changed");
+            }
             let Some(heartbeat) = self.heartbeat().await else {
                 continue;
             };
-            let addresses = redcloud_types::resolve_all(&self.controllers).await;
             let reached = {
                 let mut outcomes = outcomes
                     .lock()
@@ -128,7 +134,7 @@ impl HeartbeatWorker {
         };
         Some(Heartbeat {
             node_id: self.node_id.clone(),
-            address: self.advertise.clone(),
+            address: self.advertise.address().to_owned(),
             capacity_bytes: stats.capacity_bytes,
             used_bytes: stats.used_bytes,
             chunk_count: stats.chunk_count,

@@ -65,13 +65,11 @@ pub async fn run(
     let local = listener
         .local_addr()
         .map_err(|e| RunError::Config(format!("listener address: {e}")))?;
-    let advertise = match &config.advertise {
-        Some(address) => address.clone(),
-        None => {
-            let peers = redcloud_types::resolve_all(&config.controllers).await;
-            redcloud_types::advertise::detect(local, &peers).to_string()
-        }
-    };
+    let advertise = redcloud_types::advertise::Advertise::new(
+        config.advertise.clone(),
+        local,
+        &redcloud_types::resolve_all(&config.controllers).await,
+    );
     let cluster_token = config
         .cluster_token()
         .map_err(|e| RunError::Config(format!("cluster token file: {e}")))?;
@@ -79,7 +77,7 @@ pub async fn run(
     tracing::info!(
         node_id = %node_id,
         listen = %local,
-        advertise = %advertise,
+        advertise = %advertise.address(),
         data_dir = %config.data_dir.display(),
         chunks = stats.chunk_count,
         used_bytes = stats.used_bytes,

@@ -147,13 +147,11 @@ pub async fn run(
     if !config.discovery_dns.is_empty() {
         seeds.push(format!("{}:{}", config.discovery_dns, local.port()));
     }
-    let advertise = match &config.advertise {
-        Some(address) => address.clone(),
-        None => {
-            redcloud_types::advertise::detect(local, &redcloud_types::resolve_all(&seeds).await)
-                .to_string()
-        }
-    };
+    let advertise = redcloud_types::advertise::Advertise::new(
+        config.advertise.clone(),
+        local,
+        &redcloud_types::resolve_all(&seeds).await,
+    );
     let membership = Arc::new(peers::Membership::new(node_id, advertise.clone()));
     tokio::spawn(peers::run_sender(
         Arc::clone(&membership),
@@ -224,7 +222,7 @@ pub async fn run(
     tracing::info!(
         node_id = %node_id,
         listen = %local,
-        advertise = %advertise,
+        advertise = %advertise.address(),
         seeds = ?seeds,
         data_dir = %config.data_dir.display(),
         chunk_size_bytes = limits.chunk_size,

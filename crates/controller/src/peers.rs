@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use redcloud_eventlog::{NodeId, Transmit};
 use redcloud_types::CLUSTER_TOKEN_HEADER;
+use redcloud_types::advertise::Advertise;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -56,16 +57,16 @@ pub struct PeerList {
 /// The controllers this one knows, with their addresses.
 pub struct Membership {
     me: NodeId,
-    address: String,
+    address: RwLock<Advertise>,
     peers: RwLock<BTreeMap<NodeId, String>>,
 }
 
 impl Membership {
     /// Membership of `me`, reachable at `address`.
-    pub fn new(me: NodeId, address: String) -> Self {
+    pub fn new(me: NodeId, address: Advertise) -> Self {
         Self {
             me,
-            address,
+            address: RwLock::new(address),
             peers: RwLock::new(BTreeMap::new()),
         }
     }
@@ -76,8 +77,24 @@ impl Membership {
     }
 
     /// Where this controller is reached.
-    pub fn address(&self) -> &str {
-        &self.address
+    pub fn address(&self) -> String {
+        self.address
+            .read()
+            .expect("membership lock poisoned by a panic in another thread")
+            .address()
+            .to_owned()
+    }
+
+    /// Detects this controller's address again (see [`Advertise::refresh`]), so that peers
+    /// learn the new one from its next message.
+    fn refresh_address(&self, peers: &[std::net::SocketAddr]) {
+        let mut address = self
+            .address
+            .write()
+            .expect("membership lock poisoned by a panic in another thread");
+        if let Some(now) = address.refresh(peers) {
+            tracing::info!(address = %now, "advertised address changed");
+        }
     }
 
     /// Records `peer` at `address`; returns whether it was new.
@@ -130,7 +147,7 @@ impl Membership {
         PeerList {
             me: PeerInfo {
                 node_id: self.me.to_string(),
-                address: self.address.clone(),
+                address: self.address(),
             },
             peers: self.peers(),
             chunkservers: registry.heard(Instant::now()),
@@ -138,7 +155,7 @@ impl Membership {
     }
 
     fn knows_address(&self, address: &str) -> bool {
-        address == self.address
+        address == self.address()
             || self
                 .peers
                 .read()
@@ -232,9 +249,10 @@ pub async fn run_sender(
     }
 }
 
-/// Finds controllers every `interval`: resolves the discovery name and the seeds, asks every
-/// unknown address who it is, and merges each answering peer's own list, with the chunkservers
-/// it heard from, into `registry`. New peers are handed to `joined`.
+/// Finds controllers every `interval`: resolves the discovery name and the seeds, detects this
+/// controller's own address again, asks every unknown address who it is, and merges each
+/// answering peer's own list, with the chunkservers it heard from, into `registry`. New peers
+/// are handed to `joined`.
 pub async fn run_discovery(
     membership: Arc<Membership>,
     registry: Arc<Registry>,
@@ -252,11 +270,9 @@ pub async fn run_discovery(
             () = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let mut addresses: Vec<String> = redcloud_types::resolve_all(&seeds)
-            .await
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let resolved = redcloud_types::resolve_all(&seeds).await;
+        membership.refresh_address(&resolved);
+        let mut addresses: Vec<String> = resolved.iter().map(ToString::to_string).collect();
         let known = membership.peers();
         // Ask one known peer at random for its list too, so membership spreads.
         if let Some(peer) = known.get(rand::random_range(0..known.len().max(1))) {

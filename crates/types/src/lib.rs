@@ -254,6 +254,18 @@ pub mod advertise {
         (!ip.is_unspecified()).then_some(ip)
     }
 
+    /// The source address of the route toward one of `peers`, or of the default route; `None`
+    /// when there is no route (no network at the moment).
+    fn routed(peers: &[SocketAddr]) -> Option<IpAddr> {
+        let default_route = SocketAddr::from(([192, 0, 2, 1], 9));
+        peers
+            .iter()
+            .chain(std::iter::once(&default_route))
+            .find_map(|peer| {
+                route_source(*peer).filter(|ip| !ip.is_loopback() || peer.ip().is_loopback())
+            })
+    }
+
     /// The address to advertise for a service listening on `listen`: the listen address itself
     /// when it names one interface; otherwise the source address of the route toward one of
     /// `peers`, or of the default route; otherwise what the host name resolves to; otherwise
@@ -262,13 +274,7 @@ pub mod advertise {
         if !listen.ip().is_unspecified() {
             return listen;
         }
-        let default_route = SocketAddr::from(([192, 0, 2, 1], 9));
-        let ip = peers
-            .iter()
-            .chain(std::iter::once(&default_route))
-            .find_map(|peer| {
-                route_source(*peer).filter(|ip| !ip.is_loopback() || peer.ip().is_loopback())
-            })
+        let ip = routed(peers)
             .or_else(|| {
                 use std::net::ToSocketAddrs;
                 (hostname().as_str(), 0)
@@ -281,9 +287,80 @@ pub mod advertise {
         SocketAddr::new(ip, listen.port())
     }
 
+    /// Where a node tells others to reach it: the configured address, or one detected from the
+    /// routing table and detected again on every [`Advertise::refresh`]. A container's address
+    /// changes, without its process restarting, when it is disconnected from a network and
+    /// connected again (on a Swarm overlay network it always does).
+    #[derive(Clone, Debug)]
+    pub struct Advertise {
+        /// The listen address to detect for; `None` when the address was configured.
+        detect_for: Option<SocketAddr>,
+        current: String,
+    }
+
+    impl Advertise {
+        /// `configured` when given, else the address [`detect`]ed now for `listen`.
+        pub fn new(configured: Option<String>, listen: SocketAddr, peers: &[SocketAddr]) -> Self {
+            match configured {
+                Some(address) => Self {
+                    detect_for: None,
+                    current: address,
+                },
+                None => Self {
+                    detect_for: Some(listen),
+                    current: detect(listen, peers).to_string(),
+                },
+            }
+        }
+
+        /// The address to give out.
+        pub fn address(&self) -> &str {
+            &self.current
+        }
+
+        /// Detects the address again (unless it was configured or names one interface) and
+        /// returns it when it changed. With no route at all the last address is kept: a node
+        /// cut off from every network has nothing better to say.
+        pub fn refresh(&mut self, peers: &[SocketAddr]) -> Option<&str> {
+            let listen = self.detect_for.filter(|l| l.ip().is_unspecified())?;
+            let now = SocketAddr::new(routed(peers)?, listen.port()).to_string();
+            if now == self.current {
+                return None;
+            }
+            self.current = now;
+            Some(&self.current)
+        }
+    }
+
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        #[test]
+        fn a_detected_address_follows_the_route_and_a_configured_one_stays() {
+            let loopback_peer: SocketAddr = "127.0.0.1:8000".parse().unwrap();
+            // Detected earlier on a network the node has since left.
+            let mut detected = Advertise {
+                detect_for: Some("0.0.0.0:7000".parse().unwrap()),
+                current: "10.0.1.4:7000".to_owned(),
+            };
+            assert_eq!(detected.refresh(&[loopback_peer]), Some("127.0.0.1:7000"));
+            assert_eq!(detected.address(), "127.0.0.1:7000");
+            assert_eq!(detected.refresh(&[loopback_peer]), None);
+
+            let mut configured = Advertise::new(
+                Some("controller-1:7000".to_owned()),
+                "0.0.0.0:7000".parse().unwrap(),
+                &[loopback_peer],
+            );
+            assert_eq!(configured.refresh(&[loopback_peer]), None);
+            assert_eq!(configured.address(), "controller-1:7000");
+
+            let listen: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+            let mut specific = Advertise::new(None, listen, &[]);
+            assert_eq!(specific.refresh(&[loopback_peer]), None);
+            assert_eq!(specific.address(), "127.0.0.1:7000");
+        }
 
         #[test]
         fn a_specific_listen_address_is_its_own_advertisement() {
