@@ -20,6 +20,12 @@ pub use error::StoreError;
 pub use grpc::ChunkService;
 pub use store::{ChunkStore, MAX_CHUNK_BYTES, StoreStats, Written};
 
+/// Longest the calls in flight may run on after the shutdown signal. A connection from a peer
+/// cut off by a network partition is never closed by that peer, and waiting for it would hold
+/// the process until the supervisor kills it; an abandoned write leaves only a temp file, which
+/// the next start sweeps.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
+
 /// Why a chunkserver could not start or keep serving.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -120,9 +126,20 @@ pub async fn run(
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
     });
-    let served = axum::serve(listener, app)
+    let serve = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+        .into_future();
+    let drained = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_DRAIN).await;
+    };
+    let served = tokio::select! {
+        served = serve => served,
+        () = drained => {
+            tracing::warn!("connections still open after the shutdown drain period; stopping anyway");
+            Ok(())
+        }
+    };
     shutdown.cancel();
     let _ = heartbeats.await;
     served?;

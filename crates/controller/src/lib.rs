@@ -183,7 +183,7 @@ pub async fn run(
             .log
             .append(vec![meta::MetaOp::ControllerSeen {
                 node_id: node_id.to_string(),
-                address: advertise.clone(),
+                address: membership.address(),
             }])
             .await
             .map_err(|e| {
