@@ -51,4 +51,25 @@ async fn internal_routes_require_the_cluster_token() {
         .post(format!("{}/internal/gossip", c.url()))
         .body(vec![1u8, 2, 3]);
     assert_eq!(gossip.send().await.unwrap().status(), 401);
+
+    use redcloud_cli::logtool::{Reader, Source};
+    let refused = Reader::new(Source::Server(c.url()), None)
+        .unwrap()
+        .ops()
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("needs the cluster token"),
+        "{refused:#}"
+    );
+    let ops = Reader::new(Source::Server(c.url()), Some("s3cret-cluster".to_owned()))
+        .unwrap()
+        .ops()
+        .await
+        .unwrap();
+    assert!(
+        ops.iter()
+            .any(|op| matches!(&op.payload, redcloud_controller::MetaOp::UserRegistered { username, .. } if username == "alice")),
+        "the log read with the token holds the registration"
+    );
 }

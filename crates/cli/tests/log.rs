@@ -10,7 +10,11 @@ use redcloud_eventlog::{Dot, FjallStore, Hlc, LogStore, NodeId, Op, Seq, Version
 use serde_json::Value;
 use uuid::Uuid;
 
-const BIN: &str = env!("CARGO_BIN_EXE_redcloud");
+/// The `redcloud` binary under test; `REDCLOUD_CLI_BIN` points at another build (say, a
+/// release build, to measure the rebuild speed users get).
+fn bin() -> String {
+    std::env::var("REDCLOUD_CLI_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_redcloud").to_owned())
+}
 const USERS: u64 = 1000;
 const WALL_MS: u64 = 1_800_000_000_000;
 
@@ -74,7 +78,7 @@ fn write_log(data_dir: &Path, count: u64, keep: bool) -> Vec<Op<MetaOp>> {
 }
 
 fn log_json(data_dir: &Path, args: &[&str]) -> Value {
-    let output = Command::new(BIN)
+    let output = Command::new(bin())
         .args(["--json", "log", "--data-dir"])
         .arg(data_dir)
         .args(args)
@@ -152,7 +156,7 @@ fn the_log_commands_agree_with_the_projection() {
     assert_eq!(history[0]["rule"], "new file");
     assert!(history[1]["rule"].as_str().unwrap().contains(": current"));
 
-    let bad = Command::new(BIN)
+    let bad = Command::new(bin())
         .args(["log", "--data-dir"])
         .arg(dir.path().join("nowhere"))
         .arg("frontier")
