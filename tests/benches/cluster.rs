@@ -14,20 +14,10 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use redcloud_tests::{Cluster, ClusterBuilder, test_data};
+use redcloud_tests::{Cluster, ClusterBuilder, bench_arg, test_data};
 use sha2::{Digest, Sha256};
 
 const MIB: usize = 1024 * 1024;
-
-fn arg(name: &str, default: usize) -> usize {
-    std::env::args()
-        .skip_while(|a| a != name)
-        .nth(1)
-        .map_or(default, |v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number"))
-        })
-}
 
 fn mib_per_s(bytes: usize, elapsed: Duration) -> f64 {
     bytes as f64 / MIB as f64 / elapsed.as_secs_f64()
@@ -196,8 +186,8 @@ async fn list_latency(files: usize) {
 
 #[tokio::main]
 async fn main() {
-    let file_mib = arg("--file-mib", 256);
-    let files = arg("--files", 10_000);
+    let file_mib = bench_arg("--file-mib", 256);
+    let files = bench_arg("--files", 10_000);
     let data = test_data(42, file_mib * MIB);
     // Large enough to fill the upload pipeline and the download read-ahead, so that any
     // further growth with the big file would be growth with file size.

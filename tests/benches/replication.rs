@@ -16,20 +16,10 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use redcloud_tests::{Cluster, ClusterBuilder, Member, can_partition, test_data};
+use redcloud_tests::{Cluster, ClusterBuilder, Member, bench_arg, can_partition, test_data};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_redcloud-test-node");
-
-fn arg(name: &str, default: usize) -> usize {
-    std::env::args()
-        .skip_while(|a| a != name)
-        .nth(1)
-        .map_or(default, |v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number"))
-        })
-}
 
 fn percentile(samples: &mut [Duration], q: f64) -> Duration {
     samples.sort();
@@ -185,8 +175,8 @@ async fn new_chunkserver_fill(gib: usize) {
 
 #[tokio::main]
 async fn main() {
-    let ops = arg("--ops", 10_000);
-    let gib = arg("--gib", 1);
+    let ops = bench_arg("--ops", 10_000);
+    let gib = bench_arg("--gib", 1);
     println!(
         "RedCloud replication benchmark ({} cores)",
         std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -846,6 +846,18 @@ impl Cluster {
     }
 }
 
+/// A benchmark's numeric option: the value after `name` on its command line
+/// (`cargo bench ... -- --ops 20000`), or `default`.
+pub fn bench_arg(name: &str, default: usize) -> usize {
+    std::env::args()
+        .skip_while(|a| a != name)
+        .nth(1)
+        .map_or(default, |v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name} takes a number"))
+        })
+}
+
 /// Deterministic pseudo-random bytes, different for every `seed`.
 pub fn test_data(seed: u64, len: usize) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

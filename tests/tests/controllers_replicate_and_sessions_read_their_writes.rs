@@ -24,6 +24,23 @@ async fn register_at(c: &Cluster, i: usize, user: &str) -> (String, String) {
     (body["api_key"].as_str().unwrap().to_owned(), token)
 }
 
+/// `GET path` on controller `i` with the key and a frontier token.
+async fn get_with_token(
+    c: &Cluster,
+    i: usize,
+    key: &str,
+    token: &str,
+    path: &str,
+) -> reqwest::Response {
+    c.http
+        .get(format!("{}{path}", c.url_of(i)))
+        .bearer_auth(key)
+        .header(TOKEN, token)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn controllers_replicate_and_sessions_read_their_writes() {
     let c = ClusterBuilder::new(env!("CARGO_BIN_EXE_redcloud-test-node"))
@@ -34,14 +51,7 @@ async fn controllers_replicate_and_sessions_read_their_writes() {
 
     // Registered on controller 0, used at once on controller 1 thanks to the token.
     let (key, token) = register_at(&c, 0, "alice").await;
-    let listed = c
-        .http
-        .get(format!("{}/files?tags=", c.url_of(1)))
-        .bearer_auth(&key)
-        .header(TOKEN, &token)
-        .send()
-        .await
-        .unwrap();
+    let listed = get_with_token(&c, 1, &key, &token, "/files?tags=").await;
     assert_eq!(
         listed.status(),
         200,
@@ -65,14 +75,7 @@ async fn controllers_replicate_and_sessions_read_their_writes() {
         .unwrap();
     assert_eq!(uploaded.status(), 201);
     let token = uploaded.headers()[TOKEN].to_str().unwrap().to_owned();
-    let listed = c
-        .http
-        .get(format!("{}/files?tags=shared", c.url_of(2)))
-        .bearer_auth(&key)
-        .header(TOKEN, &token)
-        .send()
-        .await
-        .unwrap();
+    let listed = get_with_token(&c, 2, &key, &token, "/files?tags=shared").await;
     let (status, body) = status_json(listed).await;
     assert_eq!((status, body["files"].as_array().unwrap().len()), (200, 1));
     let download = c
@@ -112,31 +115,15 @@ async fn controllers_replicate_and_sessions_read_their_writes() {
     // MessagePack for {0x00000000deadbeef: 1_000_000_000}: a billion operations from an
     // origin nobody knows.
     let impossible = "81cf00000000deadbeefce3b9aca00";
-    let (status, body) = status_json(
-        c.http
-            .get(format!("{}/files?tags=", c.url_of(1)))
-            .bearer_auth(&key)
-            .header(TOKEN, impossible)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) =
+        status_json(get_with_token(&c, 1, &key, impossible, "/files?tags=").await).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (503, Some("NOT_CAUGHT_UP")),
         "{body}"
     );
-    let (status, body) = status_json(
-        c.http
-            .get(format!("{}/files?tags=", c.url_of(1)))
-            .bearer_auth(&key)
-            .header(TOKEN, "not-hex")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) =
+        status_json(get_with_token(&c, 1, &key, "not-hex", "/files?tags=").await).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (400, Some("INVALID_REQUEST"))

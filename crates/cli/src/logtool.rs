@@ -366,10 +366,7 @@ pub async fn rebuild(
     until: Option<&VersionVector>,
     exclude: &[Dot],
 ) -> anyhow::Result<Rebuilt> {
-    let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
-    let mut projection =
-        redcloud_controller::Projection::open(&dir.path().join("readmodel.sqlite"))
-            .context("cannot create a read model")?;
+    let (_dir, mut projection) = scratch_projection()?;
     let started = Instant::now();
     let mut applied = 0u64;
     let read = reader
@@ -421,7 +418,7 @@ pub async fn diff(a: &Reader, b: &Reader) -> anyhow::Result<Diff> {
     let (ops_a, ops_b) = (a.ops().await?, b.ops().await?);
     let entities_a = entities(&ops_a)?;
     let entities_b = entities(&ops_b)?;
-    let (front_a, front_b) = (frontier_of(&ops_a), frontier_of(&ops_b));
+    let (front_a, front_b) = (inspect::frontier_of(&ops_a), inspect::frontier_of(&ops_b));
     Ok(Diff {
         only_in_a: inspect::missing(&front_a, &front_b),
         only_in_b: inspect::missing(&front_b, &front_a),
@@ -429,19 +426,16 @@ pub async fn diff(a: &Reader, b: &Reader) -> anyhow::Result<Diff> {
     })
 }
 
-fn frontier_of(ops: &[Op<MetaOp>]) -> VersionVector {
-    let mut vv = VersionVector::new();
-    for op in ops {
-        vv.raise(op.dot.origin, op.dot.seq);
-    }
-    vv
+/// A fresh read model in a temporary directory, removed when the directory is dropped.
+fn scratch_projection() -> anyhow::Result<(tempfile::TempDir, redcloud_controller::Projection)> {
+    let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
+    let projection = redcloud_controller::Projection::open(&dir.path().join("readmodel.sqlite"))
+        .context("cannot create a read model")?;
+    Ok((dir, projection))
 }
 
 fn entities(ops: &[Op<MetaOp>]) -> anyhow::Result<BTreeMap<String, String>> {
-    let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
-    let mut projection =
-        redcloud_controller::Projection::open(&dir.path().join("readmodel.sqlite"))
-            .context("cannot create a read model")?;
+    let (_dir, mut projection) = scratch_projection()?;
     for page in ops.chunks(PAGE_OPS) {
         projection
             .apply(page)

@@ -322,6 +322,11 @@ pub struct Missing {
     pub to: u64,
 }
 
+/// The frontier of a causally closed set of operations.
+pub fn frontier_of(ops: &[Op<MetaOp>]) -> VersionVector {
+    ops.iter().map(|op| (op.dot.origin, op.dot.seq)).collect()
+}
+
 /// The operations `has` covers and `lacks` does not.
 pub fn missing(has: &VersionVector, lacks: &VersionVector) -> Vec<Missing> {
     has.missing_from(lacks)
@@ -358,14 +363,7 @@ pub fn diff_entities(
     ops_b: &[Op<MetaOp>],
 ) -> Vec<EntityDiff> {
     let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    let frontier = |ops: &[Op<MetaOp>]| {
-        let mut vv = VersionVector::new();
-        for op in ops {
-            vv.raise(op.dot.origin, op.dot.seq);
-        }
-        vv
-    };
-    let (front_a, front_b) = (frontier(ops_a), frontier(ops_b));
+    let (front_a, front_b) = (frontier_of(ops_a), frontier_of(ops_b));
     let mut diffs = Vec::new();
     for key in keys {
         if a.get(key) == b.get(key) {

@@ -62,6 +62,26 @@ pub struct Repair {
     kept: std::sync::Mutex<BTreeMap<(ChunkId, String), Instant>>,
 }
 
+/// Longest a copy a chunkserver kept as recently written waits before it is asked about again.
+const KEPT_RECHECK_MAX: Duration = Duration::from_secs(60);
+
+/// Runs repair rounds until `shutdown` is cancelled.
+pub async fn run(repair: Repair, shutdown: CancellationToken) {
+    let config = repair.config;
+    let mut ticker = tokio::time::interval(config.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = repair.round() => {}
+        }
+    }
+}
+
 impl Repair {
     /// A repair service over these parts.
     pub fn new(
@@ -117,29 +137,7 @@ impl Repair {
             kept.insert(pair, ask_again);
         }
     }
-}
 
-/// Longest a copy a chunkserver kept as recently written waits before it is asked about again.
-const KEPT_RECHECK_MAX: Duration = Duration::from_secs(60);
-
-/// Runs repair rounds until `shutdown` is cancelled.
-pub async fn run(repair: Repair, shutdown: CancellationToken) {
-    let config = repair.config;
-    let mut ticker = tokio::time::interval(config.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = repair.round() => {}
-        }
-    }
-}
-
-impl Repair {
     async fn round(&self) {
         let healthy = self.registry.healthy(Instant::now());
         if healthy.is_empty() {
