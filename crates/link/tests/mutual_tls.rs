@@ -1,0 +1,92 @@
+//! Cluster links accept exactly the nodes that hold the cluster secret.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use redcloud_link::{ClusterClient, ClusterLink, ClusterSecret, ServeListener};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn link(secret: &str) -> ClusterLink {
+    ClusterLink::new(Some(&ClusterSecret::new(secret).unwrap())).unwrap()
+}
+
+async fn serve(link: &ClusterLink) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let tls = match link {
+        ClusterLink::Tls(tls) => Some(tls.server_config()),
+        ClusterLink::Plain => None,
+    };
+    let app = axum::Router::new().route(
+        "/internal/secret",
+        axum::routing::post(|body: Bytes| async move { format!("seen {} bytes", body.len()) }),
+    );
+    tokio::spawn(axum::serve(ServeListener::new(listener, tls), app).into_future());
+    address
+}
+
+fn client(link: &ClusterLink) -> ClusterClient {
+    ClusterClient::new(link, Duration::from_secs(2), Duration::from_secs(5))
+}
+
+#[tokio::test]
+async fn a_node_with_the_secret_is_served() {
+    let server = link("the cluster secret, sixteen+ bytes");
+    let address = serve(&server).await;
+    let peer = link("the cluster secret, sixteen+ bytes");
+    let reply = client(&peer)
+        .post(&address, "/internal/secret", &[], Bytes::from_static(b"abc"), 1024)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, "seen 3 bytes");
+}
+
+#[tokio::test]
+async fn a_node_of_another_cluster_gets_nothing() {
+    let address = serve(&link("the cluster secret, sixteen+ bytes")).await;
+    let error = client(&link("another cluster's secret, also long"))
+        .post(&address, "/internal/secret", &[], Bytes::from_static(b"abc"), 1024)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, redcloud_link::ClusterHttpError::Transport(_)),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn plain_http_and_tls_without_a_certificate_get_nothing() {
+    let address = serve(&link("the cluster secret, sixteen+ bytes")).await;
+    // Plain HTTP, as curl would send it: the server reads no request and answers none.
+    let mut tcp = tokio::net::TcpStream::connect(&address).await.unwrap();
+    tcp.write_all(b"POST /internal/secret HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await;
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("seen"),
+        "plain HTTP was served: {answer:?}"
+    );
+    // A plain-link client (no certificate at all) is refused too.
+    let error = client(&ClusterLink::Plain)
+        .post(&address, "/internal/secret", &[], Bytes::new(), 1024)
+        .await;
+    assert!(error.is_err(), "{error:?}");
+}
+
+#[tokio::test]
+async fn answers_beyond_the_limit_are_refused() {
+    let server = link("the cluster secret, sixteen+ bytes");
+    let address = serve(&server).await;
+    let error = client(&server)
+        .post(&address, "/internal/secret", &[], Bytes::from_static(b"abc"), 4)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, redcloud_link::ClusterHttpError::TooLarge { limit: 4 }),
+        "{error:?}"
+    );
+}
