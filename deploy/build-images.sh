@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the redcloud-controller, redcloud-chunkserver and redcloud-cli images from the release
 # binaries, without any registry: each image is FROM scratch plus one binary and the shared
-# libraries it loads.
+# libraries it loads. The two server images carry a cluster secret made for this build (never
+# the CLI image), so containers started from one build form an authenticated cluster with no
+# flag, and nothing from another build (or without the secret) can join or read it.
 set -euo pipefail
 # shellcheck source=deploy/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -13,6 +15,11 @@ Usage: deploy/build-images.sh [--no-cargo]
 Builds the release binaries (cargo build --release --locked; CARGO_TARGET_DIR is honoured),
 then the images redcloud-controller, redcloud-chunkserver and redcloud-cli, each tagged
 `latest` (or $REDCLOUD_TAG) and with the binaries' version, and prints their sizes.
+
+The controller and chunkserver images get a random cluster secret, made anew by every run, at
+/etc/redcloud/cluster.secret (their default --cluster-token-file). Anyone who can pull the
+images can read it: for a cluster on a shared network, give every node a Docker secret instead
+(deploy/stack.token.yml, deploy/compose.token.yml), which overrides the baked one.
 
   --no-cargo   use the release binaries already built instead of running cargo
 USAGE
@@ -38,6 +45,9 @@ bin_dir="${CARGO_TARGET_DIR:-target}/release"
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 
+# One secret for both server images of this build: 32 random bytes, base64.
+head -c 32 /dev/urandom | base64 >"$stage/cluster.secret"
+
 # image name, then the binary it runs
 for pair in controller:redcloud-controller chunkserver:redcloud-chunkserver cli:redcloud; do
     image="redcloud-${pair%%:*}"
@@ -47,6 +57,10 @@ for pair in controller:redcloud-controller chunkserver:redcloud-chunkserver cli:
     log "building $image $version"
     rm -rf "$stage/rootfs"
     stage_rootfs "$stage/rootfs" "$binary"
+    if [ "$image" != redcloud-cli ]; then
+        mkdir -p "$stage/rootfs/etc/redcloud"
+        install -m 0444 "$stage/cluster.secret" "$stage/rootfs/etc/redcloud/cluster.secret"
+    fi
     docker build --quiet --build-arg "VERSION=$version" \
         --tag "$image:$REDCLOUD_TAG" --tag "$image:$version" \
         --file "$DEPLOY_DIR/docker/${pair%%:*}.Dockerfile" "$stage" >/dev/null

@@ -2,7 +2,8 @@
 # The end-to-end suite: real containers from the redcloud images on a network of their own.
 # Three controllers and three chunkservers are started with the documented `docker run`
 # commands, then driven through the CLI image while the suite partitions, kills, adds and
-# restarts containers. Everything it creates carries a label unique to the run and is removed
+# restarts containers, and while containers without the cluster secret (and server containers
+# of another build) try to read and change the cluster. Everything it creates carries a label unique to the run and is removed
 # at exit, whatever the outcome.
 set -euo pipefail
 # shellcheck source=deploy/lib.sh
@@ -12,7 +13,8 @@ usage() {
     cat <<'USAGE'
 Usage: deploy/e2e.sh
 
-Needs the images from deploy/build-images.sh (tag $REDCLOUD_TAG, default latest), a Docker
+Needs the images from deploy/build-images.sh (tag $REDCLOUD_TAG, default latest) and the
+release binaries they were built from (for a second build, which gets another secret), a Docker
 engine, curl and ldd. Uses an overlay network when Docker Swarm works here (initialising a
 swarm for the run if there is none, and leaving it again afterwards), otherwise a bridge
 network; REDCLOUD_E2E_DRIVER=bridge skips Swarm. Takes a few minutes; the last line says
@@ -30,6 +32,7 @@ LABEL="io.redcloud.e2e=$RUN"
 NET="$RUN"
 PROBE="$RUN-probe"
 PROBE_IMAGE="$RUN-probe:latest"
+OUTSIDER_TAG="$RUN-outsider" # images of a second build: the same binaries, another secret
 WORK="$(mktemp -d)"
 UP="$WORK/alice" # alice's working directory, mounted into the CLI containers
 CHUNK_BYTES=$((4 * 1024 * 1024))
@@ -79,6 +82,10 @@ cleanup() {
     [ ${#ids[@]} -eq 0 ] || docker rm -f "${ids[@]}" >/dev/null
     docker network rm "$NET" >/dev/null 2>&1
     docker image rm "$PROBE_IMAGE" >/dev/null 2>&1
+    local image
+    for image in controller chunkserver cli; do
+        docker image rm "redcloud-$image:$OUTSIDER_TAG" >/dev/null 2>&1
+    done
     if [ "$swarm_initialised" = 1 ]; then
         docker swarm leave --force >/dev/null
         # Joining a swarm also created this bridge; it was not here before the run.
@@ -138,6 +145,18 @@ run_cli() {
         "redcloud-cli:$REDCLOUD_TAG" "$@"
 }
 
+# node_state CONTROLLER: its read-model digest and operation count, read from its cluster
+# listener with the cluster secret, as an operator does with `redcloud log`.
+node_state() {
+    docker run --rm --label "$LABEL" --network "$NET" \
+        -v "$WORK/cluster.secret:/run/secrets/cluster.secret:ro" \
+        -e REDCLOUD_CLUSTER_TOKEN_FILE=/run/secrets/cluster.secret \
+        "redcloud-cli:$REDCLOUD_TAG" --server "http://$1:8001" log digest
+}
+
+# cluster_status CONTROLLER: its /status as JSON.
+cluster_status() { http "$1" '/status?format=json'; }
+
 # cli ARGS...: one CLI command in alice's directory, through the alias `controller`.
 cli() { run_cli "$UP" "$NET" "$@" </dev/null; }
 
@@ -178,14 +197,11 @@ expect_chunks() {
     chunks_of "$@" | sort -u - "$WORK/expected-chunks" -o "$WORK/expected-chunks"
 }
 
-# converged CONTROLLER...: every controller answers /internal/state with one frontier and one
-# read-model digest.
+# converged CONTROLLER...: every controller has one read-model digest and operation count.
 converged() {
-    local c state first="" this
+    local c first="" this
     for c in "$@"; do
-        state=$(http "$c" /internal/state) || { echo "$c does not answer" >"$WORK/why"; return 1; }
-        this=$(sed -E 's/.*"digest":"([0-9a-f]+)".*/\1/; t; s/.*/?/' <<<"$state")
-        this="$this $(sed -E 's/.*"frontier":(\{[^}]*\}).*/\1/' <<<"$state")"
+        this=$(node_state "$c" 2>&1) || { echo "$c does not answer: $this" >"$WORK/why"; return 1; }
         [ -n "$first" ] || first="$this"
         if [ "$this" != "$first" ]; then
             echo "$c: $this; ${1}: $first" >"$WORK/why"
@@ -213,7 +229,7 @@ wait_converged() {
     wait_until "$1" "controllers converge" converged "${CONTROLLERS[@]}"
     wait_until "$1" "every chunk on every chunkserver" has_chunks "${all_cs[@]}"
     same_listing "${CONTROLLERS[@]}" || fail "$(cat "$WORK/why")"
-    log "converged: digest $(http "${CONTROLLERS[0]}" /internal/state | sed -E 's/.*"digest":"([0-9a-f]{12}).*/\1/')…," \
+    log "converged: digest $(node_state "${CONTROLLERS[0]}" | cut -c1-12)…," \
         "$(wc -l <"$WORK/expected-chunks") chunk(s) on each of ${#all_cs[@]} chunkservers"
 }
 
@@ -237,7 +253,7 @@ downloads_intact() {
 # ready CONTROLLER N: it answers /ready with N healthy chunkservers and knows the other controllers.
 ready() {
     http "$1" /ready | grep "\"healthy_chunkservers\":$2[,}]" >/dev/null &&
-        [ "$(http "$1" /internal/peers | grep -o '"node_id"' | wc -l)" -ge "${#CONTROLLERS[@]}" ]
+        [ "$(cluster_status "$1" | grep -o '"is_self"' | wc -l)" -ge "${#CONTROLLERS[@]}" ]
 }
 
 # started_since TIME CHUNKSERVER: it logged its start after TIME.
@@ -275,6 +291,17 @@ if [ "$driver" = bridge ]; then
 fi
 log "network $NET ($driver)"
 
+step "the cluster secret baked into this build's server images"
+docker create --name "$RUN-secret" --label "$LABEL" "redcloud-controller:$REDCLOUD_TAG" >/dev/null
+docker cp "$RUN-secret:/etc/redcloud/cluster.secret" "$WORK/cluster.secret"
+docker rm "$RUN-secret" >/dev/null
+chmod 0644 "$WORK/cluster.secret"
+log "a second build of the server images (another secret) for the outsiders"
+REDCLOUD_TAG="$OUTSIDER_TAG" "$DEPLOY_DIR/build-images.sh" --no-cargo >/dev/null
+for image in controller chunkserver; do
+    docker run --rm --entrypoint /usr/local/bin/redcloud-$image "redcloud-$image:$REDCLOUD_TAG" --version >/dev/null
+done
+
 step "start 3 controllers and 3 chunkservers with the documented commands"
 for c in "${CONTROLLERS[@]}"; do start_node controller "$NET" --name "$c" --label "$LABEL" >/dev/null; done
 for cs in "${CHUNKSERVERS[@]}"; do start_node chunkserver "$NET" --name "$cs" --label "$LABEL" >/dev/null; done
@@ -297,6 +324,45 @@ listed big.bin archive || fail "big.bin not listed under archive"
 downloads_intact hello.txt photo.bin big.bin
 printf 'list urgent\nexit\n' | run_cli "$UP" "$NET" >"$WORK/shell.out" 2>&1 || fail "the shell failed"
 grep -q '^photo.bin ' "$WORK/shell.out" || fail "the shell did not list photo.bin: $(cat "$WORK/shell.out")"
+wait_converged 60
+
+step "outsiders on the network get nothing and change nothing"
+before=$(node_state "${CONTROLLERS[0]}")
+# Plain HTTP to the cluster listener, as curl sends it: no answer at all.
+if docker exec "$PROBE" curl -s --max-time 5 "http://${CONTROLLERS[0]}:8001/internal/state" >"$WORK/outsider.out" 2>&1; then
+    fail "plain HTTP to the cluster listener was answered: $(cat "$WORK/outsider.out")"
+fi
+# The client listener has no internal route.
+if http "${CONTROLLERS[0]}" /internal/state >/dev/null 2>&1; then
+    fail "the client listener served /internal/state"
+fi
+# The CLI image carries no secret: `redcloud log` from it reads nothing.
+if docker run --rm --label "$LABEL" --network "$NET" "redcloud-cli:$REDCLOUD_TAG" \
+    --server "http://${CONTROLLERS[0]}:8001" log show >"$WORK/outsider.out" 2>&1; then
+    fail "the CLI read the log without the secret: $(head -c 300 "$WORK/outsider.out")"
+fi
+# Server containers of another build join the aliases with the documented commands.
+docker run -d --network "$NET" --network-alias controller --name "$RUN-outsider-controller" \
+    --label "$LABEL" "redcloud-controller:$OUTSIDER_TAG" >/dev/null
+docker run -d --network "$NET" --network-alias chunkserver --name "$RUN-outsider-chunkserver" \
+    --label "$LABEL" "redcloud-chunkserver:$OUTSIDER_TAG" >/dev/null
+sleep 15 # several discovery, gossip and heartbeat rounds
+for c in "${CONTROLLERS[@]}"; do
+    status=$(cluster_status "$c") || fail "$c has no status"
+    [ "$(grep -o '"is_self"' <<<"$status" | wc -l)" -eq "${#CONTROLLERS[@]}" ] ||
+        fail "$c counts the outsider among its controllers: $status"
+    [ "$(grep -o '"capacity_bytes"' <<<"$status" | wc -l)" -eq "${#CHUNKSERVERS[@]}" ] ||
+        fail "$c counts the outsider among its chunkservers: $status"
+done
+[ "$(node_state "${CONTROLLERS[0]}")" = "$before" ] || fail "the outsiders changed the metadata"
+outsider_status=$(cluster_status "$RUN-outsider-controller") || fail "the outsider controller has no status"
+[ "$(grep -o '"is_self"' <<<"$outsider_status" | wc -l)" -eq 1 ] ||
+    fail "the outsider controller found the cluster's controllers: $outsider_status"
+if CLI_SERVER="http://$RUN-outsider-controller:8000" cli list >/dev/null 2>&1; then
+    fail "alice's key works on the outsider controller"
+fi
+docker rm -f "$RUN-outsider-controller" "$RUN-outsider-chunkserver" >/dev/null
+downloads_intact hello.txt
 wait_converged 60
 
 step "partition: one controller and one chunkserver disconnected, writes on both sides"

@@ -7,6 +7,11 @@ ARG VERSION=dev
 LABEL org.opencontainers.image.title="redcloud-chunkserver" \
       org.opencontainers.image.version="${VERSION}"
 COPY rootfs/ /
+# The cluster secret made for this build (see build-images.sh); REDCLOUD_CLUSTER_TOKEN_FILE
+# or --cluster-token-file pointing at a Docker secret overrides it.
+ENV REDCLOUD_CLUSTER_TOKEN_FILE=/etc/redcloud/cluster.secret
 WORKDIR /data
-EXPOSE 50051
+# Ports: 50051 serves other nodes (gRPC over mutual TLS keyed by the cluster secret); 50052 serves
+# /metrics.
+EXPOSE 50051 50052
 ENTRYPOINT ["/usr/local/bin/redcloud-chunkserver"]

@@ -7,6 +7,11 @@ ARG VERSION=dev
 LABEL org.opencontainers.image.title="redcloud-controller" \
       org.opencontainers.image.version="${VERSION}"
 COPY rootfs/ /
+# The cluster secret made for this build (see build-images.sh); REDCLOUD_CLUSTER_TOKEN_FILE
+# or --cluster-token-file pointing at a Docker secret overrides it.
+ENV REDCLOUD_CLUSTER_TOKEN_FILE=/etc/redcloud/cluster.secret
 WORKDIR /data
-EXPOSE 8000
+# Ports: 8000 serves clients (HTTP and gRPC APIs, /status, /metrics); 8001 serves other nodes
+# (mutual TLS keyed by the cluster secret).
+EXPOSE 8000 8001
 ENTRYPOINT ["/usr/local/bin/redcloud-controller"]

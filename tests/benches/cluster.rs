@@ -1,13 +1,16 @@
 //! The file service benchmark: one controller with 1 and with 3 chunkservers, all real
 //! processes on loopback, each number beside its physical limit measured in the same run.
 //!
-//! `cargo bench -p redcloud-tests --bench cluster [-- --file-mib N --files N]`
+//! `cargo bench -p redcloud-tests --bench cluster [-- --file-mib N --files N --small-files N]`
+//! (`-- --links-only` runs just the last comparison).
 //!
 //! - upload and download of one random file (256 MiB by default), against writing the same
 //!   bytes to disk with one fsync per replica;
 //! - peak RSS of the controller and the chunkservers, and the controller's peak after a 64 MiB
 //!   upload and download against after the big one (flat: memory does not grow with size);
-//! - latency of `list` with 10,000 files: a tag matching 10 of them, and all of them.
+//! - latency of `list` with 10,000 files: a tag matching 10 of them, and all of them;
+//! - what the cluster link's mutual TLS costs: upload and download of the big file and 4 KiB
+//!   uploads per second, over plain TCP and over TLS, in the same run.
 #![allow(clippy::unwrap_used)]
 
 use std::io::Write;
@@ -184,10 +187,65 @@ async fn list_latency(files: usize) {
     }
 }
 
+/// Upload and download of `data`, and uploads of 4 KiB files per second, on a cluster with 3
+/// chunkservers whose links are plain TCP or TLS.
+async fn link_run(tls: bool, data: &[u8], small_files: usize) -> (f64, f64, f64) {
+    let builder = ClusterBuilder::new(env!("CARGO_BIN_EXE_redcloud-test-node")).chunkservers(3);
+    let c = if tls { builder } else { builder.plain_links() }
+        .start()
+        .await;
+    let key = c.register("bench", "pw").await;
+    let up = mib_per_s(data.len(), upload(&c, &key, "big", data).await);
+    let expected: [u8; 32] = Sha256::digest(data).into();
+    let down = mib_per_s(data.len(), download(&c, &key, "big", &expected).await);
+    let started = Instant::now();
+    futures_util::stream::iter(0..small_files)
+        .map(|i| {
+            let (c, key) = (&c, &key);
+            async move {
+                let response = c
+                    .upload(
+                        key,
+                        &format!("small-{i}"),
+                        test_data(i as u64, 4096),
+                        "small",
+                    )
+                    .await;
+                assert_eq!(response.status(), 201);
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+    let per_s = small_files as f64 / started.elapsed().as_secs_f64();
+    (up, down, per_s)
+}
+
+async fn link_cost(data: &[u8], small_files: usize) {
+    let (plain_up, plain_down, plain_small) = link_run(false, data, small_files).await;
+    let (tls_up, tls_down, tls_small) = link_run(true, data, small_files).await;
+    println!(
+        "
+cluster links: plain TCP against mutual TLS, 3 chunkservers, {} MiB file, {small_files} uploads of 4 KiB (16 at once)",
+        data.len() / MIB
+    );
+    for (label, plain, tls, unit) in [
+        ("upload", plain_up, tls_up, "MiB/s"),
+        ("download", plain_down, tls_down, "MiB/s"),
+        ("4 KiB uploads", plain_small, tls_small, "files/s"),
+    ] {
+        println!(
+            "  {label:<34} plain {plain:>8.0} {unit:<7}  TLS {tls:>8.0} {unit:<7}  cost {:>5.1} %",
+            (1.0 - tls / plain) * 100.0
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let file_mib = bench_arg("--file-mib", 256);
     let files = bench_arg("--files", 10_000);
+    let small_files = bench_arg("--small-files", 1_000);
     let data = test_data(42, file_mib * MIB);
     // Large enough to fill the upload pipeline and the download read-ahead, so that any
     // further growth with the big file would be growth with file size.
@@ -196,8 +254,11 @@ async fn main() {
         "RedCloud file service benchmark ({} cores)",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    for chunkservers in [1, 3] {
-        transfers(chunkservers, &data, &small).await;
+    if !std::env::args().any(|a| a == "--links-only") {
+        for chunkservers in [1, 3] {
+            transfers(chunkservers, &data, &small).await;
+        }
+        list_latency(files).await;
     }
-    list_latency(files).await;
+    link_cost(&data, small_files).await;
 }

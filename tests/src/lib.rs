@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The cluster secret every node of a harness cluster gets, so that every scenario runs over
+/// mutual TLS exactly as a deployment does.
+pub const CLUSTER_SECRET: &str = "redcloud test cluster secret 0123456789";
+
 /// One node process.
 pub struct Node {
     binary: PathBuf,
@@ -21,8 +25,12 @@ pub struct Node {
     pub ip: Ipv4Addr,
     /// The uid it runs as (when the harness runs as root).
     pub uid: u32,
-    /// Where it listens.
+    /// Its first listener: a controller's client listener, a chunkserver's cluster listener.
     pub port: u16,
+    /// Its second listener: a controller's cluster listener, a chunkserver's metrics listener.
+    pub second_port: u16,
+    /// The cluster secret it is given (`None`: it runs without one).
+    pub secret: Option<String>,
     args: Vec<String>,
     child: Option<Child>,
     log: PathBuf,
@@ -76,6 +84,7 @@ impl Node {
         uid: u32,
     ) -> Self {
         let port = free_port_on(ip);
+        let second_port = free_port_on(ip);
         let data_dir = dir.join(format!("{role}-{}-{port}", ip.octets()[3]));
         std::fs::create_dir_all(&data_dir).unwrap();
         if can_partition() {
@@ -89,6 +98,8 @@ impl Node {
             ip,
             uid,
             port,
+            second_port,
+            secret: Some(CLUSTER_SECRET.to_owned()),
             args,
             child: None,
             log,
@@ -113,10 +124,20 @@ impl Node {
             use std::os::unix::process::CommandExt;
             command.uid(self.uid).gid(self.uid);
         }
+        let second = match self.role {
+            "controller" => "--cluster-listen",
+            _ => "--metrics-listen",
+        };
+        command.env_remove("REDCLOUD_CLUSTER_TOKEN");
+        if let Some(secret) = &self.secret {
+            command.env("REDCLOUD_CLUSTER_TOKEN", secret);
+        }
         let child = command
             .arg(self.role)
             .arg("--listen")
             .arg(self.address())
+            .arg(second)
+            .arg(format!("{}:{}", self.ip, self.second_port))
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.args)
@@ -212,9 +233,26 @@ impl Node {
         &self.data_dir
     }
 
-    /// `host:port`.
+    /// `host:port` of its first listener: a controller's client listener, a chunkserver's
+    /// cluster listener.
     pub fn address(&self) -> String {
         format!("{}:{}", self.ip, self.port)
+    }
+
+    /// `host:port` where other nodes reach it.
+    pub fn cluster_address(&self) -> String {
+        match self.role {
+            "controller" => format!("{}:{}", self.ip, self.second_port),
+            _ => self.address(),
+        }
+    }
+
+    /// `host:port` serving its `/metrics`.
+    pub fn metrics_address(&self) -> String {
+        match self.role {
+            "controller" => self.address(),
+            _ => format!("{}:{}", self.ip, self.second_port),
+        }
     }
 
     /// The process's log so far.
@@ -236,6 +274,7 @@ pub struct ClusterBuilder {
     chunkservers: usize,
     controller_args: Vec<String>,
     chunkserver_args: Vec<String>,
+    secret: Option<String>,
 }
 
 impl ClusterBuilder {
@@ -247,7 +286,15 @@ impl ClusterBuilder {
             chunkservers: 1,
             controller_args: Vec::new(),
             chunkserver_args: Vec::new(),
+            secret: Some(CLUSTER_SECRET.to_owned()),
         }
+    }
+
+    /// Nodes without a cluster secret: plain TCP between them (allowed because every listener
+    /// is on loopback). For measuring what the cluster link's TLS costs.
+    pub fn plain_links(mut self) -> Self {
+        self.secret = None;
+        self
     }
 
     /// How many controllers (each seeded with the others' addresses).
@@ -337,7 +384,8 @@ impl ClusterBuilder {
             }
             args.extend(self.controller_args.iter().cloned());
             let mut node = Node::new(&self.binary, "controller", dir.path(), args, ip, uid);
-            node.port = ports[i];
+            node.second_port = ports[i];
+            node.secret.clone_from(&self.secret);
             node.start();
             controllers.push(node);
         }
@@ -352,6 +400,7 @@ impl ClusterBuilder {
             args.extend(self.chunkserver_args.iter().cloned());
             let (ip, uid) = slots.next().unwrap();
             let mut node = Node::new(&self.binary, "chunkserver", dir.path(), args, ip, uid);
+            node.secret.clone_from(&self.secret);
             node.start();
             chunkservers.push(node);
         }
@@ -372,11 +421,7 @@ impl ClusterBuilder {
             .chain(self.chunkserver_args.iter().cloned())
             .collect(),
             slot: (a, b, uid_base, next_slot),
-            cluster_token: self
-                .controller_args
-                .iter()
-                .position(|a| a == "--cluster-token")
-                .and_then(|i| self.controller_args.get(i + 1).cloned()),
+            cluster_http: cluster_client(),
             http: http_client(),
             firewall_chain: format!("RC{a}X{b}P{}", std::process::id()),
             firewall_installed: false,
@@ -387,9 +432,25 @@ impl ClusterBuilder {
     }
 }
 
+/// The link of a node holding [`CLUSTER_SECRET`].
+pub fn cluster_link() -> redcloud_link::ClusterLink {
+    let secret = redcloud_link::ClusterSecret::new(CLUSTER_SECRET).unwrap();
+    redcloud_link::ClusterLink::new(Some(&secret)).unwrap()
+}
+
+/// A client for the cluster listeners of harness nodes: mutual TLS with [`CLUSTER_SECRET`].
+pub fn cluster_client() -> redcloud_link::ClusterClient {
+    redcloud_link::ClusterClient::new(
+        &cluster_link(),
+        Duration::from_secs(5),
+        Duration::from_secs(60),
+    )
+}
+
 /// An HTTP client for loopback: no proxy, a generous timeout, TCP_NODELAY.
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
+        .use_preconfigured_tls(redcloud_link::https_client_config(None).unwrap())
         .no_proxy()
         .timeout(Duration::from_secs(120))
         .tcp_nodelay(true)
@@ -421,8 +482,8 @@ pub struct Cluster {
     chunkserver_template: Vec<String>,
     /// The cluster's address block, uid base, and the next free host number.
     slot: (u8, u8, u32, u8),
-    /// The cluster token the controllers were given, sent on internal requests.
-    cluster_token: Option<String>,
+    /// A client for the nodes' cluster listeners, holding the cluster secret.
+    pub cluster_http: redcloud_link::ClusterClient,
     firewall_chain: String,
     firewall_installed: bool,
     _dir: tempfile::TempDir,
@@ -806,13 +867,17 @@ impl Cluster {
 
     /// Controller `i`'s `/internal/state`.
     pub async fn state_of(&self, i: usize) -> Value {
-        let mut request = self.http.get(format!("{}/internal/state", self.url_of(i)));
-        if let Some(token) = &self.cluster_token {
-            request = request.header("x-redcloud-cluster-token", token);
-        }
-        let response = request.send().await.unwrap();
-        let (status, body) = status_json(response).await;
-        assert_eq!(status, 200, "{body}");
+        let reply = self
+            .cluster_http
+            .get(
+                &self.controller_at(i).cluster_address(),
+                "/internal/state",
+                1 << 20,
+            )
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+        assert_eq!(reply.status, 200, "{body}");
         body
     }
 

@@ -111,12 +111,26 @@ async fn controllers_replicate_and_sessions_read_their_writes() {
         started.elapsed()
     );
 
-    // A token from a history nobody has cannot be honoured: 503, not a stale answer.
-    // MessagePack for {0x00000000deadbeef: 1_000_000_000}: a billion operations from an
-    // origin nobody knows.
-    let impossible = "81cf00000000deadbeefce3b9aca00";
+    // A token naming an origin this cluster never had is refused at once: nothing to wait for.
+    // MessagePack for {0x00000000deadbeef: 1_000_000_000}.
+    let foreign = "81cf00000000deadbeefce3b9aca00";
     let (status, body) =
-        status_json(get_with_token(&c, 1, &key, impossible, "/files?tags=").await).await;
+        status_json(get_with_token(&c, 1, &key, foreign, "/files?tags=").await).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("INVALID_FRONTIER")),
+        "{body}"
+    );
+    // A history of a real controller that nobody has cannot be honoured: 503, not a stale
+    // answer.
+    let origin: redcloud_eventlog::NodeId = c.controller.node_id().unwrap().parse().unwrap();
+    let ahead: redcloud_eventlog::VersionVector =
+        [(origin, redcloud_eventlog::Seq::new(1_000_000_000))]
+            .into_iter()
+            .collect();
+    let impossible = hex::encode(rmp_serde::to_vec(&ahead).unwrap());
+    let (status, body) =
+        status_json(get_with_token(&c, 1, &key, &impossible, "/files?tags=").await).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (503, Some("NOT_CAUGHT_UP")),
@@ -131,14 +145,11 @@ async fn controllers_replicate_and_sessions_read_their_writes() {
 
     let states = c.converged(Duration::from_secs(10)).await;
     assert_eq!(states[0]["operations"], states[2]["operations"]);
-    let peers: Value = c
-        .http
-        .get(format!("{}/internal/peers", c.url_of(0)))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let reply = c
+        .cluster_http
+        .get(&c.controller.cluster_address(), "/internal/peers", 1 << 20)
         .await
         .unwrap();
+    let peers: Value = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(peers["peers"].as_array().unwrap().len(), 2, "{peers}");
 }

@@ -16,16 +16,17 @@ fn seq_of(state: &Value, node: &str) -> u64 {
 }
 
 async fn diff(a: Source, b: Source) -> logtool::Diff {
+    let link = redcloud_tests::cluster_link();
     logtool::diff(
-        &Reader::new(a, None).unwrap(),
-        &Reader::new(b, None).unwrap(),
+        &Reader::new(a, &link).unwrap(),
+        &Reader::new(b, &link).unwrap(),
     )
     .await
     .unwrap()
 }
 
 fn live(c: &Cluster, i: usize) -> Source {
-    Source::Server(c.url_of(i))
+    Source::Server(format!("http://{}", c.controller_at(i).cluster_address()))
 }
 
 #[tokio::test]

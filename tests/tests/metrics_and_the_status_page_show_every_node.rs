@@ -83,7 +83,7 @@ async fn metrics_and_the_status_page_show_every_node() {
     // Repair rounds fill in the replication numbers and gossip the peer numbers; wait for both.
     let deadline = Instant::now() + Duration::from_secs(10);
     let m = loop {
-        let m = scrape(&c, &c.controller_at(0).address()).await;
+        let m = scrape(&c, &c.controller_at(0).metrics_address()).await;
         let behind = format!(
             r#"redcloud_peer_operations_behind{{node="{}"}}"#,
             controllers[1]
@@ -138,7 +138,7 @@ async fn metrics_and_the_status_page_show_every_node() {
         assert!(m.contains_key(key), "{key} missing");
     }
 
-    let cs = scrape(&c, &c.chunkservers[0].address()).await;
+    let cs = scrape(&c, &c.chunkservers[0].metrics_address()).await;
     assert_eq!(cs["redcloud_chunkserver_chunks"], 4.0);
     assert!(cs["redcloud_chunkserver_used_bytes"] >= 200_000.0);
     assert!(cs[r#"redcloud_chunkserver_calls_total{method="ListChunks"}"#] >= 1.0);

@@ -38,16 +38,25 @@ pub struct ChunkService {
     /// controller's repair round) waits for the first instead of copying it again.
     pulling: Arc<std::sync::Mutex<std::collections::HashMap<ChunkId, Arc<tokio::sync::Mutex<()>>>>>,
     metrics: Arc<Metrics>,
+    /// How replication pulls reach other chunkservers.
+    link: redcloud_link::ClusterLink,
 }
 
 impl ChunkService {
-    /// A service for `store`, answering pings as `node_id`.
-    pub fn new(store: Arc<ChunkStore>, node_id: String, metrics: Arc<Metrics>) -> Self {
+    /// A service for `store`, answering pings as `node_id`, pulling from other chunkservers
+    /// over `link`.
+    pub fn new(
+        store: Arc<ChunkStore>,
+        node_id: String,
+        metrics: Arc<Metrics>,
+        link: redcloud_link::ClusterLink,
+    ) -> Self {
         Self {
             store,
             node_id,
             pulling: Arc::default(),
             metrics,
+            link,
         }
     }
 
@@ -240,11 +249,14 @@ impl Chunkserver for ChunkService {
                 already_present: true,
             }));
         }
-        let data = tokio::time::timeout(REPLICATE_TIMEOUT, fetch_chunk(&source_address, id))
-            .await
-            .map_err(|_| {
-                Status::deadline_exceeded(format!("pulling {id} from {source_address} timed out"))
-            })??;
+        let data = tokio::time::timeout(
+            REPLICATE_TIMEOUT,
+            fetch_chunk(&self.link, &source_address, id),
+        )
+        .await
+        .map_err(|_| {
+            Status::deadline_exceeded(format!("pulling {id} from {source_address} timed out"))
+        })??;
         let size = data.len();
         let written = self.blocking(move |store| store.put(&id, &data)).await?;
         self.count_written(written, size);
@@ -256,9 +268,19 @@ impl Chunkserver for ChunkService {
 
 /// Reads chunk `id` from the chunkserver at `address`, checking its size bound; the store
 /// verifies the content when it is written.
-async fn fetch_chunk(address: &str, id: ChunkId) -> Result<Vec<u8>, Status> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| Status::invalid_argument(format!("bad source address {address:?}: {e}")))?
+async fn fetch_chunk(
+    link: &redcloud_link::ClusterLink,
+    address: &str,
+    id: ChunkId,
+) -> Result<Vec<u8>, Status> {
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(format!("{}://{address}", link.grpc_scheme()))
+            .map_err(|e| {
+                Status::invalid_argument(format!("bad source address {address:?}: {e}"))
+            })?;
+    let endpoint = link
+        .tonic_endpoint(endpoint)
+        .map_err(|e| Status::internal(format!("TLS setup for {address}: {e}")))?
         .connect_timeout(REPLICATE_CONNECT_TIMEOUT)
         .tcp_nodelay(true);
     let channel = endpoint
@@ -298,6 +320,7 @@ mod tests {
             Arc::new(ChunkStore::open(dir.path(), None).unwrap()),
             "n".into(),
             Arc::default(),
+            redcloud_link::ClusterLink::Plain,
         );
         let (a, b) = (ChunkId::of(b"a"), ChunkId::of(b"b"));
         let first = service.pull_lock(a);

@@ -7,14 +7,18 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prost::bytes::Bytes;
+use redcloud_link::{ClusterClient, ClusterLink};
+use redcloud_types::Heartbeat;
 use redcloud_types::advertise::Advertise;
-use redcloud_types::{CLUSTER_TOKEN_HEADER, Heartbeat};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::ChunkStore;
 
 /// How long one heartbeat request may take, resolution included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest answer to a heartbeat read (a status and a short error at most).
+const REPLY_LIMIT_BYTES: usize = 64 * 1024;
 
 /// Sends heartbeats until `shutdown` is cancelled.
 pub struct HeartbeatWorker {
@@ -23,7 +27,7 @@ pub struct HeartbeatWorker {
     pub(crate) advertise: Advertise,
     pub(crate) controllers: Vec<String>,
     pub(crate) interval: Duration,
-    pub(crate) cluster_token: Option<String>,
+    pub(crate) link: ClusterLink,
 }
 
 impl HeartbeatWorker {
@@ -35,19 +39,7 @@ impl HeartbeatWorker {
     /// address is detected again every round, so a new container address reaches controllers
     /// with the next heartbeat.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let http = match reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(REQUEST_TIMEOUT)
-            .tcp_nodelay(true)
-            .no_proxy()
-            .build()
-        {
-            Ok(http) => http,
-            Err(error) => {
-                tracing::error!(%error, "cannot build the heartbeat HTTP client; no heartbeats will be sent");
-                return;
-            }
-        };
+        let http = ClusterClient::new(&self.link, REQUEST_TIMEOUT, REQUEST_TIMEOUT);
         let outcomes: Arc<Mutex<HashMap<SocketAddr, Outcome>>> = Arc::default();
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -63,6 +55,13 @@ impl HeartbeatWorker {
             }
             let Some(heartbeat) = self.heartbeat().await else {
                 continue;
+            };
+            let body = match serde_json::to_vec(&heartbeat) {
+                Ok(body) => Bytes::from(body),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot encode a heartbeat");
+                    continue;
+                }
             };
             let reached = {
                 let mut outcomes = outcomes
@@ -84,18 +83,27 @@ impl HeartbeatWorker {
                     }
                     outcomes.insert(address, Outcome::Pending);
                 }
-                let mut request = http
-                    .post(format!("http://{address}/internal/heartbeat"))
-                    .json(&heartbeat);
-                if let Some(token) = &self.cluster_token {
-                    request = request.header(CLUSTER_TOKEN_HEADER, token);
-                }
                 let outcomes = Arc::clone(&outcomes);
+                let http = http.clone();
+                let body = body.clone();
                 tokio::spawn(async move {
-                    let outcome = match request.send().await {
-                        Ok(response) if response.status().is_success() => Outcome::Accepted,
-                        Ok(response) => {
-                            tracing::debug!(controller = %address, status = %response.status(), "heartbeat refused");
+                    let headers = [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/json".to_owned(),
+                    )];
+                    let sent = http
+                        .post(
+                            &address.to_string(),
+                            "/internal/heartbeat",
+                            &headers,
+                            body,
+                            REPLY_LIMIT_BYTES,
+                        )
+                        .await;
+                    let outcome = match sent {
+                        Ok(reply) if reply.status.is_success() => Outcome::Accepted,
+                        Ok(reply) => {
+                            tracing::debug!(controller = %address, status = %reply.status, "heartbeat refused");
                             Outcome::Failed
                         }
                         Err(error) => {

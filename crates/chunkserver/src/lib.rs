@@ -35,15 +35,36 @@ pub enum RunError {
     /// A configuration value is unusable.
     #[error("configuration: {0}")]
     Config(String),
+    /// The cluster link cannot be set up (no secret on an exposed listener, a weak secret).
+    #[error("{0}")]
+    Link(#[from] redcloud_link::LinkError),
     /// Serving failed.
     #[error("server: {0}")]
     Serve(#[from] std::io::Error),
 }
 
-/// Serves on `listener` until `shutdown` is cancelled.
+/// The two sockets a chunkserver serves: nodes on one, Prometheus on the other.
+pub struct Listeners {
+    /// The cluster listener (`--listen`): gRPC for controllers and chunkservers.
+    pub cluster: TcpListener,
+    /// The plain-HTTP metrics listener (`--metrics-listen`).
+    pub metrics: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the addresses of `config`.
+    pub async fn bind(config: &Config) -> std::io::Result<Self> {
+        Ok(Self {
+            cluster: TcpListener::bind(config.listen).await?,
+            metrics: TcpListener::bind(config.metrics_listen).await?,
+        })
+    }
+}
+
+/// Serves on `listeners` until `shutdown` is cancelled.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let store = {
@@ -68,38 +89,50 @@ pub async fn run(
             format!("{id:016x}")
         }
     };
-    let local = listener
+    let local = listeners
+        .cluster
         .local_addr()
         .map_err(|e| RunError::Config(format!("listener address: {e}")))?;
+    let metrics_local = listeners.metrics.local_addr()?;
+    let controllers = config.controller_addresses();
     let advertise = redcloud_types::advertise::Advertise::new(
         config.advertise.clone(),
         local,
-        &redcloud_types::resolve_all(&config.controllers).await,
+        &redcloud_types::resolve_all(&controllers).await,
     );
     let cluster_token = config
         .cluster_token()
-        .map_err(|e| RunError::Config(format!("cluster token file: {e}")))?;
+        .map_err(|e| RunError::Config(format!("cluster secret file: {e}")))?;
+    let redcloud_link::NodeLink { link, exposed } = redcloud_link::choose_link(
+        cluster_token.as_deref(),
+        config.cluster_token.insecure,
+        local,
+    )?;
     let stats = store.stats()?;
     tracing::info!(
         node_id = %node_id,
         listen = %local,
+        metrics_listen = %metrics_local,
         advertise = %advertise.address(),
         data_dir = %config.data_dir.display(),
         chunks = stats.chunk_count,
         used_bytes = stats.used_bytes,
         capacity_bytes = stats.capacity_bytes,
-        controllers = ?config.controllers,
-        cluster_token = if cluster_token.is_some() { "set" } else { "none" },
+        controllers = ?controllers,
+        cluster_link = if link.is_secure() { "mutual TLS" } else { "plain TCP" },
         "chunkserver starting"
     );
+    if exposed {
+        tokio::spawn(redcloud_link::remind_insecure(local, shutdown.clone()));
+    }
 
     let worker = heartbeat::HeartbeatWorker {
         store: Arc::clone(&store),
         node_id: node_id.clone(),
         advertise,
-        controllers: config.controllers.clone(),
+        controllers,
         interval: Duration::from_millis(config.heartbeat_interval_ms.max(10)),
-        cluster_token,
+        link: link.clone(),
     };
     let heartbeats = tokio::spawn(worker.run(shutdown.clone()));
 
@@ -108,27 +141,37 @@ pub async fn run(
         Arc::clone(&store),
         node_id,
         Arc::clone(&metrics),
+        link.clone(),
     ))
     .max_decoding_message_size(2 * redcloud_types::PIECE_BYTES)
     .max_encoding_message_size(2 * redcloud_types::PIECE_BYTES);
     let state = metrics::MetricsState { metrics, store };
-    // gRPC and the plain-HTTP `/metrics` share the port, as on the controller.
-    let app = axum::Router::new()
-        .route("/metrics", axum::routing::get(metrics::serve))
+    let grpc = axum::Router::new()
         .route_service(&format!("{}{{*method}}", metrics::GRPC_PREFIX), service)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::count,
         ))
+        .with_state(state.clone());
+    let metrics_app = axum::Router::new()
+        .route("/metrics", axum::routing::get(metrics::serve))
         .with_state(state);
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    let serve = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future();
+    let cluster_server = axum::serve(
+        redcloud_link::ServeListener::new(listeners.cluster, link.server_config()),
+        grpc,
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    .into_future();
+    let metrics_server = axum::serve(
+        redcloud_link::ServeListener::new(listeners.metrics, None),
+        metrics_app,
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    .into_future();
+    let serve = async {
+        let served = tokio::try_join!(cluster_server, metrics_server);
+        served.map(|_| ())
+    };
     let drained = async {
         shutdown.cancelled().await;
         tokio::time::sleep(SHUTDOWN_DRAIN).await;

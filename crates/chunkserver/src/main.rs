@@ -2,14 +2,14 @@
 //! serves until SIGINT or SIGTERM.
 
 use clap::Parser;
-use redcloud_chunkserver::{Config, run};
+use redcloud_chunkserver::{Config, Listeners, run};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     redcloud_types::process::init_logging();
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let listeners = Listeners::bind(&config).await?;
     let shutdown = redcloud_types::process::shutdown_on_signal();
-    run(config, listener, shutdown).await?;
+    run(config, listeners, shutdown).await?;
     Ok(())
 }

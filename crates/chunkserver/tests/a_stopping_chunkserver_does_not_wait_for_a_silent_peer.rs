@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use redcloud_chunkserver::{Config, run};
+use redcloud_chunkserver::{Config, Listeners, run};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 /// The HTTP/2 connection preface followed by an empty SETTINGS frame.
@@ -16,11 +16,11 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
 #[tokio::test]
 async fn a_stopping_chunkserver_does_not_wait_for_a_silent_peer() {
     let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
     let config = Config::for_test(dir.path().to_owned(), Vec::new());
-    let server = tokio::spawn(run(config, listener, shutdown.clone()));
+    let listeners = Listeners::bind(&config).await.unwrap();
+    let address = listeners.cluster.local_addr().unwrap();
+    let server = tokio::spawn(run(config, listeners, shutdown.clone()));
 
     // A peer that opens an HTTP/2 connection, reads the server's first frame header, and then
     // never reads or writes again.

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use prost::bytes::Bytes;
-use redcloud_chunkserver::{Config, run};
+use redcloud_chunkserver::{Config, Listeners, run};
 use redcloud_proto::chunkserver::chunkserver_client::ChunkserverClient;
 use redcloud_proto::chunkserver::{
     DeleteChunkRequest, ListChunksRequest, PingRequest, ReadChunkRequest, ReplicateChunkRequest,
@@ -25,11 +25,11 @@ struct Server {
 
 async fn start(controllers: Vec<String>) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
     let shutdown = CancellationToken::new();
     let config = Config::for_test(dir.path().to_owned(), controllers);
-    tokio::spawn(run(config, listener, shutdown.clone()));
+    let listeners = Listeners::bind(&config).await.unwrap();
+    let address = listeners.cluster.local_addr().unwrap().to_string();
+    tokio::spawn(run(config, listeners, shutdown.clone()));
     let client = ChunkserverClient::connect(format!("http://{address}"))
         .await
         .unwrap();

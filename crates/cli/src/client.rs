@@ -24,13 +24,17 @@ pub struct Client {
 const FRONTIER_HEADER: &str = "x-redcloud-frontier";
 
 impl Client {
-    /// A client for `server` (e.g. `http://127.0.0.1:8000`).
+    /// A client for `server` (e.g. `http://127.0.0.1:8000`); an `https://` server must present
+    /// a certificate issued by one in the PEM file `ca_cert`.
     pub fn new(
         server: &str,
+        ca_cert: Option<&Path>,
         api_key: Option<String>,
         frontier: Option<String>,
     ) -> anyhow::Result<Self> {
+        let tls = redcloud_link::https_client_config(ca_cert)?;
         let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
             .no_proxy()
             .connect_timeout(std::time::Duration::from_secs(5))
             .tcp_nodelay(true)

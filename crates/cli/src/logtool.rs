@@ -1,6 +1,7 @@
 //! `redcloud log`: reading a controller's event log to explain divergence, from a data
 //! directory (a snapshot copy, so it is safe while the node runs) or from a live controller
-//! (`POST /internal/log`, with the cluster token when one is set).
+//! (`POST /internal/log` on its cluster listener, over the cluster link: mutual TLS with the
+//! cluster secret).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,12 +11,17 @@ use anyhow::{Context as _, anyhow, bail};
 use redcloud_controller::MetaOp;
 use redcloud_controller::inspect::{self, Entity, EntityDiff, Missing, Step};
 use redcloud_eventlog::{Dot, FjallStore, GossipMessage, LogStore, NodeId, Op, VersionVector};
+use redcloud_link::{ClusterClient, ClusterLink, Reply};
 use serde::Serialize;
 
 /// Operations per page when reading a log.
 const PAGE_OPS: usize = 4096;
 /// Longest one request to a controller may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest connecting to a controller may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest answer read: a page of operations.
+const REPLY_LIMIT_BYTES: usize = 256 * 1024 * 1024;
 /// Attempts at copying a running node's log before giving up.
 const SNAPSHOT_ATTEMPTS: usize = 3;
 
@@ -24,7 +30,7 @@ const SNAPSHOT_ATTEMPTS: usize = 3;
 pub enum Source {
     /// A controller's data directory (holding `log/` and `readmodel.sqlite`).
     Dir(PathBuf),
-    /// A live controller's base URL.
+    /// A live controller's cluster listener (`http://host:port`).
     Server(String),
 }
 
@@ -51,23 +57,15 @@ impl std::fmt::Display for Source {
 /// A log source with what is needed to read it.
 pub struct Reader {
     source: Source,
-    token: Option<String>,
-    http: reqwest::Client,
+    http: ClusterClient,
 }
 
 impl Reader {
-    /// Reads `source`, sending `token` to servers that require one.
-    pub fn new(source: Source, token: Option<String>) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(REQUEST_TIMEOUT)
-            .tcp_nodelay(true)
-            .build()
-            .context("cannot build an HTTP client")?;
+    /// Reads `source`, reaching servers over `link`.
+    pub fn new(source: Source, link: &ClusterLink) -> anyhow::Result<Self> {
         Ok(Self {
             source,
-            token,
-            http,
+            http: ClusterClient::new(link, CONNECT_TIMEOUT, REQUEST_TIMEOUT),
         })
     }
 
@@ -130,28 +128,23 @@ impl Reader {
             reply: false,
         }
         .encode();
-        let response = self
-            .request(self.http.post(format!("{url}/internal/log")).body(body))
-            .send()
+        let reply = self
+            .http
+            .post(
+                host_port(url),
+                "/internal/log",
+                &[],
+                body.into(),
+                REPLY_LIMIT_BYTES,
+            )
             .await
-            .with_context(|| format!("cannot reach {url}"))?;
-        let response = checked(response, url).await?;
-        let bytes = response
-            .bytes()
-            .await
-            .with_context(|| format!("{url} broke off its answer"))?;
+            .with_context(|| format!("cannot read the log of {url}"))?;
+        let bytes = checked(reply, url)?;
         match GossipMessage::<MetaOp>::decode(&bytes)
             .with_context(|| format!("{url} answered with an undecodable page"))?
         {
             GossipMessage::Page { ops, more } => Ok((ops, more)),
             _ => bail!("{url} answered with something other than a page of operations"),
-        }
-    }
-
-    fn request(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.token {
-            Some(token) => request.header(redcloud_types::CLUSTER_TOKEN_HEADER, token),
-            None => request,
         }
     }
 
@@ -173,15 +166,12 @@ impl Reader {
                 })
             }
             Source::Server(url) => {
-                let response = self
-                    .request(self.http.get(format!("{url}/internal/state")))
-                    .send()
+                let reply = self
+                    .http
+                    .get(host_port(url), "/internal/state", REPLY_LIMIT_BYTES)
                     .await
-                    .with_context(|| format!("cannot reach {url}"))?;
-                let state: serde_json::Value = checked(response, url)
-                    .await?
-                    .json()
-                    .await
+                    .with_context(|| format!("cannot read the state of {url}"))?;
+                let state: serde_json::Value = serde_json::from_slice(&checked(reply, url)?)
                     .with_context(|| format!("{url} answered with something that is not JSON"))?;
                 let frontier = state["frontier"]
                     .as_object()
@@ -201,20 +191,30 @@ impl Reader {
     }
 }
 
-async fn checked(response: reqwest::Response, url: &str) -> anyhow::Result<reqwest::Response> {
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
+/// `host:port` of a server URL.
+fn host_port(url: &str) -> &str {
+    url.trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+}
+
+/// The body of a successful answer, or why it failed in a sentence.
+fn checked(reply: Reply, url: &str) -> anyhow::Result<bytes::Bytes> {
+    if reply.status.is_success() {
+        return Ok(reply.body);
     }
-    if status == reqwest::StatusCode::FORBIDDEN || status == reqwest::StatusCode::UNAUTHORIZED {
+    if reply.status == 404 {
         bail!(
-            "{url} refused: it needs the cluster token (--cluster-token or --cluster-token-file)"
+            "{url} has no log to read: name a controller's cluster listener (port 8001 by default), not its client port"
         );
     }
-    let text = response.text().await.unwrap_or_default();
     bail!(
-        "{url} answered {status}: {}",
-        text.chars().take(300).collect::<String>()
+        "{url} answered {}: {}",
+        reply.status,
+        String::from_utf8_lossy(&reply.body)
+            .chars()
+            .take(300)
+            .collect::<String>()
     )
 }
 

@@ -24,6 +24,10 @@ struct Cli {
         default_value = "http://127.0.0.1:8000"
     )]
     server: String,
+    /// PEM file of the certificates to trust for an `https://` server: its CA, or a whole
+    /// system bundle such as /etc/ssl/certs/ca-certificates.crt.
+    #[arg(long, global = true, env = "REDCLOUD_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     /// Print the server's answers as JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -101,7 +105,12 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let saved = config::load()?;
     let ctx = Context {
-        client: client::Client::new(&cli.server, saved.api_key, saved.frontier.clone())?,
+        client: client::Client::new(
+            &cli.server,
+            cli.ca_cert.as_deref(),
+            saved.api_key,
+            saved.frontier.clone(),
+        )?,
         json: cli.json,
     };
     let tags = |raw: &str| commands::split_tags(&[raw.to_owned()]);

@@ -15,6 +15,8 @@ struct Local {
     server: String,
     /// Every controller's URL (the first is `server`).
     servers: Vec<String>,
+    /// The CA the CLI trusts, when controllers serve clients over TLS.
+    ca_cert: Option<PathBuf>,
     dir: tempfile::TempDir,
 }
 
@@ -32,6 +34,16 @@ impl Local {
 
     /// `redcloud up` with `controllers` controllers on consecutive free ports.
     fn start_with(controllers: u16) -> Self {
+        Self::start_serving(controllers, None)
+    }
+
+    /// `redcloud up` whose controller serves clients over TLS with `tls` (certificate chain,
+    /// key, and the CA the CLI is told to trust).
+    fn start_tls(tls: (PathBuf, PathBuf, PathBuf)) -> Self {
+        Self::start_serving(1, Some(tls))
+    }
+
+    fn start_serving(controllers: u16, tls: Option<(PathBuf, PathBuf, PathBuf)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = (0..100)
             .map(|_| {
@@ -44,12 +56,22 @@ impl Local {
             .find(|p| (1..controllers).all(|i| TcpListener::bind(("127.0.0.1", p + i)).is_ok()))
             .unwrap();
         let listen = format!("127.0.0.1:{port}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let servers: Vec<String> = (0..controllers)
-            .map(|i| format!("http://127.0.0.1:{}", port + i))
+            .map(|i| format!("{scheme}://127.0.0.1:{}", port + i))
             .collect();
-        let up = Command::new(BIN)
+        let mut up = Command::new(BIN);
+        if let Some((cert, key, _)) = &tls {
+            up.arg("up")
+                .arg("--tls-cert")
+                .arg(cert)
+                .arg("--tls-key")
+                .arg(key);
+        } else {
+            up.arg("up");
+        }
+        let up = up
             .args([
-                "up",
                 "--controllers",
                 &controllers.to_string(),
                 "--chunkservers",
@@ -68,6 +90,7 @@ impl Local {
             up,
             server: servers[0].clone(),
             servers,
+            ca_cert: tls.map(|(_, _, ca)| ca),
             dir,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -93,7 +116,11 @@ impl Local {
         command
             .env("REDCLOUD_SERVER", &self.server)
             .env("REDCLOUD_CONFIG", self.dir.path().join("config.json"))
+            .env_remove("REDCLOUD_CA_CERT")
             .current_dir(self.dir.path());
+        if let Some(ca) = &self.ca_cert {
+            command.env("REDCLOUD_CA_CERT", ca);
+        }
         command
     }
 
@@ -387,4 +414,64 @@ fn a_user_sees_their_own_writes_through_every_controller() {
         config["frontier"].is_string(),
         "the token is kept: {config}"
     );
+}
+
+/// A CA, and a certificate it issued for 127.0.0.1 and localhost: (chain, key, CA) as PEM files.
+fn tls_files(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let paths = (
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("ca.pem"),
+    );
+    std::fs::write(&paths.0, cert.pem() + &ca.pem()).unwrap();
+    std::fs::write(&paths.1, key.serialize_pem()).unwrap();
+    std::fs::write(&paths.2, ca.pem()).unwrap();
+    paths
+}
+
+#[test]
+fn the_cli_speaks_https_to_a_controller_whose_ca_it_is_given() {
+    let certs = tempfile::tempdir().unwrap();
+    let local = Local::start_tls(tls_files(certs.path()));
+    assert!(local.server.starts_with("https://"), "{}", local.server);
+    local.ok(&["register", "tess", "pw of tess"]);
+    local.write("over-tls.txt", b"sent over TLS");
+    local.ok(&["add", "over-tls.txt", "--tags", "secure"]);
+    assert!(local.ok(&["list", "secure"]).contains("over-tls.txt"));
+
+    // Without the CA the CLI refuses the server's certificate, and says why.
+    let refused = local
+        .command()
+        .env_remove("REDCLOUD_CA_CERT")
+        .args(["list", "secure"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
+
+    // Plain HTTP to the TLS listener gets nothing.
+    let plain = local
+        .command()
+        .env(
+            "REDCLOUD_SERVER",
+            local.server.replace("https://", "http://"),
+        )
+        .args(["list", "secure"])
+        .output()
+        .unwrap();
+    assert!(!plain.status.success());
 }

@@ -15,24 +15,43 @@ use tonic::transport::Channel;
 use crate::cluster::{ChunkserverInfo, Registry};
 use crate::error::ApiError;
 
-/// A set of chunkservers to write to, chosen once per upload.
-pub type Targets = Arc<Vec<(ChunkserverInfo, ChunkserverClient<Channel>)>>;
+/// The chunkservers one upload writes to, chosen once per upload. A chunkserver that fell
+/// behind on one chunk is left out of the upload's later chunks; repair brings it the data.
+pub struct WriteTargets {
+    servers: Vec<(ChunkserverInfo, ChunkserverClient<Channel>)>,
+    left_behind: std::sync::Mutex<Vec<bool>>,
+}
 
-/// Chunk transfers with their timeout and durability requirement.
+/// A shared handle on an upload's targets.
+pub type Targets = Arc<WriteTargets>;
+
+/// How long chunk transfers may take.
+#[derive(Clone, Copy, Debug)]
+pub struct ChunkTimeouts {
+    /// Longest one read or write call may take.
+    pub call: Duration,
+    /// Longest a write waits for the remaining chunkservers once `min_replicas` copies are
+    /// durable.
+    pub straggler: Duration,
+}
+
+/// Chunk transfers with their timeouts and durability requirement.
 #[derive(Clone)]
 pub struct ChunkIo {
     registry: Arc<Registry>,
     timeout: Duration,
+    straggler: Duration,
     min_replicas: usize,
 }
 
 impl ChunkIo {
-    /// Transfers over the chunkservers in `registry`; each one may take `timeout`, and a write
-    /// needs `min_replicas` durable copies.
-    pub fn new(registry: Arc<Registry>, timeout: Duration, min_replicas: usize) -> Self {
+    /// Transfers over the chunkservers in `registry` within `timeouts`; a write needs
+    /// `min_replicas` durable copies.
+    pub fn new(registry: Arc<Registry>, timeouts: ChunkTimeouts, min_replicas: usize) -> Self {
         Self {
             registry,
-            timeout,
+            timeout: timeouts.call,
+            straggler: timeouts.straggler,
             min_replicas: min_replicas.max(1),
         }
     }
@@ -47,35 +66,81 @@ impl ChunkIo {
                 self.min_replicas
             )));
         }
-        Ok(Arc::new(targets))
+        let left_behind = std::sync::Mutex::new(vec![false; targets.len()]);
+        Ok(Arc::new(WriteTargets {
+            servers: targets,
+            left_behind,
+        }))
     }
 
-    /// Writes a chunk to every target at once; succeeds when `min_replicas` hold it.
+    /// Writes a chunk to every target of the upload at once; succeeds when `min_replicas` hold
+    /// it and every other target has stored it too or had [`ChunkTimeouts::straggler`] to do
+    /// so. A target that missed that deadline is left out of the upload's later chunks.
     pub async fn write(
         &self,
         targets: &Targets,
         id: ChunkId,
         data: Bytes,
     ) -> Result<usize, ApiError> {
-        let writes = targets.iter().map(|(info, client)| {
-            let mut client = client.clone();
-            let messages = write_messages(id, &data);
-            async move {
-                let call = client.write_chunk(tokio_stream::iter(messages));
-                let outcome = match tokio::time::timeout(self.timeout, call).await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(status)) => Err(status.code()),
-                    Err(_) => Err(tonic::Code::DeadlineExceeded),
-                };
-                if let Err(code) = outcome {
-                    tracing::warn!(chunk = %id, chunkserver = %info.node_id, ?code, "chunk write failed");
+        let skipped = targets
+            .left_behind
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut writes: futures_util::stream::FuturesUnordered<_> = targets
+            .servers
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| !skipped[*index])
+            .map(|(index, (info, client))| {
+                let mut client = client.clone();
+                let messages = write_messages(id, &data);
+                async move {
+                    let call = client.write_chunk(tokio_stream::iter(messages));
+                    let outcome = match tokio::time::timeout(self.timeout, call).await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(status)) => Err(status.code()),
+                        Err(_) => Err(tonic::Code::DeadlineExceeded),
+                    };
+                    if let Err(code) = outcome {
+                        tracing::warn!(chunk = %id, chunkserver = %info.node_id, ?code, "chunk write failed");
+                    }
+                    (index, outcome)
                 }
-                outcome
+            })
+            .collect();
+        let mut outcomes = Vec::with_capacity(writes.len());
+        let mut finished = vec![false; targets.servers.len()];
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let next = match deadline {
+                None => writes.next().await,
+                Some(at) => match tokio::time::timeout_at(at, writes.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+            };
+            let Some((index, outcome)) = next else { break };
+            finished[index] = true;
+            outcomes.push(outcome);
+            let stored = outcomes.iter().filter(|o| o.is_ok()).count();
+            if stored >= self.min_replicas && deadline.is_none() {
+                deadline = Some(tokio::time::Instant::now() + self.straggler);
             }
-        });
-        let outcomes = futures_util::future::join_all(writes).await;
+        }
+        drop(writes);
         let stored = outcomes.iter().filter(|o| o.is_ok()).count();
         if stored >= self.min_replicas {
+            let mut left_behind = targets
+                .left_behind
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (index, (info, _)) in targets.servers.iter().enumerate() {
+                if !skipped[index] && !finished[index] {
+                    tracing::warn!(chunk = %id, chunkserver = %info.node_id, "chunkserver too slow; left out of this upload, repair will copy its chunks");
+                    left_behind[index] = true;
+                }
+            }
             return Ok(stored);
         }
         if !outcomes.is_empty()

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
+use redcloud_link::ClusterLink;
 use redcloud_proto::chunkserver::chunkserver_client::ChunkserverClient;
 use redcloud_types::Heartbeat;
 use tonic::transport::{Channel, Endpoint};
@@ -53,11 +54,16 @@ pub enum HeartbeatNews {
 /// Every chunkserver known, by node id.
 pub struct Registry {
     timeout: Duration,
+    link: ClusterLink,
     entries: RwLock<BTreeMap<String, Entry>>,
 }
 
-fn client_for(address: &str) -> Option<ChunkserverClient<Channel>> {
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+/// A lazily connected client for the chunkserver at `address`, over `link`.
+pub fn client_for(link: &ClusterLink, address: &str) -> Option<ChunkserverClient<Channel>> {
+    let endpoint = Endpoint::from_shared(format!("{}://{address}", link.grpc_scheme())).ok()?;
+    let endpoint = link
+        .tonic_endpoint(endpoint)
+        .map_err(|error| tracing::warn!(%address, %error, "cannot set up TLS to a chunkserver"))
         .ok()?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
@@ -71,10 +77,12 @@ fn client_for(address: &str) -> Option<ChunkserverClient<Channel>> {
 }
 
 impl Registry {
-    /// An empty registry; chunkservers silent for `timeout` count as failed.
-    pub fn new(timeout: Duration) -> Self {
+    /// An empty registry; chunkservers silent for `timeout` count as failed; they are called
+    /// over `link`.
+    pub fn new(timeout: Duration, link: ClusterLink) -> Self {
         Self {
             timeout,
+            link,
             entries: RwLock::new(BTreeMap::new()),
         }
     }
@@ -93,13 +101,15 @@ impl Registry {
             Some(_) => HeartbeatNews::Nothing,
         };
         let client = match (news, known) {
-            (HeartbeatNews::NewAddress, _) | (_, None) => match client_for(&beat.address) {
-                Some(client) => client,
-                None => {
-                    tracing::warn!(node = %beat.node_id, address = %beat.address, "heartbeat with an unusable address");
-                    return HeartbeatNews::Nothing;
+            (HeartbeatNews::NewAddress, _) | (_, None) => {
+                match client_for(&self.link, &beat.address) {
+                    Some(client) => client,
+                    None => {
+                        tracing::warn!(node = %beat.node_id, address = %beat.address, "heartbeat with an unusable address");
+                        return HeartbeatNews::Nothing;
+                    }
                 }
-            },
+            }
             (_, Some(entry)) => entry.client.clone(),
         };
         let info = ChunkserverInfo {
@@ -128,7 +138,7 @@ impl Registry {
         {
             return;
         }
-        let Some(client) = client_for(address) else {
+        let Some(client) = client_for(&self.link, address) else {
             return;
         };
         let previous = entries.remove(node_id).map(|e| e.info);
@@ -194,7 +204,7 @@ impl Registry {
             }
             let client = match entries.get(&news.node_id) {
                 Some(entry) if entry.info.address == news.address => entry.client.clone(),
-                _ => match client_for(&news.address) {
+                _ => match client_for(&self.link, &news.address) {
                     Some(client) => client,
                     None => continue,
                 },
@@ -270,7 +280,7 @@ mod tests {
 
     #[tokio::test]
     async fn health_follows_heartbeats() {
-        let registry = Registry::new(Duration::from_secs(30));
+        let registry = Registry::new(Duration::from_secs(30), redcloud_link::ClusterLink::Plain);
         let t0 = Instant::now();
         assert_eq!(
             registry.heartbeat(&beat("a", "127.0.0.1:1"), t0),
@@ -301,7 +311,7 @@ mod tests {
 
     #[tokio::test]
     async fn chunkservers_learned_from_the_log_are_not_write_targets() {
-        let registry = Registry::new(Duration::from_secs(30));
+        let registry = Registry::new(Duration::from_secs(30), redcloud_link::ClusterLink::Plain);
         let now = Instant::now();
         registry.learn("b", "127.0.0.1:3");
         assert!(registry.healthy(now).is_empty());
@@ -319,8 +329,8 @@ mod tests {
     async fn a_heartbeat_heard_by_a_peer_counts_here_too() {
         let t0 = Instant::now() + Duration::from_secs(60);
         let (here, there) = (
-            Registry::new(Duration::from_secs(30)),
-            Registry::new(Duration::from_secs(30)),
+            Registry::new(Duration::from_secs(30), redcloud_link::ClusterLink::Plain),
+            Registry::new(Duration::from_secs(30), redcloud_link::ClusterLink::Plain),
         );
         there.heartbeat(&beat("a", "127.0.0.1:1"), t0);
         let told = there.heard(t0 + Duration::from_secs(5));

@@ -7,6 +7,10 @@ use std::time::Duration;
 use clap::Parser;
 
 const DEFAULT_LISTEN: &str = "0.0.0.0:8000";
+const DEFAULT_CLUSTER_LISTEN: &str = "0.0.0.0:8001";
+/// The cluster listener's port where a peer or seed names only a host.
+pub const DEFAULT_CLUSTER_PORT: u16 = 8001;
+const DEFAULT_CHUNK_WRITE_TIMEOUT_MS: u64 = 5_000;
 const DEFAULT_DATA_DIR: &str = "redcloud-data/controller";
 const DEFAULT_DISCOVERY_DNS: &str = "controller";
 const DEFAULT_CHUNK_SIZE_BYTES: u64 = 4 * 1024 * 1024;
@@ -28,13 +32,29 @@ const DEFAULT_GC_DELETIONS_PER_ROUND: usize = 1024;
 #[derive(Parser, Debug, Clone)]
 #[command(name = "redcloud-controller", version)]
 pub struct Config {
-    /// Address the HTTP and gRPC APIs listen on.
+    /// Address the client listener binds: the HTTP and gRPC APIs, `/health`, `/ready`,
+    /// `/metrics` and `/status`. Serves nothing to other nodes.
     #[arg(long, env = "REDCLOUD_CONTROLLER_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
-    /// Address (host:port) other controllers dial. Detected from the routing table when not given.
+    /// Address the cluster listener binds: other controllers, chunkservers and `redcloud log
+    /// --server`, over mutual TLS keyed by the cluster secret.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_CLUSTER_LISTEN", default_value = DEFAULT_CLUSTER_LISTEN)]
+    pub cluster_listen: SocketAddr,
+
+    /// Address (host:port) of the cluster listener that other nodes dial. Detected from the
+    /// routing table when not given.
     #[arg(long, env = "REDCLOUD_CONTROLLER_ADVERTISE")]
     pub advertise: Option<String>,
+
+    /// PEM certificate chain for TLS on the client listener (with --tls-key). Without it the
+    /// client listener speaks plain HTTP.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 
     /// Directory holding the event log, the read model and the node id.
     #[arg(long, env = "REDCLOUD_CONTROLLER_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
@@ -44,7 +64,8 @@ pub struct Config {
     #[arg(long, env = "REDCLOUD_CONTROLLER_NODE_ID")]
     pub node_id: Option<String>,
 
-    /// Other controllers to start from (host:port, comma-separated).
+    /// Other controllers to start from: their cluster listeners (host:port, or a host for port
+    /// 8001), comma-separated.
     #[arg(long, env = "REDCLOUD_CONTROLLER_PEERS", value_delimiter = ',')]
     pub peers: Vec<String>,
 
@@ -52,7 +73,7 @@ pub struct Config {
     #[arg(long, env = "REDCLOUD_CONTROLLER_DISCOVERY_DNS", default_value = DEFAULT_DISCOVERY_DNS)]
     pub discovery_dns: String,
 
-    /// The cluster token.
+    /// The cluster secret.
     #[command(flatten)]
     pub cluster_token: redcloud_types::ClusterTokenArgs,
 
@@ -76,6 +97,11 @@ pub struct Config {
     /// A chunkserver silent this long is marked failed.
     #[arg(long, env = "REDCLOUD_CONTROLLER_CHUNKSERVER_TIMEOUT_MS", default_value_t = DEFAULT_CHUNKSERVER_TIMEOUT_MS)]
     pub chunkserver_timeout_ms: u64,
+
+    /// Longest an upload waits for a chunkserver to store one chunk once `--min-replicas`
+    /// copies are durable; a slower chunkserver is left behind and gets the chunk from repair.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_CHUNK_WRITE_TIMEOUT_MS", default_value_t = DEFAULT_CHUNK_WRITE_TIMEOUT_MS)]
+    pub chunk_write_timeout_ms: u64,
 
     /// Longest a single chunk read or write to a chunkserver may take.
     #[arg(long, env = "REDCLOUD_CONTROLLER_CHUNK_IO_TIMEOUT_MS", default_value_t = DEFAULT_CHUNK_IO_TIMEOUT_MS)]
@@ -127,7 +153,10 @@ impl Config {
     pub fn for_test(dir: PathBuf) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cluster_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             advertise: None,
+            tls_cert: None,
+            tls_key: None,
             data_dir: dir,
             node_id: None,
             peers: Vec::new(),
@@ -138,6 +167,7 @@ impl Config {
             upload_pipeline_chunks: DEFAULT_UPLOAD_PIPELINE_CHUNKS,
             upload_max_bytes: None,
             chunkserver_timeout_ms: DEFAULT_CHUNKSERVER_TIMEOUT_MS,
+            chunk_write_timeout_ms: DEFAULT_CHUNK_WRITE_TIMEOUT_MS,
             chunk_io_timeout_ms: DEFAULT_CHUNK_IO_TIMEOUT_MS,
             gossip_interval_ms: DEFAULT_GOSSIP_INTERVAL_MS,
             discovery_interval_ms: DEFAULT_DISCOVERY_INTERVAL_MS,
@@ -167,9 +197,17 @@ impl Config {
         Ok(())
     }
 
-    /// The cluster token, read from its file when given that way.
+    /// The cluster secret, read from its file when given that way.
     pub fn cluster_token(&self) -> std::io::Result<Option<String>> {
         self.cluster_token.resolve()
+    }
+
+    /// `--peers` as cluster listener addresses: a bare host means the default cluster port.
+    pub fn peer_addresses(&self) -> Vec<String> {
+        self.peers
+            .iter()
+            .map(|peer| redcloud_types::with_default_port(peer, DEFAULT_CLUSTER_PORT))
+            .collect()
     }
 }
 

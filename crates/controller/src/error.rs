@@ -88,6 +88,13 @@ pub enum ApiError {
     /// The node could not catch up with the client's frontier in time (503).
     #[error("This controller has not caught up with your earlier writes yet; retry shortly")]
     NotCaughtUp,
+    /// A frontier token names operations of an origin this node never heard of (400); nothing
+    /// was waited for.
+    #[error("The frontier token names {unknown_origins} origin(s) this cluster never had")]
+    InvalidFrontier {
+        /// How many of its origins are unknown here.
+        unknown_origins: usize,
+    },
     /// Anything else (500). The detail is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -161,7 +168,8 @@ impl ApiError {
             ApiError::UserAlreadyExists => ErrorCode::AlreadyExists,
             ApiError::InvalidTagQuery(_)
             | ApiError::InvalidRequest(_)
-            | ApiError::UploadWithoutTags => ErrorCode::BadRequest,
+            | ApiError::UploadWithoutTags
+            | ApiError::InvalidFrontier { .. } => ErrorCode::BadRequest,
             ApiError::FileNotFound(_) => ErrorCode::NotFound,
             ApiError::Forbidden => ErrorCode::Forbidden,
             ApiError::ChunkserverUnavailable(_) | ApiError::NotCaughtUp => ErrorCode::Unavailable,
@@ -182,6 +190,7 @@ impl ApiError {
             ApiError::StorageFull => Some("STORAGE_FULL"),
             ApiError::PayloadTooLarge { .. } => Some("PAYLOAD_TOO_LARGE"),
             ApiError::NotCaughtUp => Some("NOT_CAUGHT_UP"),
+            ApiError::InvalidFrontier { .. } => Some("INVALID_FRONTIER"),
             ApiError::Internal(_) => Some("INTERNAL_ERROR"),
             ApiError::ChecksumMismatch { .. } => Some("CHECKSUM_MISMATCH"),
             ApiError::Validation(_)
@@ -323,6 +332,11 @@ mod tests {
                 Some("PAYLOAD_TOO_LARGE"),
             ),
             (ApiError::NotCaughtUp, 503, Some("NOT_CAUGHT_UP")),
+            (
+                ApiError::InvalidFrontier { unknown_origins: 3 },
+                400,
+                Some("INVALID_FRONTIER"),
+            ),
             (
                 ApiError::Internal("disk /secret/path exploded".into()),
                 500,

@@ -1,5 +1,6 @@
 //! RedCloud's controller: keeps metadata as a replicated event log projected into SQLite,
-//! serves the HTTP and gRPC client APIs on one port, and places chunks on chunkservers.
+//! serves the HTTP and gRPC client APIs on its client listener and other nodes on its cluster
+//! listener (mutual TLS), and places chunks on chunkservers.
 
 mod chunks;
 mod cluster;
@@ -8,6 +9,7 @@ mod error;
 mod grpc;
 mod http;
 pub mod inspect;
+mod internal;
 mod log_worker;
 mod meta;
 mod metrics;
@@ -25,7 +27,7 @@ use redcloud_eventlog::{GossipConfig, NodeId};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::Config;
+pub use config::{Config, DEFAULT_CLUSTER_PORT};
 pub use error::{ApiError, ErrorCode};
 pub use meta::MetaOp;
 pub use readmodel::{
@@ -42,9 +44,31 @@ pub enum RunError {
     /// A configuration value is unusable.
     #[error("configuration: {0}")]
     Config(String),
+    /// The cluster link cannot be set up (no secret on an exposed listener, a weak secret,
+    /// unreadable TLS files).
+    #[error("{0}")]
+    Link(#[from] redcloud_link::LinkError),
     /// Serving failed.
     #[error("server: {0}")]
     Serve(#[from] std::io::Error),
+}
+
+/// The two sockets a controller serves: clients on one, other nodes on the other.
+pub struct Listeners {
+    /// The client listener (`--listen`).
+    pub client: TcpListener,
+    /// The cluster listener (`--cluster-listen`).
+    pub cluster: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the addresses of `config`.
+    pub async fn bind(config: &Config) -> std::io::Result<Self> {
+        Ok(Self {
+            client: TcpListener::bind(config.listen).await?,
+            cluster: TcpListener::bind(config.cluster_listen).await?,
+        })
+    }
 }
 
 fn node_id(config: &Config) -> Result<NodeId, RunError> {
@@ -62,10 +86,10 @@ fn node_id(config: &Config) -> Result<NodeId, RunError> {
     }
 }
 
-/// Serves on `listener` until `shutdown` is cancelled.
+/// Serves on `listeners` until `shutdown` is cancelled.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
@@ -75,14 +99,25 @@ pub async fn run(
     let node_id = node_id(&config)?;
     let cluster_token = config
         .cluster_token()
-        .map_err(|e| RunError::Config(format!("cluster token file: {e}")))?;
+        .map_err(|e| RunError::Config(format!("cluster secret file: {e}")))?;
+    let cluster_local = listeners.cluster.local_addr()?;
+    let redcloud_link::NodeLink { link, exposed } = redcloud_link::choose_link(
+        cluster_token.as_deref(),
+        config.cluster_token.insecure,
+        cluster_local,
+    )?;
+    let client_tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(redcloud_link::client_listener_config(cert, key)?),
+        _ => None,
+    };
     let gossip = GossipConfig {
         anti_entropy_interval: Duration::from_millis(config.gossip_interval_ms.max(1)),
         ..GossipConfig::default()
     };
-    let registry = Arc::new(cluster::Registry::new(Duration::from_millis(
-        config.chunkserver_timeout_ms,
-    )));
+    let registry = Arc::new(cluster::Registry::new(
+        Duration::from_millis(config.chunkserver_timeout_ms),
+        link.clone(),
+    ));
     // Messages for peers wait here; when the sender falls behind they are dropped, and
     // anti-entropy repeats whatever mattered.
     let (outbound, outbound_rx) = tokio::sync::mpsc::channel(4096);
@@ -121,7 +156,10 @@ pub async fn run(
     }
     let chunk_io = chunks::ChunkIo::new(
         Arc::clone(&registry),
-        Duration::from_millis(config.chunk_io_timeout_ms),
+        chunks::ChunkTimeouts {
+            call: Duration::from_millis(config.chunk_io_timeout_ms),
+            straggler: Duration::from_millis(config.chunk_write_timeout_ms),
+        },
         config.min_replicas,
     );
     let limits = upload::UploadLimits {
@@ -142,14 +180,14 @@ pub async fn run(
         limits,
         registering: tokio::sync::Mutex::new(()),
     };
-    let local = listener.local_addr()?;
-    let mut seeds = config.peers.clone();
+    let local = listeners.client.local_addr()?;
+    let mut seeds = config.peer_addresses();
     if !config.discovery_dns.is_empty() {
-        seeds.push(format!("{}:{}", config.discovery_dns, local.port()));
+        seeds.push(format!("{}:{}", config.discovery_dns, cluster_local.port()));
     }
     let advertise = redcloud_types::advertise::Advertise::new(
         config.advertise.clone(),
-        local,
+        cluster_local,
         &redcloud_types::resolve_all(&seeds).await,
     );
     let membership = Arc::new(peers::Membership::new(node_id, advertise.clone()));
@@ -157,7 +195,7 @@ pub async fn run(
         Arc::clone(&membership),
         Arc::clone(&metrics),
         outbound_rx,
-        cluster_token.clone(),
+        link.clone(),
         shutdown.clone(),
     ));
     let (joined, mut joined_rx) = tokio::sync::mpsc::channel(64);
@@ -165,7 +203,7 @@ pub async fn run(
         Arc::clone(&membership),
         Arc::clone(&registry),
         seeds.clone(),
-        cluster_token.clone(),
+        link.clone(),
         Duration::from_millis(config.discovery_interval_ms.max(10)),
         joined,
         shutdown.clone(),
@@ -211,10 +249,11 @@ pub async fn run(
     let state = Arc::new(http::AppState {
         service,
         registry,
-        cluster_token: cluster_token.clone(),
+        insecure: exposed,
         node_id,
         membership,
         catch_up_timeout: Duration::from_millis(config.catch_up_timeout_ms),
+        catch_up_waiters: tokio::sync::Semaphore::new(http::CATCH_UP_WAITERS),
         metrics,
         ledger,
     });
@@ -222,30 +261,45 @@ pub async fn run(
     tracing::info!(
         node_id = %node_id,
         listen = %local,
+        cluster_listen = %cluster_local,
+        client_tls = client_tls.is_some(),
         advertise = %advertise.address(),
         seeds = ?seeds,
         data_dir = %config.data_dir.display(),
         chunk_size_bytes = limits.chunk_size,
         min_replicas = config.min_replicas,
         known_chunkservers = known.len(),
-        cluster_token = if cluster_token.is_some() { "set" } else { "none" },
+        cluster_link = if link.is_secure() { "mutual TLS" } else { "plain TCP" },
         "controller starting"
     );
+    if exposed {
+        tokio::spawn(redcloud_link::remind_insecure(
+            cluster_local,
+            shutdown.clone(),
+        ));
+    }
 
     let grpc = redcloud_proto::files::files_server::FilesServer::new(grpc::FilesApi::new(
         Arc::clone(&state),
     ))
     .max_decoding_message_size(cluster::MAX_MESSAGE_BYTES);
-    // gRPC and HTTP share the port: gRPC calls live under the service's own path prefix.
-    let app = http::router(state).route_service("/redcloud.files.v1.Files/{*method}", grpc);
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    // gRPC and HTTP share the client port: gRPC calls live under the service's own path prefix.
+    let clients =
+        http::router(Arc::clone(&state)).route_service("/redcloud.files.v1.Files/{*method}", grpc);
+    let nodes = internal::router(state);
+    let client_server = axum::serve(
+        redcloud_link::ServeListener::new(listeners.client, client_tls),
+        clients.into_make_service_with_connect_info::<redcloud_link::RemoteAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let cluster_server = axum::serve(
+        redcloud_link::ServeListener::new(listeners.cluster, link.server_config()),
+        nodes,
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let served = tokio::try_join!(client_server.into_future(), cluster_server.into_future());
+    shutdown.cancel();
+    served?;
     tracing::info!("controller stopped");
     Ok(())
 }

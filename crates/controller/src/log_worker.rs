@@ -25,6 +25,16 @@ use crate::error::ApiError;
 use crate::meta::MetaOp;
 use crate::readmodel::{Projection, ReadModelError};
 
+/// Largest encoded operation the log takes. A gossip message carries up to
+/// `GossipConfig::page_max_bytes` of operations plus at most one more, and the cluster
+/// listener accepts messages of `crate::internal::GOSSIP_BODY_LIMIT_BYTES`: both together
+/// stay within it, so every operation can reach every controller.
+pub const MAX_OP_BYTES: usize = 8 * 1024 * 1024;
+
+fn encoded_len(op: &MetaOp) -> usize {
+    rmp_serde::to_vec(op).map_or(usize::MAX, |bytes| bytes.len())
+}
+
 /// Requests queued for the worker before senders wait.
 const QUEUE_CAPACITY: usize = 1024;
 /// Most queued appends folded into one batch.
@@ -139,8 +149,23 @@ impl LogHandle {
         let _ = self.tx.try_send(Command::SyncNow);
     }
 
-    /// Appends `ops` durably and projects them; returns the frontier that includes them.
+    /// Appends `ops` durably and projects them; returns the frontier that includes them. An
+    /// operation larger than [`MAX_OP_BYTES`] is refused before anything is written: it could
+    /// never travel to another controller.
     pub async fn append(&self, ops: Vec<MetaOp>) -> Result<VersionVector, ApiError> {
+        if let Some(size) = ops
+            .iter()
+            .map(encoded_len)
+            .find(|size| *size > MAX_OP_BYTES)
+        {
+            tracing::warn!(
+                size,
+                "refused an operation larger than a gossip message allows"
+            );
+            return Err(ApiError::PayloadTooLarge {
+                limit: MAX_OP_BYTES as u64,
+            });
+        }
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Command::Append { ops, reply })

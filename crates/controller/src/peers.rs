@@ -10,8 +10,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use axum::http::header::{CONTENT_TYPE, HeaderName};
+use bytes::Bytes;
 use redcloud_eventlog::{NodeId, Transmit};
-use redcloud_types::CLUSTER_TOKEN_HEADER;
+use redcloud_link::{ClusterClient, ClusterLink};
 use redcloud_types::advertise::Advertise;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc};
@@ -28,6 +30,10 @@ pub const ADVERTISE_HEADER: &str = "x-redcloud-advertise";
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Longest a peer may take to answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest `/internal/peers` answer read.
+const PEER_LIST_LIMIT_BYTES: usize = 4 * 1024 * 1024;
+/// Largest answer to a gossip post read (it answers with a status only).
+const GOSSIP_REPLY_LIMIT_BYTES: usize = 64 * 1024;
 /// Gossip requests in flight at once to one peer. Each peer has its own allowance, so a
 /// frozen peer (whose requests all hang until they time out) never takes another's.
 const SENDS_IN_FLIGHT_PER_PEER: usize = 8;
@@ -165,17 +171,9 @@ impl Membership {
     }
 }
 
-/// The HTTP client every controller-to-controller request uses.
-pub fn peer_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT)
-        .tcp_nodelay(true)
-        // A connection that went dead during a partition is not kept around to be waited on.
-        .pool_idle_timeout(Duration::from_secs(10))
-        .build()
-        .expect("a plain-HTTP client with no TLS always builds")
+/// The client every controller-to-controller request uses.
+pub fn peer_client(link: &ClusterLink) -> ClusterClient {
+    ClusterClient::new(link, CONNECT_TIMEOUT, REQUEST_TIMEOUT)
 }
 
 /// Sends the core's messages until the channel closes or `shutdown` is cancelled.
@@ -183,13 +181,13 @@ pub async fn run_sender(
     membership: Arc<Membership>,
     metrics: Arc<crate::metrics::Metrics>,
     mut outbound: mpsc::Receiver<Transmit<MetaOp>>,
-    token: Option<String>,
+    link: ClusterLink,
     shutdown: CancellationToken,
 ) {
     // One client, and so one connection pool, per peer: when a request to a peer fails, its
     // client is replaced, so connections that died during a partition are dropped rather than
     // waited on again after it heals.
-    let mut clients: BTreeMap<NodeId, reqwest::Client> = BTreeMap::new();
+    let mut clients: BTreeMap<NodeId, ClusterClient> = BTreeMap::new();
     let (failed, mut failures) = mpsc::channel::<NodeId>(SENDS_IN_FLIGHT_PER_PEER * 4);
     let mut slots: BTreeMap<NodeId, Arc<Semaphore>> = BTreeMap::new();
     loop {
@@ -214,30 +212,44 @@ pub async fn run_sender(
             tracing::debug!(peer = %transmit.to, "too many gossip requests in flight to this peer; message dropped");
             continue;
         };
-        let http = clients.entry(transmit.to).or_insert_with(peer_client);
-        let body = transmit.message.encode();
+        let http = clients
+            .entry(transmit.to)
+            .or_insert_with(|| peer_client(&link))
+            .clone();
+        let body = Bytes::from(transmit.message.encode());
         metrics
             .gossip_sent
             .get_or_create(&crate::metrics::KindLabels::of(&transmit.message))
             .inc();
         metrics.gossip_sent_bytes.inc_by(body.len() as u64);
-        let mut request = http
-            .post(format!("http://{address}/internal/gossip"))
-            .header(NODE_HEADER, membership.me().to_string())
-            .header(ADVERTISE_HEADER, membership.address())
-            .header(reqwest::header::CONTENT_TYPE, "application/msgpack")
-            .body(body);
-        if let Some(token) = &token {
-            request = request.header(CLUSTER_TOKEN_HEADER, token);
-        }
+        let headers = [
+            (
+                HeaderName::from_static(NODE_HEADER),
+                membership.me().to_string(),
+            ),
+            (
+                HeaderName::from_static(ADVERTISE_HEADER),
+                membership.address(),
+            ),
+            (CONTENT_TYPE, "application/msgpack".to_owned()),
+        ];
         let failed = failed.clone();
         let send_failures = metrics.gossip_send_failures.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            match request.send().await {
-                Ok(response) if response.status().is_success() => {}
-                Ok(response) => {
-                    tracing::debug!(peer = %transmit.to, status = %response.status(), "gossip refused");
+            let sent = http
+                .post(
+                    &address,
+                    "/internal/gossip",
+                    &headers,
+                    body,
+                    GOSSIP_REPLY_LIMIT_BYTES,
+                )
+                .await;
+            match sent {
+                Ok(reply) if reply.status.is_success() => {}
+                Ok(reply) => {
+                    tracing::debug!(peer = %transmit.to, status = %reply.status, "gossip refused");
                 }
                 Err(error) => {
                     tracing::debug!(peer = %transmit.to, %error, "gossip failed");
@@ -257,12 +269,12 @@ pub async fn run_discovery(
     membership: Arc<Membership>,
     registry: Arc<Registry>,
     seeds: Vec<String>,
-    token: Option<String>,
+    link: ClusterLink,
     interval: Duration,
     joined: mpsc::Sender<NodeId>,
     shutdown: CancellationToken,
 ) {
-    let http = peer_client();
+    let http = peer_client(&link);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -285,14 +297,24 @@ pub async fn run_discovery(
             if already && !known.iter().any(|p| p.address == address) {
                 continue;
             }
-            let mut request = http.get(format!("http://{address}/internal/peers"));
-            if let Some(token) = &token {
-                request = request.header(CLUSTER_TOKEN_HEADER, token);
-            }
-            let Ok(response) = request.send().await else {
-                continue;
+            let list = match http
+                .get(&address, "/internal/peers", PEER_LIST_LIMIT_BYTES)
+                .await
+            {
+                Ok(reply) if reply.status.is_success() => {
+                    serde_json::from_slice::<PeerList>(&reply.body)
+                }
+                Ok(reply) => {
+                    tracing::debug!(%address, status = %reply.status, "peer list refused");
+                    continue;
+                }
+                Err(error) => {
+                    tracing::debug!(%address, %error, "cannot ask for the peer list");
+                    continue;
+                }
             };
-            let Ok(list) = response.json::<PeerList>().await else {
+            let Ok(list) = list else {
+                tracing::debug!(%address, "undecodable peer list");
                 continue;
             };
             registry.merge_heard(&list.chunkservers, Instant::now());

@@ -30,6 +30,9 @@ pub struct ClusterStatus {
     pub replication: ReplicationStatus,
     /// What the repair service and garbage collection have done.
     pub repair: RepairStatus,
+    /// The answering controller runs `--insecure`: its cluster listener takes anyone.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 /// One controller.
@@ -200,6 +203,7 @@ pub fn gather(
     registry: &Registry,
     ledger: &RepairLedger,
     frontiers: &crate::log_worker::PeerFrontiers,
+    insecure: bool,
 ) -> ClusterStatus {
     let now = Instant::now();
     let me = membership.me();
@@ -258,6 +262,7 @@ pub fn gather(
         chunkservers,
         replication,
         repair,
+        insecure,
     }
 }
 
@@ -345,7 +350,7 @@ td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 code {{ font-size: .95em; }}
 </style></head><body>
 <h1>RedCloud Files — cluster status</h1>
-<div class="sub">As seen by controller <code>{node}</code> · {ops} operations in its log · refreshes every {REFRESH_SECONDS} s</div>
+{insecure}<div class="sub">As seen by controller <code>{node}</code> · {ops} operations in its log · refreshes every {REFRESH_SECONDS} s</div>
 <div class="cards">
 <div class="card">Controllers reachable<b>{reachable} / {controllers}</b></div>
 <div class="card">Chunkservers healthy<b>{healthy} / {chunkservers}</b></div>
@@ -356,6 +361,11 @@ code {{ font-size: .95em; }}
 <table><tr><th>Node</th><th>Address</th><th>State</th><th>Last heard</th><th>Ops it lacks</th><th>Ops we lack</th></tr>
 "#,
         node = escape(&status.node_id),
+        insecure = if status.insecure {
+            "<p class=\"bad\" role=\"alert\">Insecure: this controller runs without a cluster secret (--insecure). Anyone who can reach its cluster listener can read and change all metadata and data.</p>\n"
+        } else {
+            ""
+        },
         ops = status.operations,
         controllers = status.controllers.len(),
         chunkservers = status.chunkservers.len(),
@@ -455,11 +465,18 @@ mod tests {
             chunkservers: Vec::new(),
             replication: ReplicationStatus::default(),
             repair: RepairStatus::default(),
+            insecure: false,
         };
         let html = render_html(&status);
         assert!(!html.contains("<script>"));
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(html.contains("http-equiv=\"refresh\""));
+        assert!(!html.contains("Insecure"));
+        let insecure = render_html(&ClusterStatus {
+            insecure: true,
+            ..status
+        });
+        assert!(insecure.contains("runs without a cluster secret (--insecure)"));
     }
 
     #[test]

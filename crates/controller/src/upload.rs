@@ -40,6 +40,10 @@ pub struct UploadLimits {
 
 type ChunkWrite = AbortOnDropHandle<Result<ChunkId, ApiError>>;
 
+/// Most chunks one file may have: its `FileAdded` operation lists them all and must stay
+/// within `log_worker::MAX_OP_BYTES` (at 4 MiB chunks, files of up to 390 GiB).
+pub const MAX_CHUNKS_PER_FILE: u64 = 100_000;
+
 /// Stores everything `body` yields. On any error the chunk writes still in flight are
 /// cancelled; chunks already stored are collected later as unreferenced.
 pub async fn store_stream<S, E>(
@@ -58,12 +62,16 @@ where
     let mut chunks = Vec::new();
     let mut buffer = BytesMut::with_capacity(chunk_size);
     let mut size = 0u64;
+    let chunk_limit = chunk_size as u64 * MAX_CHUNKS_PER_FILE;
+    let max_bytes = limits
+        .max_bytes
+        .map_or(chunk_limit, |limit| limit.min(chunk_limit));
     while let Some(piece) = body.next().await {
         let mut piece =
             piece.map_err(|e| ApiError::InvalidRequest(format!("upload interrupted: {e}")))?;
         size += piece.len() as u64;
-        if let Some(limit) = limits.max_bytes.filter(|limit| size > *limit) {
-            return Err(ApiError::PayloadTooLarge { limit });
+        if size > max_bytes {
+            return Err(ApiError::PayloadTooLarge { limit: max_bytes });
         }
         while !piece.is_empty() {
             let take = (chunk_size - buffer.len()).min(piece.len());
@@ -134,4 +142,30 @@ fn joined(
     written: Result<Result<ChunkId, ApiError>, tokio::task::JoinError>,
 ) -> Result<ChunkId, ApiError> {
     written.map_err(ApiError::internal)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_file_has_an_operation_that_fits_a_gossip_message() {
+        let chunks = vec![ChunkId::of(b"any chunk"); MAX_CHUNKS_PER_FILE as usize];
+        let op = crate::meta::MetaOp::FileAdded {
+            file_id: uuid::Uuid::new_v4(),
+            owner_id: uuid::Uuid::new_v4(),
+            name: "n".repeat(255),
+            size: u64::MAX,
+            chunk_size: u64::MAX,
+            chunks,
+            tags: vec!["t".repeat(128); 1000],
+            created_at_ms: u64::MAX,
+            replaces: vec![uuid::Uuid::new_v4(); 16],
+        };
+        let size = rmp_serde::to_vec(&op).unwrap().len();
+        assert!(
+            size < crate::log_worker::MAX_OP_BYTES,
+            "{size} bytes for the largest file's operation"
+        );
+    }
 }

@@ -152,6 +152,8 @@ impl Sim {
             fanout: rng.random_range(1..=3),
             anti_entropy_interval: Duration::from_millis(rng.random_range(200..=1000)),
             page_max_ops: rng.random_range(1..=32),
+            // Small enough that the byte bound, not the count, often ends a page or a push.
+            page_max_bytes: rng.random_range(1..=2_000),
             buffer_max_ops: rng.random_range(0..=64),
             suspect_after: Duration::from_millis(rng.random_range(1000..=3000)),
             max_clock_drift: Duration::from_millis(rng.random_range(60_000..=600_000)),

@@ -186,14 +186,16 @@ impl tower_service::Service<Uri> for Connector {
                 let Some(tls) = &this.tls else {
                     return Ok(Conn(TokioIo::new(Either::Left(tcp))));
                 };
-                let name = ServerName::try_from(CLUSTER_SERVER_NAME)
-                    .map_err(std::io::Error::other)?;
+                let name =
+                    ServerName::try_from(CLUSTER_SERVER_NAME).map_err(std::io::Error::other)?;
                 let stream = tls.connect(name, tcp).await?;
                 Ok(Conn(TokioIo::new(Either::Right(stream))))
             };
             tokio::time::timeout(this.connect_timeout, connect)
                 .await
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+                })?
         })
     }
 }

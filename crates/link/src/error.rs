@@ -13,6 +13,14 @@ pub enum LinkError {
         /// Bytes needed.
         min: usize,
     },
+    /// No secret, and a cluster listener other machines can reach.
+    #[error(
+        "no cluster secret, and the cluster listener {listen} is reachable from other machines: anyone who reaches it could read and change everything. Make a secret once (head -c 32 /dev/urandom | base64 > cluster.secret) and give it to every node with --cluster-token-file cluster.secret (or REDCLOUD_CLUSTER_TOKEN_FILE), or listen on loopback only, or pass --insecure on a network nobody else uses"
+    )]
+    NoSecret {
+        /// The cluster listener.
+        listen: std::net::SocketAddr,
+    },
     /// Deriving the cluster key or issuing a certificate failed.
     #[error("cannot derive the cluster identity: {0}")]
     Derive(String),

@@ -90,8 +90,8 @@ fn derive_err(e: impl std::fmt::Display) -> LinkError {
 }
 
 fn ca_key(secret: &ClusterSecret) -> Result<KeyPair, LinkError> {
-    let params = argon2::Params::new(CA_KEY_MEMORY_KIB, CA_KEY_PASSES, 1, Some(32))
-        .map_err(derive_err)?;
+    let params =
+        argon2::Params::new(CA_KEY_MEMORY_KIB, CA_KEY_PASSES, 1, Some(32)).map_err(derive_err)?;
     let mut seed = [0u8; 32];
     argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
         .hash_password_into(secret.0.as_bytes(), CA_KEY_SALT, &mut seed)
@@ -109,7 +109,10 @@ fn ca_params() -> CertificateParams {
         .distinguished_name
         .push(DnType::CommonName, "RedCloud cluster CA");
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     params.serial_number = Some(SerialNumber::from_slice(&[1]));
     params
 }
@@ -122,8 +125,8 @@ impl ClusterTls {
         let issuer = Issuer::new(ca_params(), ca_key);
 
         let leaf_key = KeyPair::generate_for(&PKCS_ED25519).map_err(derive_err)?;
-        let mut leaf = CertificateParams::new(vec![CLUSTER_SERVER_NAME.to_owned()])
-            .map_err(derive_err)?;
+        let mut leaf =
+            CertificateParams::new(vec![CLUSTER_SERVER_NAME.to_owned()]).map_err(derive_err)?;
         leaf.distinguished_name
             .push(DnType::CommonName, "RedCloud node");
         leaf.extended_key_usages = vec![
@@ -197,6 +200,14 @@ impl ClusterLink {
         matches!(self, Self::Tls(_))
     }
 
+    /// What a cluster listener on this link accepts: `None` for plain TCP.
+    pub fn server_config(&self) -> Option<Arc<ServerConfig>> {
+        match self {
+            Self::Tls(tls) => Some(tls.server_config()),
+            Self::Plain => None,
+        }
+    }
+
     /// The URL scheme of gRPC endpoints on this link.
     pub fn grpc_scheme(&self) -> &'static str {
         match self {
@@ -247,6 +258,29 @@ pub fn client_listener_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfi
     Ok(Arc::new(config))
 }
 
+/// A client configuration for reaching a controller's client listener over `https://`: it
+/// trusts the certificates in the PEM file `ca_certs` (one CA, or a whole system bundle), or
+/// nothing at all without one (plain `http://` needs no TLS).
+pub fn https_client_config(ca_certs: Option<&Path>) -> Result<ClientConfig, LinkError> {
+    let mut roots = RootCertStore::empty();
+    if let Some(path) = ca_certs {
+        let file_err = |e: &dyn std::fmt::Display| LinkError::File {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        for cert in CertificateDer::pem_file_iter(path).map_err(|e| file_err(&e))? {
+            roots.add(cert.map_err(|e| file_err(&e))?)?;
+        }
+        if roots.is_empty() {
+            return Err(file_err(&"no certificate in the file"));
+        }
+    }
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,8 +302,9 @@ mod tests {
         let b = ClusterTls::derive(&secret).unwrap();
         assert_eq!(a.ca_pem, b.ca_pem);
         assert_ne!(a.cert_pem, b.cert_pem);
-        let other = ClusterTls::derive(&ClusterSecret::new("another secret, other cluster").unwrap())
-            .unwrap();
+        let other =
+            ClusterTls::derive(&ClusterSecret::new("another secret, other cluster").unwrap())
+                .unwrap();
         assert_ne!(a.ca_pem, other.ca_pem);
     }
 }

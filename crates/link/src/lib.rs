@@ -11,11 +11,13 @@ mod client;
 mod error;
 mod identity;
 mod listener;
+mod policy;
 
 pub use client::{ClusterClient, Reply};
 pub use error::{ClusterHttpError, LinkError};
 pub use identity::{
     CLUSTER_SERVER_NAME, ClusterLink, ClusterSecret, ClusterTls, MIN_SECRET_BYTES,
-    client_listener_config,
+    client_listener_config, https_client_config,
 };
 pub use listener::{RemoteAddr, ServeListener, ServedStream};
+pub use policy::{NodeLink, choose_link, remind_insecure};

@@ -101,9 +101,7 @@ async fn accept_loop(
             let _slot = slot;
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
                 Ok(Ok(stream)) => {
-                    let _ = sender
-                        .send((Either::Right(stream), remote))
-                        .await;
+                    let _ = sender.send((Either::Right(stream), remote)).await;
                 }
                 Ok(Err(error)) => {
                     tracing::debug!(%remote, %error, "TLS handshake refused");

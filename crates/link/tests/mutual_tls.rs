@@ -14,15 +14,13 @@ fn link(secret: &str) -> ClusterLink {
 async fn serve(link: &ClusterLink) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
-    let tls = match link {
-        ClusterLink::Tls(tls) => Some(tls.server_config()),
-        ClusterLink::Plain => None,
-    };
     let app = axum::Router::new().route(
         "/internal/secret",
         axum::routing::post(|body: Bytes| async move { format!("seen {} bytes", body.len()) }),
     );
-    tokio::spawn(axum::serve(ServeListener::new(listener, tls), app).into_future());
+    tokio::spawn(
+        axum::serve(ServeListener::new(listener, link.server_config()), app).into_future(),
+    );
     address
 }
 
@@ -36,7 +34,13 @@ async fn a_node_with_the_secret_is_served() {
     let address = serve(&server).await;
     let peer = link("the cluster secret, sixteen+ bytes");
     let reply = client(&peer)
-        .post(&address, "/internal/secret", &[], Bytes::from_static(b"abc"), 1024)
+        .post(
+            &address,
+            "/internal/secret",
+            &[],
+            Bytes::from_static(b"abc"),
+            1024,
+        )
         .await
         .unwrap();
     assert_eq!(reply.status, 200);
@@ -47,7 +51,13 @@ async fn a_node_with_the_secret_is_served() {
 async fn a_node_of_another_cluster_gets_nothing() {
     let address = serve(&link("the cluster secret, sixteen+ bytes")).await;
     let error = client(&link("another cluster's secret, also long"))
-        .post(&address, "/internal/secret", &[], Bytes::from_static(b"abc"), 1024)
+        .post(
+            &address,
+            "/internal/secret",
+            &[],
+            Bytes::from_static(b"abc"),
+            1024,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -82,11 +92,20 @@ async fn answers_beyond_the_limit_are_refused() {
     let server = link("the cluster secret, sixteen+ bytes");
     let address = serve(&server).await;
     let error = client(&server)
-        .post(&address, "/internal/secret", &[], Bytes::from_static(b"abc"), 4)
+        .post(
+            &address,
+            "/internal/secret",
+            &[],
+            Bytes::from_static(b"abc"),
+            4,
+        )
         .await
         .unwrap_err();
     assert!(
-        matches!(error, redcloud_link::ClusterHttpError::TooLarge { limit: 4 }),
+        matches!(
+            error,
+            redcloud_link::ClusterHttpError::TooLarge { limit: 4 }
+        ),
         "{error:?}"
     );
 }

@@ -193,30 +193,34 @@ pub struct Heartbeat {
     pub chunk_count: u64,
 }
 
-/// The header that carries the cluster token on internal routes.
-pub const CLUSTER_TOKEN_HEADER: &str = "x-redcloud-cluster-token";
-
-/// The cluster token flags every server binary takes: the token itself, or a file holding it
-/// (for Docker secrets).
+/// The cluster secret flags every node takes: the secret itself, or a file holding it (for
+/// Docker secrets), and the explicit choice to run without one.
 #[cfg(feature = "process")]
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ClusterTokenArgs {
-    /// Token that internal routes require, and that this node sends to its peers.
+    /// The cluster secret (16 bytes or more). Every node of a cluster must have the same one:
+    /// it keys the mutual TLS that authenticates and encrypts all traffic between nodes. Make
+    /// one with `head -c 32 /dev/urandom | base64`.
     #[arg(long, env = "REDCLOUD_CLUSTER_TOKEN", hide_env_values = true)]
     pub cluster_token: Option<String>,
 
-    /// File holding the cluster token (for Docker secrets).
-    #[arg(
-        long,
-        env = "REDCLOUD_CLUSTER_TOKEN_FILE",
-        conflicts_with = "cluster_token"
-    )]
+    /// File holding the cluster secret (for Docker secrets). --cluster-token, when also
+    /// given, wins: the Docker images name a file baked in at build time, which a secret given
+    /// directly overrides.
+    #[arg(long, env = "REDCLOUD_CLUSTER_TOKEN_FILE")]
     pub cluster_token_file: Option<std::path::PathBuf>,
+
+    /// Run without a cluster secret although the cluster listener is reachable from other
+    /// machines: anyone who can reach it can then read and change everything. Only for a
+    /// network nobody else uses; the node warns about it at start, every minute and on
+    /// `/status`.
+    #[arg(long, env = "REDCLOUD_INSECURE")]
+    pub insecure: bool,
 }
 
 #[cfg(feature = "process")]
 impl ClusterTokenArgs {
-    /// The token, read from its file when given that way (the file's trailing newline trimmed).
+    /// The secret, read from its file when given that way (the file's trailing newline trimmed).
     pub fn resolve(&self) -> std::io::Result<Option<String>> {
         match (&self.cluster_token, &self.cluster_token_file) {
             (Some(value), _) => Ok(Some(value.clone())),
@@ -377,6 +381,24 @@ pub mod advertise {
     }
 }
 
+/// `address` with `port` added when it names only a host (`controller` → `controller:8001`;
+/// an IPv6 address must be bracketed to carry a port, `[::1]:8001`).
+pub fn with_default_port(address: &str, port: u16) -> String {
+    let has_port = match address.rsplit_once(':') {
+        Some((host, tail)) => {
+            tail.parse::<u16>().is_ok() && (!host.contains(':') || host.ends_with(']'))
+        }
+        None => false,
+    };
+    if has_port || address.is_empty() {
+        address.to_owned()
+    } else if address.contains(':') && !address.starts_with('[') {
+        format!("[{address}]:{port}")
+    } else {
+        format!("{address}:{port}")
+    }
+}
+
 /// Every address each `host:port` resolves to, deduplicated and sorted; names that do not
 /// resolve within two seconds are skipped.
 #[cfg(feature = "process")]
@@ -409,6 +431,21 @@ pub async fn resolve_all(names: &[String]) -> Vec<std::net::SocketAddr> {
     all
 }
 
+#[cfg(test)]
+mod default_port_tests {
+    use super::with_default_port;
+
+    #[test]
+    fn a_bare_host_gets_the_default_port() {
+        assert_eq!(with_default_port("controller", 8001), "controller:8001");
+        assert_eq!(with_default_port("controller:9", 8001), "controller:9");
+        assert_eq!(with_default_port("10.0.0.1", 8001), "10.0.0.1:8001");
+        assert_eq!(with_default_port("[::1]:7", 8001), "[::1]:7");
+        assert_eq!(with_default_port("::1", 8001), "[::1]:8001");
+        assert_eq!(with_default_port("", 8001), "");
+    }
+}
+
 #[cfg(all(test, feature = "process"))]
 mod cluster_token_tests {
     use super::ClusterTokenArgs;
@@ -419,6 +456,7 @@ mod cluster_token_tests {
         let direct = ClusterTokenArgs {
             cluster_token: Some("abc".into()),
             cluster_token_file: None,
+            insecure: false,
         };
         assert_eq!(direct.resolve().unwrap().as_deref(), Some("abc"));
         let path = std::env::temp_dir().join(format!("redcloud-token-{}", std::process::id()));
@@ -426,6 +464,7 @@ mod cluster_token_tests {
         let file = ClusterTokenArgs {
             cluster_token: None,
             cluster_token_file: Some(path.clone()),
+            insecure: false,
         };
         assert_eq!(file.resolve().unwrap().as_deref(), Some("from-secret"));
         std::fs::remove_file(&path).unwrap();

@@ -14,15 +14,15 @@ async fn main() -> anyhow::Result<()> {
             let config = redcloud_controller::Config::parse_from(
                 std::iter::once("redcloud-controller".to_owned()).chain(args),
             );
-            let listener = tokio::net::TcpListener::bind(config.listen).await?;
-            redcloud_controller::run(config, listener, shutdown).await?;
+            let listeners = redcloud_controller::Listeners::bind(&config).await?;
+            redcloud_controller::run(config, listeners, shutdown).await?;
         }
         "chunkserver" => {
             let config = redcloud_chunkserver::Config::parse_from(
                 std::iter::once("redcloud-chunkserver".to_owned()).chain(args),
             );
-            let listener = tokio::net::TcpListener::bind(config.listen).await?;
-            redcloud_chunkserver::run(config, listener, shutdown).await?;
+            let listeners = redcloud_chunkserver::Listeners::bind(&config).await?;
+            redcloud_chunkserver::run(config, listeners, shutdown).await?;
         }
         other => anyhow::bail!("unknown role {other:?}: expected controller or chunkserver"),
     }

@@ -85,12 +85,17 @@ pub async fn run(args: LogArgs, server: &str, json: bool) -> anyhow::Result<()> 
     let token = args
         .token
         .resolve()
-        .context("cannot read the cluster token file")?;
+        .context("cannot read the cluster secret file")?;
+    let secret = token
+        .as_deref()
+        .map(redcloud_link::ClusterSecret::new)
+        .transpose()?;
+    let link = redcloud_link::ClusterLink::new(secret.as_ref())?;
     let source = match &args.data_dir {
         Some(dir) => Source::Dir(dir.clone()),
         None => Source::parse(server),
     };
-    let reader = Reader::new(source, token.clone())?;
+    let reader = Reader::new(source, &link)?;
     match args.command {
         LogCommand::Show {
             origin,
@@ -159,8 +164,8 @@ pub async fn run(args: LogArgs, server: &str, json: bool) -> anyhow::Result<()> 
         LogCommand::Diff { a, b } => {
             let (a, b) = (Source::parse(&a), Source::parse(&b));
             let diff = logtool::diff(
-                &Reader::new(a.clone(), token.clone())?,
-                &Reader::new(b.clone(), token)?,
+                &Reader::new(a.clone(), &link)?,
+                &Reader::new(b.clone(), &link)?,
             )
             .await?;
             if json {

@@ -1,5 +1,6 @@
 //! `redcloud up`: a whole local cluster in this one process: controllers on port 8000 and the
-//! ports after it, chunkservers on free ports, data under one directory, until Ctrl-C.
+//! ports after it, chunkservers on free ports, data under one directory, until Ctrl-C. Every
+//! listener is on loopback, so the nodes need no cluster secret between them.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +26,12 @@ pub struct UpArgs {
     /// Directory for all data (kept between runs).
     #[arg(long, default_value = "redcloud-data")]
     pub data_dir: PathBuf,
+    /// PEM certificate chain: controllers serve clients over https:// (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Runs the cluster until Ctrl-C (or SIGTERM).
@@ -42,42 +49,56 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             args.listen.port() + i as u16
         };
         let address = SocketAddr::new(args.listen.ip(), port);
-        let listener = TcpListener::bind(address)
+        let client = TcpListener::bind(address)
             .await
             .with_context(|| format!("cannot listen on {address}: is another RedCloud running?"))?;
-        listeners.push(listener);
+        // Cluster listeners always stay on loopback: `up` runs no secret.
+        let cluster = TcpListener::bind("127.0.0.1:0").await?;
+        listeners.push(redcloud_controller::Listeners { client, cluster });
     }
     let addresses: Vec<String> = listeners
         .iter()
-        .map(|l| l.local_addr().map(|a| a.to_string()))
+        .map(|l| l.client.local_addr().map(|a| a.to_string()))
+        .collect::<Result<_, _>>()?;
+    let cluster_addresses: Vec<String> = listeners
+        .iter()
+        .map(|l| l.cluster.local_addr().map(|a| a.to_string()))
         .collect::<Result<_, _>>()?;
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, listener) in listeners.into_iter().enumerate() {
+    for (i, listeners) in listeners.into_iter().enumerate() {
         let mut controller =
             redcloud_controller::Config::for_test(data_dir.join(format!("controller-{i}")));
-        controller.listen = listener.local_addr()?;
-        controller.peers = addresses
+        controller.listen = listeners.client.local_addr()?;
+        controller.cluster_listen = listeners.cluster.local_addr()?;
+        controller.tls_cert.clone_from(&args.tls_cert);
+        controller.tls_key.clone_from(&args.tls_key);
+        controller.peers = cluster_addresses
             .iter()
             .enumerate()
             .filter(|(j, _)| *j != i)
             .map(|(_, a)| a.clone())
             .collect();
-        tasks.spawn(run_controller(controller, listener, shutdown.clone()));
+        tasks.spawn(run_controller(controller, listeners, shutdown.clone()));
     }
     for i in 0..args.chunkservers {
         let mut config = redcloud_chunkserver::Config::for_test(
             data_dir.join(format!("chunkserver-{i}")),
-            addresses.clone(),
+            cluster_addresses.clone(),
         );
         config.heartbeat_interval_ms = 1000;
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        tasks.spawn(run_chunkserver(config, listener, shutdown.clone()));
+        let listeners = redcloud_chunkserver::Listeners::bind(&config).await?;
+        tasks.spawn(run_chunkserver(config, listeners, shutdown.clone()));
     }
+    let scheme = if args.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     println!(
         "RedCloud Files is running at {} ({} controller(s), {} chunkservers); data in {}. Press Ctrl-C to stop.",
         addresses
             .iter()
-            .map(|a| format!("http://{a}"))
+            .map(|a| format!("{scheme}://{a}"))
             .collect::<Vec<_>>()
             .join(", "),
         addresses.len(),
@@ -97,20 +118,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
 async fn run_controller(
     config: redcloud_controller::Config,
-    listener: TcpListener,
+    listeners: redcloud_controller::Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    redcloud_controller::run(config, listener, shutdown)
+    redcloud_controller::run(config, listeners, shutdown)
         .await
         .context("controller")
 }
 
 async fn run_chunkserver(
     config: redcloud_chunkserver::Config,
-    listener: TcpListener,
+    listeners: redcloud_chunkserver::Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    redcloud_chunkserver::run(config, listener, shutdown)
+    redcloud_chunkserver::run(config, listeners, shutdown)
         .await
         .context("chunkserver")
 }

@@ -1,12 +1,13 @@
-//! The HTTP API on port 8000: the client contract of `http-api.md`, health and readiness, and
-//! the internal routes. One router; errors become responses only in `ApiError`.
+//! The client listener's HTTP API: the contract of `http-api.md`, health, readiness, metrics
+//! and the status page. Nothing here serves other nodes (that is `crate::internal`, on the
+//! cluster listener). Errors become responses only in `ApiError`.
 
 mod auth;
 mod extract;
 mod files;
-mod internal;
 mod session;
-mod status;
+pub use session::CATCH_UP_WAITERS;
+pub(crate) mod status;
 mod system;
 
 use std::sync::Arc;
@@ -25,8 +26,6 @@ use crate::service::Service;
 
 /// Largest JSON body accepted on non-upload routes.
 const JSON_BODY_LIMIT_BYTES: usize = 1024 * 1024;
-/// Largest gossip message accepted: a page of operations, with room to spare.
-const GOSSIP_BODY_LIMIT_BYTES: usize = 32 * 1024 * 1024;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -34,35 +33,25 @@ pub struct AppState {
     pub service: Service,
     /// The chunkservers.
     pub registry: Arc<Registry>,
-    /// Required on internal routes when set.
-    pub cluster_token: Option<String>,
+    /// Whether the cluster listener runs without a secret although other machines reach it
+    /// (`--insecure`): the status page says so.
+    pub insecure: bool,
     /// This controller.
     pub node_id: redcloud_eventlog::NodeId,
     /// The other controllers.
     pub membership: Arc<crate::peers::Membership>,
     /// How long a request carrying a frontier token may wait for this node to catch up.
     pub catch_up_timeout: std::time::Duration,
+    /// Places for requests waiting to catch up ([`session::CATCH_UP_WAITERS`]).
+    pub catch_up_waiters: tokio::sync::Semaphore,
     /// Counters and gauges for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// What the repair service found last.
     pub ledger: Arc<crate::status::RepairLedger>,
 }
 
-/// The whole HTTP router.
+/// The client listener's router.
 pub fn router(state: Arc<AppState>) -> Router {
-    let internal = Router::new()
-        .route("/internal/heartbeat", post(internal::heartbeat))
-        .route("/internal/state", get(internal::state))
-        .route("/internal/peers", get(internal::peers))
-        .route("/internal/log", post(internal::read_log))
-        .route(
-            "/internal/gossip",
-            post(internal::gossip).layer(DefaultBodyLimit::max(GOSSIP_BODY_LIMIT_BYTES)),
-        )
-        .route_layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
-            internal::require_token,
-        ));
     Router::new()
         .route("/", get(system::root))
         .route("/health", get(system::health))
@@ -87,7 +76,6 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/files/by-name/{filename}/download",
             get(files::download_by_name),
         )
-        .merge(internal)
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             status::count_request,
@@ -103,7 +91,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn not_found() -> Response {
+pub(crate) async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         axum::Json(json!({"detail": "Not Found"})),
@@ -111,7 +99,7 @@ async fn not_found() -> Response {
         .into_response()
 }
 
-async fn method_not_allowed() -> Response {
+pub(crate) async fn method_not_allowed() -> Response {
     (
         StatusCode::METHOD_NOT_ALLOWED,
         axum::Json(json!({"detail": "Method Not Allowed"})),
@@ -123,7 +111,7 @@ const REQUEST_ID: &str = "x-request-id";
 
 /// Echoes the client's `X-Request-ID` (or makes one) on the response and in every log line of
 /// the request.
-async fn request_id(request: Request, next: Next) -> Response {
+pub(crate) async fn request_id(request: Request, next: Next) -> Response {
     let id = request
         .headers()
         .get(REQUEST_ID)

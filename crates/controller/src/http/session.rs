@@ -1,6 +1,9 @@
 //! Session consistency across controllers: every successful response carries this node's
 //! frontier as `X-RedCloud-Frontier`; a request that brings a token this node has not reached
 //! yet waits (bounded) while the node catches up from its peers, or gets 503 NOT_CAUGHT_UP.
+//! A token is only waited for when it names origins this node knows (in its log or as peers):
+//! anything else is 400 INVALID_FRONTIER at once, and at most [`CATCH_UP_WAITERS`] requests
+//! wait at a time, so forged tokens cannot hold requests or memory.
 
 use std::sync::Arc;
 
@@ -15,6 +18,10 @@ use crate::error::ApiError;
 
 /// The header carrying a frontier token.
 pub const FRONTIER_HEADER: &str = "x-redcloud-frontier";
+/// Requests that may wait for this node to catch up at once; more get 503 NOT_CAUGHT_UP.
+pub const CATCH_UP_WAITERS: usize = 1024;
+/// Longest token read: a frontier of a few hundred origins.
+const TOKEN_MAX_BYTES: usize = 16 * 1024;
 
 /// A frontier as an opaque, header-safe token: hex of its MessagePack encoding.
 pub fn encode_token(frontier: &VersionVector) -> String {
@@ -23,6 +30,9 @@ pub fn encode_token(frontier: &VersionVector) -> String {
 
 /// Reads a token; `None` when it is not one this server wrote.
 pub fn decode_token(token: &str) -> Option<VersionVector> {
+    if token.len() > TOKEN_MAX_BYTES {
+        return None;
+    }
     rmp_serde::from_slice(&hex::decode(token.trim()).ok()?).ok()
 }
 
@@ -49,6 +59,21 @@ pub async fn read_your_writes(
     };
     let mut watch = app.service.log.frontier();
     if let Some(wanted) = wanted.filter(|w| !watch.borrow().dominates(w)) {
+        let peers = app.membership.ids();
+        let unknown_origins = wanted
+            .iter()
+            .filter(|(origin, _)| {
+                watch.borrow().get(*origin) == redcloud_eventlog::Seq::ZERO
+                    && !peers.contains(origin)
+                    && *origin != app.node_id
+            })
+            .count();
+        if unknown_origins > 0 {
+            return ApiError::InvalidFrontier { unknown_origins }.into_response();
+        }
+        let Ok(_waiting) = app.catch_up_waiters.try_acquire() else {
+            return ApiError::NotCaughtUp.into_response();
+        };
         app.service.log.sync_now();
         let caught_up = tokio::time::timeout(
             app.catch_up_timeout,

@@ -31,6 +31,7 @@ async fn cluster_status(app: &AppState) -> Result<ClusterStatus, ApiError> {
         &app.registry,
         &app.ledger,
         &frontiers,
+        app.insecure,
     ))
 }
 

@@ -28,6 +28,9 @@ pub struct GossipConfig {
     pub anti_entropy_interval: Duration,
     /// Most operations in one message.
     pub page_max_ops: usize,
+    /// Most encoded bytes of operations in one message; a message always carries at least
+    /// one operation, so the largest message is this or one operation, whichever is larger.
+    pub page_max_bytes: usize,
     /// Most operations held while their causal past is missing; beyond it, arrivals are
     /// dropped and fetched again by anti-entropy.
     pub buffer_max_ops: usize,
@@ -48,6 +51,7 @@ impl GossipConfig {
     fn sanitized(mut self) -> Self {
         const DAY: Duration = Duration::from_secs(86_400);
         self.page_max_ops = self.page_max_ops.max(1);
+        self.page_max_bytes = self.page_max_bytes.max(1);
         self.anti_entropy_interval = self
             .anti_entropy_interval
             .clamp(Duration::from_millis(1), DAY);
@@ -64,6 +68,7 @@ impl Default for GossipConfig {
             fanout: 3,
             anti_entropy_interval: Duration::from_secs(1),
             page_max_ops: 512,
+            page_max_bytes: 8 * 1024 * 1024,
             buffer_max_ops: 8192,
             suspect_after: Duration::from_secs(5),
             max_clock_drift: Duration::from_secs(600),
@@ -156,7 +161,7 @@ pub struct Gossip<P, R> {
     events: VecDeque<Event<P>>,
 }
 
-impl<P: Clone, R: Rng> Gossip<P, R> {
+impl<P: Clone + serde::Serialize, R: Rng> Gossip<P, R> {
     /// A core for node `me` over the log in `store`, with no peers yet.
     ///
     /// Reads the last operation of every origin so that new local timestamps exceed every
@@ -278,7 +283,10 @@ impl<P: Clone, R: Rng> Gossip<P, R> {
                 if let Some(status) = self.peers.get_mut(&from) {
                     status.reported_frontier = Some((now, frontier.clone()));
                 }
-                let page = read_causal(store, &frontier, self.config.page_max_ops)?;
+                let mut page = read_causal(store, &frontier, self.config.page_max_ops)?;
+                if keep_within_bytes(&mut page.ops, self.config.page_max_bytes) {
+                    page.more = true;
+                }
                 if !page.ops.is_empty() {
                     let message = GossipMessage::Page {
                         ops: page.ops,
@@ -487,11 +495,13 @@ impl<P: Clone, R: Rng> Gossip<P, R> {
         if targets.is_empty() {
             targets = candidates(true).choose_multiple(&mut self.rng, self.config.fanout);
         }
-        for chunk in ops.chunks(self.config.page_max_ops.max(1)) {
+        let mut rest = ops;
+        while !rest.is_empty() {
+            let mut batch: Vec<Op<P>> = rest[..rest.len().min(self.config.page_max_ops)].to_vec();
+            keep_within_bytes(&mut batch, self.config.page_max_bytes);
+            rest = &rest[batch.len()..];
             for &to in &targets {
-                let message = GossipMessage::Push {
-                    ops: chunk.to_vec(),
-                };
+                let message = GossipMessage::Push { ops: batch.clone() };
                 self.send(to, message);
             }
         }
@@ -502,6 +512,22 @@ impl<P: Clone, R: Rng> Gossip<P, R> {
     }
 }
 
+/// Keeps the longest prefix of `ops` whose encoded size stays within `max_bytes`, but never
+/// fewer than one operation; returns whether any were left out.
+fn keep_within_bytes<P: serde::Serialize>(ops: &mut Vec<Op<P>>, max_bytes: usize) -> bool {
+    let mut total = 0usize;
+    let keep = ops
+        .iter()
+        .position(|op| {
+            total = total.saturating_add(op.encode().len());
+            total > max_bytes
+        })
+        .map_or(ops.len(), |first_over| first_over.max(1));
+    let trimmed = keep < ops.len();
+    ops.truncate(keep);
+    trimmed
+}
+
 fn frontier_message<P>(frontier: VersionVector, reply: bool) -> GossipMessage<P> {
     GossipMessage::Frontier { frontier, reply }
 }
@@ -510,4 +536,37 @@ fn frontier_message<P>(frontier: VersionVector, reply: bool) -> GossipMessage<P>
 /// together do not run their rounds in lockstep.
 fn jitter(rng: &mut impl Rng, mean: Duration) -> Duration {
     mean.mul_f64(rng.random_range(0.5..1.5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hlc::Hlc;
+
+    fn op(seq: u64, payload_bytes: usize) -> Op<String> {
+        Op {
+            dot: Dot::new(NodeId::new(1), Seq::new(seq)),
+            deps: VersionVector::new(),
+            hlc: Hlc::new(1_700_000_000_000, 0),
+            payload: "x".repeat(payload_bytes),
+        }
+    }
+
+    #[test]
+    fn pages_stop_at_the_byte_bound_but_carry_at_least_one_op() {
+        let mut ops: Vec<Op<String>> = (1..=10).map(|seq| op(seq, 1000)).collect();
+        let one = ops[0].encode().len();
+        assert!(keep_within_bytes(&mut ops, one * 3 + 10));
+        assert_eq!(ops.len(), 3);
+        let mut big = vec![op(1, 100_000), op(2, 10)];
+        assert!(keep_within_bytes(&mut big, 1000));
+        assert_eq!(
+            big.len(),
+            1,
+            "an op larger than the bound still travels alone"
+        );
+        let mut small: Vec<Op<String>> = (1..=4).map(|seq| op(seq, 10)).collect();
+        assert!(!keep_within_bytes(&mut small, 1 << 20));
+        assert_eq!(small.len(), 4);
+    }
 }

@@ -1,48 +1,51 @@
-//! `/internal` routes: traffic from chunkservers and other controllers, refused without the
-//! cluster token when one is configured.
+//! The cluster listener's routes: traffic from chunkservers, other controllers and
+//! `redcloud log --server`. Served only on the cluster listener, where mutual TLS has already
+//! proved that the caller holds the cluster secret (unless the node runs `--insecure`); the
+//! client listener has none of these routes.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
+use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use redcloud_types::{CLUSTER_TOKEN_HEADER, Heartbeat};
+use axum::middleware;
+use axum::routing::{get, post};
+use redcloud_types::Heartbeat;
 use serde_json::json;
 
-use super::AppState;
 use crate::cluster::HeartbeatNews;
 use crate::error::ApiError;
+use crate::http::AppState;
 use crate::meta::MetaOp;
 
-/// Refuses internal requests that lack the configured cluster token (compared in constant time).
-pub async fn require_token(
-    State(app): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if let Some(expected) = &app.cluster_token {
-        let given = request
-            .headers()
-            .get(CLUSTER_TOKEN_HEADER)
-            .map(|v| v.as_bytes())
-            .unwrap_or_default();
-        if !constant_time_eq(given, expected.as_bytes()) {
-            return (
-                StatusCode::UNAUTHORIZED,
-                Json(json!({"detail": "Cluster token required"})),
-            )
-                .into_response();
-        }
-    }
-    next.run(request).await
-}
+/// Largest gossip message accepted: a page of operations, with room to spare.
+pub const GOSSIP_BODY_LIMIT_BYTES: usize = 32 * 1024 * 1024;
+/// Largest heartbeat or log request accepted.
+const SMALL_BODY_LIMIT_BYTES: usize = 64 * 1024;
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The cluster listener's router.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/internal/heartbeat", post(heartbeat))
+        .route("/internal/state", get(self::state))
+        .route("/internal/peers", get(peers))
+        .route("/internal/log", post(read_log))
+        .route(
+            "/internal/gossip",
+            post(gossip).layer(DefaultBodyLimit::max(GOSSIP_BODY_LIMIT_BYTES)),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            crate::http::status::count_request,
+        ))
+        .layer(DefaultBodyLimit::max(SMALL_BODY_LIMIT_BYTES))
+        .fallback(crate::http::not_found)
+        .method_not_allowed_fallback(crate::http::method_not_allowed)
+        .layer(middleware::from_fn(crate::http::request_id))
+        .with_state(state)
 }
 
 /// `POST /internal/heartbeat`: a chunkserver's heartbeat. A chunkserver first seen here, or
