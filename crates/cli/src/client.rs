@@ -93,7 +93,13 @@ impl Client {
         request: reqwest::RequestBuilder,
     ) -> anyhow::Result<reqwest::Response> {
         let response = request.send().await.map_err(|e| {
-            if e.is_connect() {
+            if e.is_connect() && self.server.starts_with("https://") {
+                anyhow!(
+                    "cannot connect to {} over TLS: {} (an untrusted certificate needs its CA: --ca-cert FILE)",
+                    self.server,
+                    redcloud_link::error_chain(&e)
+                )
+            } else if e.is_connect() {
                 anyhow!("cannot reach the RedCloud server at {}: is it running? (`redcloud up` starts a local one)", self.server)
             } else {
                 anyhow!("request to {} failed: {e}", self.server)
@@ -300,3 +306,4 @@ pub fn explain(status: StatusCode, body: &Value) -> String {
     };
     format!("{message} [{}]", status.as_u16())
 }
+

@@ -153,7 +153,7 @@ impl Sim {
             anti_entropy_interval: Duration::from_millis(rng.random_range(200..=1000)),
             page_max_ops: rng.random_range(1..=32),
             // Small enough that the byte bound, not the count, often ends a page or a push.
-            page_max_bytes: rng.random_range(1..=2_000),
+            page_max_bytes: rng.random_range(512..=8_192),
             buffer_max_ops: rng.random_range(0..=64),
             suspect_after: Duration::from_millis(rng.random_range(1000..=3000)),
             max_clock_drift: Duration::from_millis(rng.random_range(60_000..=600_000)),
@@ -529,7 +529,10 @@ impl Sim {
                 let frontiers: Vec<String> = self
                     .replicas
                     .iter()
-                    .map(|r| format!("{}: {}", r.id, r.store.frontier()))
+                    .map(|r| {
+                        let state = if r.up() { "up" } else { "down" };
+                        format!("{} ({state}): {}", r.id, r.store.frontier())
+                    })
                     .collect();
                 return Err(fail(
                     self.seed,

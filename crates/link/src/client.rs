@@ -130,8 +130,9 @@ impl ClusterClient {
     }
 }
 
-/// The causes of an error, innermost last (hyper's own message is rarely the useful part).
-fn error_chain(error: &dyn std::error::Error) -> String {
+/// An error followed by its causes, innermost last: HTTP clients' own messages rarely say
+/// why a connection failed (a refused certificate, a reset).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -13,7 +13,7 @@ mod identity;
 mod listener;
 mod policy;
 
-pub use client::{ClusterClient, Reply};
+pub use client::{ClusterClient, Reply, error_chain};
 pub use error::{ClusterHttpError, LinkError};
 pub use identity::{
     CLUSTER_SERVER_NAME, ClusterLink, ClusterSecret, ClusterTls, MIN_SECRET_BYTES,
