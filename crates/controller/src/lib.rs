@@ -8,6 +8,7 @@ mod error;
 mod grpc;
 mod http;
 pub mod inspect;
+mod limits;
 mod log_worker;
 mod meta;
 mod metrics;
@@ -16,6 +17,7 @@ mod readmodel;
 mod repair;
 mod service;
 pub mod status;
+mod throttle;
 mod upload;
 
 use std::sync::Arc;
@@ -141,6 +143,7 @@ pub async fn run(
         chunks: chunk_io,
         limits,
         registering: tokio::sync::Mutex::new(()),
+        auth: throttle::AuthGate::new(config.auth_gate()),
     };
     let local = listener.local_addr()?;
     let mut seeds = config.peers.clone();
@@ -243,9 +246,12 @@ pub async fn run(
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await?;
     tracing::info!("controller stopped");
     Ok(())
 }

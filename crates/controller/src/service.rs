@@ -1,6 +1,7 @@
 //! The operations of the client API, independent of HTTP or gRPC: both front ends call these,
 //! so they cannot drift apart.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use argon2::Argon2;
@@ -8,13 +9,16 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use bytes::Bytes;
 use futures_util::Stream;
 use sha2::{Digest, Sha256};
+use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
 use crate::chunks::ChunkIo;
 use crate::error::ApiError;
+use crate::limits::{check_credentials, check_file_name, check_file_tag_count, check_tags};
 use crate::log_worker::LogHandle;
 use crate::meta::{KeyHash, MetaOp};
 use crate::readmodel::{FileRecord, ReadModelError, ReadPool, Reader};
+use crate::throttle::AuthGate;
 use crate::upload::{StoredData, UploadLimits, store_stream};
 use redcloud_types::ChunkId;
 
@@ -28,6 +32,8 @@ pub struct Service {
     /// name. (Registrations on different controllers during a partition are settled by the
     /// first-registration-wins rule.)
     pub(crate) registering: tokio::sync::Mutex<()>,
+    /// Rate limits of login and registration, and the Argon2 slots.
+    pub(crate) auth: AuthGate,
 }
 
 /// What an upload produced.
@@ -92,6 +98,20 @@ pub fn dedup_tags(tags: impl IntoIterator<Item = String>) -> Vec<String> {
         .collect()
 }
 
+/// Checks an upload's name, and its tags when they are known, before it costs anything; the
+/// HTTP front end calls it before the first byte is stored, when the tags may not have
+/// arrived yet.
+pub fn check_upload(name: &str, tags: Option<&[String]>) -> Result<(), ApiError> {
+    if tags.is_some_and(<[String]>::is_empty) {
+        return Err(ApiError::UploadWithoutTags);
+    }
+    check_file_name(name)?;
+    if let Some(tags) = tags {
+        check_tags(tags)?;
+    }
+    Ok(())
+}
+
 /// A new API key: `dfs_` and a hyphenated UUIDv4 (40 characters).
 pub fn new_api_key() -> String {
     format!("dfs_{}", Uuid::new_v4())
@@ -102,8 +122,11 @@ pub fn hash_api_key(key: &str) -> KeyHash {
     Sha256::digest(key.as_bytes()).into()
 }
 
-async fn hash_password(password: String) -> Result<String, ApiError> {
+/// Hashes in a blocking thread that holds `slot` until it is done, even when the request
+/// that started it is gone: the bound is on computations, not on waiting requests.
+async fn hash_password(password: String, slot: OwnedSemaphorePermit) -> Result<String, ApiError> {
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let salt =
             SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(ApiError::internal)?;
         Argon2::default()
@@ -115,8 +138,13 @@ async fn hash_password(password: String) -> Result<String, ApiError> {
     .map_err(ApiError::internal)?
 }
 
-async fn verify_password(password: String, stored: String) -> Result<bool, ApiError> {
+async fn verify_password(
+    password: String,
+    stored: String,
+    slot: OwnedSemaphorePermit,
+) -> Result<bool, ApiError> {
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let parsed = PasswordHash::new(&stored).map_err(ApiError::internal)?;
         Ok(Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
@@ -144,18 +172,18 @@ impl Service {
             .map_err(ApiError::internal)??)
     }
 
-    /// Registers a user; returns its first API key and its id.
+    /// Registers a user; returns its first API key and its id. `client` is the caller's
+    /// address, for rate limiting, when the front end knows it.
     pub async fn register(
         &self,
+        client: Option<IpAddr>,
         username: String,
         password: String,
     ) -> Result<(String, Uuid), ApiError> {
-        if username.is_empty() || password.is_empty() {
-            return Err(ApiError::InvalidRequest(
-                "Username and password must not be empty".to_owned(),
-            ));
-        }
-        let password_hash = hash_password(password).await?;
+        self.auth.admit_address(client)?;
+        check_credentials(&username, &password)?;
+        let attempt = self.auth.admit_username(&username)?;
+        let password_hash = hash_password(password, self.auth.hashing_slot().await?).await?;
         let _one_at_a_time = self.registering.lock().await;
         let name = username.clone();
         if self.read(move |r| r.user_by_name(&name)).await?.is_some() {
@@ -170,18 +198,29 @@ impl Service {
             api_key_hash: hash_api_key(&api_key),
         };
         self.log.append(vec![op]).await?;
+        attempt.succeeded();
         Ok((api_key, user_id))
     }
 
-    /// Checks a password and issues a new key, revoking the previous one.
-    pub async fn login(&self, username: String, password: String) -> Result<String, ApiError> {
+    /// Checks a password and issues a new key, revoking the previous one. `client` as for
+    /// [`Service::register`].
+    pub async fn login(
+        &self,
+        client: Option<IpAddr>,
+        username: String,
+        password: String,
+    ) -> Result<String, ApiError> {
+        self.auth.admit_address(client)?;
+        check_credentials(&username, &password)?;
+        let attempt = self.auth.admit_username(&username)?;
         let user = self.read(move |r| r.user_by_name(&username)).await?;
+        let slot = self.auth.hashing_slot().await?;
         let Some(user) = user else {
             // Spend the same effort as a real check, so timing does not reveal who exists.
-            let _ = hash_password(password).await;
+            let _ = hash_password(password, slot).await;
             return Err(ApiError::InvalidCredentials);
         };
-        if !verify_password(password, user.password_hash).await? {
+        if !verify_password(password, user.password_hash, slot).await? {
             return Err(ApiError::InvalidCredentials);
         }
         let api_key = new_api_key();
@@ -190,6 +229,7 @@ impl Service {
             api_key_hash: hash_api_key(&api_key),
         };
         self.log.append(vec![op]).await?;
+        attempt.succeeded();
         Ok(api_key)
     }
 
@@ -216,9 +256,7 @@ impl Service {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        if tags.is_empty() {
-            return Err(ApiError::UploadWithoutTags);
-        }
+        check_upload(&name, Some(&tags))?;
         let stored = self.store_data(body).await?;
         self.record_file(owner, name, tags, stored).await
     }
@@ -240,12 +278,7 @@ impl Service {
         tags: Vec<String>,
         stored: StoredData,
     ) -> Result<Uploaded, ApiError> {
-        if tags.is_empty() {
-            return Err(ApiError::UploadWithoutTags);
-        }
-        if name.is_empty() {
-            return Err(ApiError::InvalidRequest("The file needs a name".to_owned()));
-        }
+        check_upload(&name, Some(&tags))?;
         let took = stored.started.elapsed();
         if took > self.limits.deadline {
             return Err(ApiError::ChunkserverUnavailable(format!(
@@ -283,6 +316,7 @@ impl Service {
 
     /// The caller's files carrying every tag of `tags` (all files when empty).
     pub async fn list(&self, owner: Uuid, tags: Vec<String>) -> Result<Vec<FileRecord>, ApiError> {
+        check_tags(&tags)?;
         self.read(move |r| r.files_matching(&owner, &tags)).await
     }
 
@@ -320,14 +354,21 @@ impl Service {
         if new_tags.is_empty() {
             return Err(ApiError::InvalidTagQuery("New tags cannot be empty"));
         }
-        let file_ids: Vec<Uuid> = self
-            .list(owner, dedup_tags(query))
-            .await?
-            .into_iter()
-            .map(|f| f.file_id)
-            .collect();
+        check_tags(&new_tags)?;
+        let tags = dedup_tags(new_tags);
+        let files = self.list(owner, dedup_tags(query)).await?;
+        // Every file is checked before anything is written, so a change that would take one
+        // file over the limit changes none.
+        for file in &files {
+            // `FileRecord::tags` is sorted, so each lookup is a binary search.
+            let added = tags
+                .iter()
+                .filter(|t| file.tags.binary_search(t).is_err())
+                .count();
+            check_file_tag_count(file.file_id, file.tags.len() + added)?;
+        }
+        let file_ids: Vec<Uuid> = files.into_iter().map(|f| f.file_id).collect();
         if !file_ids.is_empty() {
-            let tags = dedup_tags(new_tags);
             self.log
                 .append(vec![MetaOp::TagsAdded {
                     file_ids: file_ids.clone(),
@@ -352,6 +393,7 @@ impl Service {
         if remove.is_empty() {
             return Err(ApiError::InvalidTagQuery("Tags to remove cannot be empty"));
         }
+        check_tags(&remove)?;
         let remove = dedup_tags(remove);
         let (mut updated, mut skipped) = (Vec::new(), Vec::new());
         for file in self.list(owner, dedup_tags(query)).await? {

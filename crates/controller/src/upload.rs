@@ -63,7 +63,10 @@ where
             piece.map_err(|e| ApiError::InvalidRequest(format!("upload interrupted: {e}")))?;
         size += piece.len() as u64;
         if let Some(limit) = limits.max_bytes.filter(|limit| size > *limit) {
-            return Err(ApiError::PayloadTooLarge { limit });
+            return Err(ApiError::PayloadTooLarge {
+                what: "file",
+                limit,
+            });
         }
         while !piece.is_empty() {
             let take = (chunk_size - buffer.len()).min(piece.len());

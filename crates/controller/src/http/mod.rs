@@ -5,6 +5,7 @@ mod auth;
 mod extract;
 mod files;
 mod internal;
+mod linger;
 mod session;
 mod status;
 mod system;
@@ -23,8 +24,6 @@ use tracing::Instrument;
 use crate::cluster::Registry;
 use crate::service::Service;
 
-/// Largest JSON body accepted on non-upload routes.
-const JSON_BODY_LIMIT_BYTES: usize = 1024 * 1024;
 /// Largest gossip message accepted: a page of operations, with room to spare.
 const GOSSIP_BODY_LIMIT_BYTES: usize = 32 * 1024 * 1024;
 
@@ -92,7 +91,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             Arc::clone(&state),
             status::count_request,
         ))
-        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT_BYTES))
+        // For the internal routes, which read their bodies through axum's extractors; client
+        // routes read theirs through `extract::json_body` or the upload's own part limits.
+        .layer(DefaultBodyLimit::max(crate::limits::JSON_BODY_MAX_BYTES))
+        .layer(middleware::from_fn(linger::discard_unread_body))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
