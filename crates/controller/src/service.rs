@@ -4,12 +4,13 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use std::cell::RefCell;
+
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use bytes::Bytes;
 use futures_util::Stream;
 use sha2::{Digest, Sha256};
-use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
 use crate::chunks::ChunkIo;
@@ -122,36 +123,73 @@ pub fn hash_api_key(key: &str) -> KeyHash {
     Sha256::digest(key.as_bytes()).into()
 }
 
-/// Hashes in a blocking thread that holds `slot` until it is done, even when the request
-/// that started it is gone: the bound is on computations, not on waiting requests.
-async fn hash_password(password: String, slot: OwnedSemaphorePermit) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        let _slot = slot;
-        let salt =
-            SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(ApiError::internal)?;
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|hash| hash.to_string())
-            .map_err(ApiError::internal)
-    })
-    .await
-    .map_err(ApiError::internal)?
+thread_local! {
+    /// Argon2's working memory (about 19 MiB), kept for the life of the hashing thread and
+    /// reused by every hash on it. Allocating it afresh per hash, as `PasswordHasher` does,
+    /// made the allocator keep about 150 MiB per thread.
+    static ARGON2_BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
 }
 
-async fn verify_password(
-    password: String,
-    stored: String,
-    slot: OwnedSemaphorePermit,
-) -> Result<bool, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        let _slot = slot;
-        let parsed = PasswordHash::new(&stored).map_err(ApiError::internal)?;
-        Ok(Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok())
+/// Runs `argon2` into `out` in this thread's working memory.
+fn argon2_into(
+    argon2: &Argon2<'_>,
+    password: &str,
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    ARGON2_BLOCKS.with_borrow_mut(|blocks| {
+        blocks.resize(argon2.params().block_count(), Block::default());
+        argon2.hash_password_into_with_memory(password.as_bytes(), salt, out, blocks)
     })
-    .await
-    .map_err(ApiError::internal)?
+}
+
+/// Argon2id of `password` with a fresh salt, as a PHC string (CPU- and memory-heavy: run it
+/// through [`AuthGate::hash`](crate::throttle::AuthGate::hash)).
+fn hash_password(password: &str) -> Result<String, ApiError> {
+    let salt_bytes = rand::random::<[u8; 16]>();
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(ApiError::internal)?;
+    let argon2 = Argon2::default();
+    let output = Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| {
+        Ok(argon2_into(&argon2, password, &salt_bytes, out)?)
+    })
+    .map_err(ApiError::internal)?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(argon2.params()).map_err(ApiError::internal)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(hash.to_string())
+}
+
+/// Whether `password` matches the stored PHC string (as heavy as [`hash_password`]).
+fn verify_password(password: &str, stored: &str) -> Result<bool, ApiError> {
+    let parsed = PasswordHash::new(stored).map_err(ApiError::internal)?;
+    let algorithm = Algorithm::try_from(parsed.algorithm).map_err(ApiError::internal)?;
+    let version = parsed
+        .version
+        .map(Version::try_from)
+        .transpose()
+        .map_err(ApiError::internal)?
+        .unwrap_or_default();
+    let params = Params::try_from(&parsed).map_err(ApiError::internal)?;
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return Err(ApiError::internal(
+            "a stored password hash lacks its salt or output",
+        ));
+    };
+    let mut salt_buffer = [0u8; 64];
+    let salt = salt
+        .decode_b64(&mut salt_buffer)
+        .map_err(ApiError::internal)?;
+    let argon2 = Argon2::new(algorithm, version, params);
+    let computed = Output::init_with(expected.len(), |out| {
+        Ok(argon2_into(&argon2, password, salt, out)?)
+    })
+    .map_err(ApiError::internal)?;
+    // `Output` compares in constant time.
+    Ok(computed == expected)
 }
 
 impl From<ReadModelError> for ApiError {
@@ -183,7 +221,7 @@ impl Service {
         self.auth.admit_address(client)?;
         check_credentials(&username, &password)?;
         let attempt = self.auth.admit_username(&username)?;
-        let password_hash = hash_password(password, self.auth.hashing_slot().await?).await?;
+        let password_hash = self.auth.hash(move || hash_password(&password)).await??;
         let _one_at_a_time = self.registering.lock().await;
         let name = username.clone();
         if self.read(move |r| r.user_by_name(&name)).await?.is_some() {
@@ -213,19 +251,29 @@ impl Service {
         self.auth.admit_address(client)?;
         check_credentials(&username, &password)?;
         let attempt = self.auth.admit_username(&username)?;
-        let user = self.read(move |r| r.user_by_name(&username)).await?;
-        let slot = self.auth.hashing_slot().await?;
-        let Some(user) = user else {
-            // Spend the same effort as a real check, so timing does not reveal who exists.
-            let _ = hash_password(password, slot).await;
+        let reads = Arc::clone(&self.reads);
+        // The lookup runs on the hashing thread too, so a login storm holds no more read
+        // connections than hashing threads.
+        let user_id = self
+            .auth
+            .hash(move || match reads.read(|r| r.user_by_name(&username))? {
+                Some(user) => {
+                    Ok(verify_password(&password, &user.password_hash)?.then_some(user.user_id))
+                }
+                None => {
+                    // Spend the same effort as a real check, so timing does not reveal who
+                    // exists.
+                    let _ = hash_password(&password);
+                    Ok::<_, ApiError>(None)
+                }
+            })
+            .await??;
+        let Some(user_id) = user_id else {
             return Err(ApiError::InvalidCredentials);
         };
-        if !verify_password(password, user.password_hash, slot).await? {
-            return Err(ApiError::InvalidCredentials);
-        }
         let api_key = new_api_key();
         let op = MetaOp::ApiKeyIssued {
-            user_id: user.user_id,
+            user_id,
             api_key_hash: hash_api_key(&api_key),
         };
         self.log.append(vec![op]).await?;
@@ -502,6 +550,35 @@ mod tests {
         );
         assert!(parse_tags(" , ,").is_empty());
         assert_eq!(parse_tags("Work,work"), ["Work", "work"]);
+    }
+
+    #[test]
+    fn password_hashes_are_standard_argon2id_phc_strings() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let ours = hash_password("s3cret").unwrap();
+        assert!(
+            ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{ours}"
+        );
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"s3cret", &parsed)
+                .is_ok(),
+            "the argon2 crate accepts our hashes"
+        );
+        assert!(verify_password("s3cret", &ours).unwrap());
+        assert!(!verify_password("s3cret!", &ours).unwrap());
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let theirs = Argon2::default()
+            .hash_password(b"older", &salt)
+            .unwrap()
+            .to_string();
+        assert!(
+            verify_password("older", &theirs).unwrap(),
+            "hashes stored before keep working"
+        );
+        assert!(!verify_password("newer", &theirs).unwrap());
     }
 
     #[test]

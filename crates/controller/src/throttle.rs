@@ -1,11 +1,11 @@
 //! What keeps login and registration cheap to refuse: token buckets per client address and
-//! per username (in bounded maps), and a bounded number of Argon2 computations at once. The
-//! service consults an [`AuthGate`] before it hashes a password.
+//! per username (in bounded maps), and a small fixed pool of threads for Argon2. The service
+//! consults an [`AuthGate`] before it hashes a password.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -158,19 +158,28 @@ pub struct AuthGateConfig {
     pub per_username: Rate,
     /// Addresses and usernames remembered, each.
     pub tracked_keys_max: usize,
-    /// Argon2 computations at once.
+    /// Argon2 computations at once (the threads of the hashing pool).
     pub hashing_concurrency: usize,
     /// Longest a request waits for an Argon2 slot before it is refused.
     pub hashing_wait: Duration,
 }
 
-/// Rate limits and the Argon2 slots, shared by every front end of this controller.
-#[derive(Debug)]
+type HashJob = Box<dyn FnOnce() + Send>;
+
+/// Rate limits and the Argon2 threads, shared by every front end of this controller.
+///
+/// Argon2 runs on threads of its own rather than the runtime's blocking pool: each run
+/// allocates about 19 MiB, and the allocator keeps such blocks per thread arena, so hashes
+/// spread over hundreds of blocking threads would pin hundreds of MiB. A few long-lived
+/// threads reuse the same few blocks.
 pub struct AuthGate {
     addresses: Mutex<Buckets<IpAddr>>,
     usernames: Mutex<Buckets<String>>,
+    /// One permit per hashing thread; a queued job holds its permit until it has run, so at
+    /// most that many jobs are ever queued or running.
     hashing: Arc<Semaphore>,
     hashing_wait: Duration,
+    jobs: mpsc::Sender<HashJob>,
 }
 
 /// The `Retry-After` of a refusal: whole seconds, at least one.
@@ -201,13 +210,36 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl AuthGate {
-    /// A gate with `config`.
+    /// A gate with `config`, starting its hashing threads; they end when the gate is dropped.
     pub fn new(config: AuthGateConfig) -> Self {
+        let threads = config.hashing_concurrency.max(1);
+        let (jobs, queue) = mpsc::channel::<HashJob>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..threads {
+            let queue = Arc::clone(&queue);
+            let spawned = std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = lock(&queue).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(mpsc::RecvError) => break,
+                        }
+                    }
+                });
+            if let Err(error) = spawned {
+                // Fewer threads only means slower logins; with none, every job fails to
+                // queue and the request gets a 500 rather than waiting forever.
+                tracing::error!(%error, "cannot start a password-hashing thread");
+            }
+        }
         Self {
             addresses: Mutex::new(Buckets::new(config.per_address, config.tracked_keys_max)),
             usernames: Mutex::new(Buckets::new(config.per_username, config.tracked_keys_max)),
-            hashing: Arc::new(Semaphore::new(config.hashing_concurrency.max(1))),
+            hashing: Arc::new(Semaphore::new(threads)),
             hashing_wait: config.hashing_wait,
+            jobs,
         }
     }
 
@@ -234,17 +266,33 @@ impl AuthGate {
         })
     }
 
-    /// A slot to run one Argon2 computation in; hold it until the computation ends. Waiting
-    /// is bounded: a request that cannot get a slot in time is refused with 429 rather than
-    /// queueing without end behind an attack.
-    pub async fn hashing_slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        match tokio::time::timeout(self.hashing_wait, Arc::clone(&self.hashing).acquire_owned())
-            .await
+    /// Runs `work` (a password hash or check) on a hashing thread. Waiting for a free one
+    /// is bounded: a request that cannot get one in time is refused with 429 rather than
+    /// queueing without end behind an attack. The work runs to its end even if the request
+    /// is dropped meanwhile, and keeps its thread's permit until then.
+    pub async fn hash<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let permit: OwnedSemaphorePermit = match tokio::time::timeout(
+            self.hashing_wait,
+            Arc::clone(&self.hashing).acquire_owned(),
+        )
+        .await
         {
-            Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(closed)) => Err(ApiError::internal(closed)),
-            Err(_) => Err(rate_limited(self.hashing_wait)),
-        }
+            Ok(Ok(permit)) => permit,
+            Ok(Err(closed)) => return Err(ApiError::internal(closed)),
+            Err(_) => return Err(rate_limited(self.hashing_wait)),
+        };
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _permit = permit;
+                // The requester may be gone; then there is nobody to tell.
+                let _ = done.send(work());
+            }))
+            .map_err(|_| ApiError::internal("no password-hashing thread is running"))?;
+        result.await.map_err(ApiError::internal)
     }
 }
 
@@ -355,20 +403,45 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn argon2_slots_are_bounded_and_waiting_for_one_is_too() {
-        let gate = AuthGate::new(AuthGateConfig {
+    async fn hashing_is_bounded_and_waiting_for_it_is_too() {
+        let gate = Arc::new(AuthGate::new(AuthGateConfig {
             per_address: THREE_PER_MINUTE,
             per_username: THREE_PER_MINUTE,
             tracked_keys_max: 10,
             hashing_concurrency: 2,
             hashing_wait: Duration::from_millis(50),
-        });
-        let first = gate.hashing_slot().await.unwrap();
-        let _second = gate.hashing_slot().await.unwrap();
-        let refused = gate.hashing_slot().await.unwrap_err();
+        }));
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let released = Arc::new(Mutex::new(released));
+        let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut busy = Vec::new();
+        for _ in 0..2 {
+            let (gate, released, running) = (
+                Arc::clone(&gate),
+                Arc::clone(&released),
+                Arc::clone(&running),
+            );
+            busy.push(tokio::spawn(async move {
+                gate.hash(move || {
+                    running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    lock(&released).recv().unwrap();
+                    std::thread::current().name().map(str::to_owned)
+                })
+                .await
+            }));
+        }
+        while running.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let refused = gate.hash(|| ()).await.unwrap_err();
         assert!(matches!(refused, ApiError::RateLimited { .. }), "{refused}");
-        drop(first);
-        assert!(gate.hashing_slot().await.is_ok());
+        release.send(()).unwrap();
+        release.send(()).unwrap();
+        for job in busy {
+            let thread = job.await.unwrap().unwrap().unwrap();
+            assert!(thread.starts_with("argon2-"), "{thread}");
+        }
+        assert_eq!(gate.hash(|| 42).await.unwrap(), 42);
     }
 
     #[test]
