@@ -1,10 +1,9 @@
 //! The operations of the client API, independent of HTTP or gRPC: both front ends call these,
 //! so they cannot drift apart.
 
+use std::cell::RefCell;
 use std::net::IpAddr;
 use std::sync::Arc;
-
-use std::cell::RefCell;
 
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
