@@ -205,7 +205,8 @@ impl Attempt<'_> {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The buckets hold no invariant a panic could break half-way; keep using them.
+    // Neither the buckets nor the job queue hold an invariant a panic could break half-way:
+    // keep using them rather than fail every later login.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
