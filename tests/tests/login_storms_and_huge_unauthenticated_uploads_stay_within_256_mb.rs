@@ -1,7 +1,8 @@
 //! The controller's memory stays bounded under what an unauthenticated client can send:
 //! a thousand concurrent wrong-password logins (Argon2 takes about 19 MiB each), a 400 MB
-//! upload without an Authorization header, and one whose `tags` part is 400 MB. Bodies are
-//! streamed from generators, so the test itself holds one small buffer.
+//! upload without an Authorization header, one whose `tags` part is 400 MB, and one whose
+//! part headers never end. Bodies are streamed from generators, so the test itself holds one
+//! small buffer.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -37,13 +38,12 @@ fn huge_body(byte: u8) -> reqwest::Body {
     )
 }
 
-/// Sends an upload whose `tags` part is `HUGE_BYTES` long over a raw connection, and returns
-/// the answer it reads meanwhile.
-async fn answer_while_sending_huge_tags_part(address: &str) -> (u16, serde_json::Value) {
+/// Sends, over a raw connection and without a key, an upload body that starts with
+/// `part_head` and goes on for `HUGE_BYTES`, and returns the answer it reads meanwhile.
+async fn answer_while_sending(address: &str, part_head: &'static str) -> (u16, serde_json::Value) {
     let stream = tokio::net::TcpStream::connect(address).await.unwrap();
     let (mut reader, mut writer) = stream.into_split();
     let tail = "\r\n--XyZ--\r\n";
-    let part_head = "--XyZ\r\ncontent-disposition: form-data; name=\"tags\"\r\n\r\n";
     let length = part_head.len() + HUGE_BYTES + tail.len();
     let head = format!(
         "POST /files HTTP/1.1\r\nhost: {address}\r\ncontent-type: multipart/form-data; boundary=XyZ\r\ncontent-length: {length}\r\n\r\n{part_head}"
@@ -163,13 +163,24 @@ async fn login_storms_and_huge_unauthenticated_uploads_stay_within_256_mb() {
     // (c) A 400 MB tags part: refused once it passes its limit, never buffered. The answer
     // comes while the client is still sending, so this client reads as it writes (as curl
     // does; reqwest only reports the closed connection once the server stops reading).
-    let (status, body) = answer_while_sending_huge_tags_part(&c.controller.address()).await;
+    let tags_part = "--XyZ\r\ncontent-disposition: form-data; name=\"tags\"\r\n\r\n";
+    let (status, body) = answer_while_sending(&c.controller.address(), tags_part).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (413, Some("PAYLOAD_TOO_LARGE")),
         "{body}"
     );
     peak_rss(&c, "a 400 MB tags part");
+
+    // (d) A part whose headers never end: the parser would buffer them whole.
+    let endless_headers = "--XyZ\r\ncontent-disposition: form-data; name=\"file\"; filename=\"";
+    let (status, body) = answer_while_sending(&c.controller.address(), endless_headers).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (413, Some("PAYLOAD_TOO_LARGE")),
+        "{body}"
+    );
+    peak_rss(&c, "a 400 MB part header");
 
     let health = c
         .http

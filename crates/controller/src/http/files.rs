@@ -1,6 +1,7 @@
 //! `/files` routes: upload, list, delete, tag changes and downloads.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -40,15 +41,72 @@ fn ids_json(ids: &[Uuid]) -> Vec<String> {
     ids.iter().map(Uuid::to_string).collect()
 }
 
-fn bad_form(error: MultipartError) -> ApiError {
-    ApiError::InvalidRequest(format!("malformed multipart body: {error}"))
+/// Bytes of an upload body the multipart parser may take in without handing anything on.
+/// File and text bytes pass straight through, so only a part's headers or the preamble can
+/// reach it: the parser buffers those whole, however long they are.
+const MULTIPART_UNPARSED_MAX_BYTES: usize = 1024 * 1024;
+
+/// How far the multipart parser is behind the body: bytes pulled from the connection since
+/// the handler last received something from the parser.
+#[derive(Clone, Default)]
+struct Progress(Arc<(AtomicUsize, AtomicBool)>);
+
+impl Progress {
+    /// The handler received a part or a piece of one.
+    fn made(&self) {
+        self.0.0.store(0, Ordering::Relaxed);
+    }
+
+    /// `body`, failing once the parser has taken in too much without handing anything on.
+    fn guard(&self, body: Body) -> Body {
+        let progress = self.clone();
+        Body::from_stream(body.into_data_stream().map(move |piece| {
+            let piece = piece?;
+            let pulled = progress.0.0.fetch_add(piece.len(), Ordering::Relaxed) + piece.len();
+            if pulled > MULTIPART_UNPARSED_MAX_BYTES {
+                progress.0.1.store(true, Ordering::Relaxed);
+                return Err(axum::Error::new("multipart part headers too long"));
+            }
+            Ok(piece)
+        }))
+    }
+
+    /// The error to answer for a parser failure.
+    fn error(&self, error: MultipartError) -> ApiError {
+        if self.0.1.load(Ordering::Relaxed) {
+            return ApiError::PayloadTooLarge {
+                what: "multipart part headers",
+                limit: MULTIPART_UNPARSED_MAX_BYTES as u64,
+            };
+        }
+        ApiError::InvalidRequest(format!("malformed multipart body: {error}"))
+    }
+
+    /// A part's bytes, marking progress with each piece.
+    fn pieces<'a>(
+        &self,
+        field: Field<'a>,
+    ) -> impl futures_util::Stream<Item = Result<Bytes, MultipartError>> + Unpin + 'a {
+        let progress = self.clone();
+        field.inspect(move |_| progress.made())
+    }
+
+    /// Reads a part to its end, keeping nothing.
+    async fn skip(&self, field: Field<'_>) -> Result<(), ApiError> {
+        self.pieces(field)
+            .map_ok(|_| ())
+            .try_collect::<()>()
+            .await
+            .map_err(|e| self.error(e))
+    }
 }
 
 /// The `tags` part as text, read only up to its limit: a larger one is refused as soon as it
 /// passes the limit, without buffering the rest.
-async fn text_part(mut field: Field<'_>) -> Result<String, ApiError> {
+async fn text_part(progress: &Progress, field: Field<'_>) -> Result<String, ApiError> {
     let mut text = Vec::new();
-    while let Some(piece) = field.chunk().await.map_err(bad_form)? {
+    let mut pieces = progress.pieces(field);
+    while let Some(piece) = pieces.try_next().await.map_err(|e| progress.error(e))? {
         if text.len() + piece.len() > MULTIPART_TEXT_MAX_BYTES {
             return Err(ApiError::PayloadTooLarge {
                 what: "tags part",
@@ -72,6 +130,9 @@ pub async fn upload(
 ) -> Result<Response, ApiError> {
     let mut issues = Vec::new();
     let user = authenticate_first(&app.service, &headers, &mut issues).await?;
+    let progress = Progress::default();
+    let (parts, body) = request.into_parts();
+    let request = Request::from_parts(parts, progress.guard(body));
     let Ok(mut multipart) = Multipart::from_request(request, &()).await else {
         issues.push(FieldIssue::missing(&["body", "file"], Value::Null));
         issues.push(FieldIssue::missing(&["body", "tags"], Value::Null));
@@ -80,9 +141,14 @@ pub async fn upload(
     let mut tags: Option<Vec<String>> = None;
     let mut stored = None;
     let mut file_seen = false;
-    while let Some(field) = multipart.next_field().await.map_err(bad_form)? {
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| progress.error(e))?
+    {
+        progress.made();
         match field.name() {
-            Some("tags") => tags = Some(parse_tags(&text_part(field).await?)),
+            Some("tags") => tags = Some(parse_tags(&text_part(&progress, field).await?)),
             Some("file") if file_seen => {
                 return Err(ApiError::InvalidRequest(
                     "An upload carries one file part".to_owned(),
@@ -97,19 +163,16 @@ pub async fn upload(
                         msg: "Value error, Expected UploadFile, received: <class 'str'>".to_owned(),
                         input: Value::Null,
                     });
+                    progress.skip(field).await?;
                     continue;
                 };
                 let Some(owner) = user else {
                     // Unauthenticated: only report what is missing, store nothing.
-                    field
-                        .map_ok(|_| ())
-                        .try_collect::<()>()
-                        .await
-                        .map_err(bad_form)?;
+                    progress.skip(field).await?;
                     continue;
                 };
                 check_upload(&name, tags.as_deref())?;
-                let data = app.service.store_data(field).await?;
+                let data = app.service.store_data(progress.pieces(field)).await?;
                 stored = Some((owner, name, data));
             }
             _ => {
