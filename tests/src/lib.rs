@@ -447,11 +447,19 @@ pub fn cluster_client() -> redcloud_link::ClusterClient {
     )
 }
 
-/// An HTTP client for loopback: no proxy, a generous timeout, TCP_NODELAY.
-pub fn http_client() -> reqwest::Client {
+/// A client builder for loopback: no proxy, and a TLS configuration of our own. Every reqwest
+/// client must start from one: the workspace builds reqwest's rustls support without a
+/// built-in crypto provider (for the CLI's `--ca-cert`), so a client left to build its own TLS
+/// configuration panics.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .use_preconfigured_tls(redcloud_link::https_client_config(None).unwrap())
         .no_proxy()
+}
+
+/// An HTTP client for loopback: no proxy, a generous timeout, TCP_NODELAY.
+pub fn http_client() -> reqwest::Client {
+    http_client_builder()
         .timeout(Duration::from_secs(120))
         .tcp_nodelay(true)
         .build()

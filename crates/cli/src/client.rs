@@ -306,4 +306,3 @@ pub fn explain(status: StatusCode, body: &Value) -> String {
     };
     format!("{message} [{}]", status.as_u16())
 }
-

@@ -27,6 +27,13 @@ const DEFAULT_REPAIR_CONCURRENCY_MAX: usize = 4;
 const DEFAULT_GC_GRACE_MS: u64 = 2 * 60 * 60 * 1000;
 const DEFAULT_GC_REPORT_MAX_AGE_MS: u64 = 60_000;
 const DEFAULT_GC_DELETIONS_PER_ROUND: usize = 1024;
+const DEFAULT_AUTH_RATE_ADDRESS_BURST: u32 = 300;
+const DEFAULT_AUTH_RATE_ADDRESS_PER_MINUTE: u32 = 600;
+const DEFAULT_AUTH_RATE_USERNAME_BURST: u32 = 10;
+const DEFAULT_AUTH_RATE_USERNAME_PER_MINUTE: u32 = 6;
+const DEFAULT_AUTH_RATE_TRACKED_KEYS_MAX: usize = 16_384;
+const DEFAULT_PASSWORD_HASH_CONCURRENCY_MIN: usize = 2;
+const DEFAULT_PASSWORD_HASH_WAIT_MS: u64 = 5_000;
 
 /// Serves RedCloud's metadata and client APIs and places file chunks on chunkservers.
 #[derive(Parser, Debug, Clone)]
@@ -146,6 +153,40 @@ pub struct Config {
     /// Most chunk copies deleted in one repair round.
     #[arg(long, env = "REDCLOUD_CONTROLLER_GC_DELETIONS_PER_ROUND", default_value_t = DEFAULT_GC_DELETIONS_PER_ROUND)]
     pub gc_deletions_per_round: usize,
+
+    /// Login and registration attempts one client address (an IPv6 /64) may make at once
+    /// before it is slowed to `--auth-rate-address-per-minute` (429 beyond); 0 turns the
+    /// limit off, e.g. behind a proxy that hides client addresses.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_AUTH_RATE_ADDRESS_BURST", default_value_t = DEFAULT_AUTH_RATE_ADDRESS_BURST)]
+    pub auth_rate_address_burst: u32,
+
+    /// Login and registration attempts a client address gets back per minute.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_AUTH_RATE_ADDRESS_PER_MINUTE", default_value_t = DEFAULT_AUTH_RATE_ADDRESS_PER_MINUTE)]
+    pub auth_rate_address_per_minute: u32,
+
+    /// Failed logins and registrations one username may see at once before it is slowed to
+    /// `--auth-rate-username-per-minute` (429 beyond); successful attempts do not count. 0
+    /// turns the limit off.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_AUTH_RATE_USERNAME_BURST", default_value_t = DEFAULT_AUTH_RATE_USERNAME_BURST)]
+    pub auth_rate_username_burst: u32,
+
+    /// Failed attempts a username gets back per minute.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_AUTH_RATE_USERNAME_PER_MINUTE", default_value_t = DEFAULT_AUTH_RATE_USERNAME_PER_MINUTE)]
+    pub auth_rate_username_per_minute: u32,
+
+    /// Client addresses, and usernames, whose rate-limit state is remembered (each); beyond
+    /// it the state touched longest ago is forgotten, so memory stays bounded.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_AUTH_RATE_TRACKED_KEYS_MAX", default_value_t = DEFAULT_AUTH_RATE_TRACKED_KEYS_MAX)]
+    pub auth_rate_tracked_keys_max: usize,
+
+    /// Argon2 password hashes computed at once (each takes about 19 MiB). Default: the
+    /// number of cores, at least 2.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_PASSWORD_HASH_CONCURRENCY_MAX")]
+    pub password_hash_concurrency_max: Option<usize>,
+
+    /// Longest a login or registration waits for a free Argon2 slot before it gets 429.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_PASSWORD_HASH_WAIT_MS", default_value_t = DEFAULT_PASSWORD_HASH_WAIT_MS)]
+    pub password_hash_wait_ms: u64,
 }
 
 impl Config {
@@ -178,6 +219,13 @@ impl Config {
             gc_grace_ms: DEFAULT_GC_GRACE_MS,
             gc_report_max_age_ms: DEFAULT_GC_REPORT_MAX_AGE_MS,
             gc_deletions_per_round: DEFAULT_GC_DELETIONS_PER_ROUND,
+            auth_rate_address_burst: DEFAULT_AUTH_RATE_ADDRESS_BURST,
+            auth_rate_address_per_minute: DEFAULT_AUTH_RATE_ADDRESS_PER_MINUTE,
+            auth_rate_username_burst: DEFAULT_AUTH_RATE_USERNAME_BURST,
+            auth_rate_username_per_minute: DEFAULT_AUTH_RATE_USERNAME_PER_MINUTE,
+            auth_rate_tracked_keys_max: DEFAULT_AUTH_RATE_TRACKED_KEYS_MAX,
+            password_hash_concurrency_max: None,
+            password_hash_wait_ms: DEFAULT_PASSWORD_HASH_WAIT_MS,
         }
     }
 
@@ -208,6 +256,26 @@ impl Config {
             .iter()
             .map(|peer| redcloud_types::with_default_port(peer, DEFAULT_CLUSTER_PORT))
             .collect()
+    }
+
+    /// The rate limits and Argon2 slots of login and registration.
+    pub fn auth_gate(&self) -> crate::throttle::AuthGateConfig {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        crate::throttle::AuthGateConfig {
+            per_address: crate::throttle::Rate {
+                burst: self.auth_rate_address_burst,
+                per_minute: self.auth_rate_address_per_minute,
+            },
+            per_username: crate::throttle::Rate {
+                burst: self.auth_rate_username_burst,
+                per_minute: self.auth_rate_username_per_minute,
+            },
+            tracked_keys_max: self.auth_rate_tracked_keys_max,
+            hashing_concurrency: self
+                .password_hash_concurrency_max
+                .unwrap_or_else(|| cores.max(DEFAULT_PASSWORD_HASH_CONCURRENCY_MIN)),
+            hashing_wait: Duration::from_millis(self.password_hash_wait_ms),
+        }
     }
 }
 

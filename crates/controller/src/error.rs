@@ -79,11 +79,22 @@ pub enum ApiError {
     /// Every chunkserver that could take the data is full (507).
     #[error("Storage is full")]
     StorageFull,
-    /// An upload over the configured limit (413).
-    #[error("File exceeds the upload limit of {limit} bytes")]
+    /// A body or body part over its size limit (413); nothing was stored.
+    #[error("The {what} exceeds the limit of {limit} bytes")]
     PayloadTooLarge {
+        /// What was too large: `file`, `JSON body`, `tags part`.
+        what: &'static str,
         /// The limit.
         limit: u64,
+    },
+    /// An input over one of the other limits (400 INVALID_REQUEST); nothing changed.
+    #[error(transparent)]
+    OverLimit(#[from] crate::limits::LimitError),
+    /// Too many login or registration attempts, or no password-hashing slot in time (429).
+    #[error("Too many attempts; retry in {retry_after_secs} s")]
+    RateLimited {
+        /// Whole seconds until a retry may succeed (the `Retry-After` header).
+        retry_after_secs: u64,
     },
     /// The node could not catch up with the client's frontier in time (503).
     #[error("This controller has not caught up with your earlier writes yet; retry shortly")]
@@ -117,6 +128,8 @@ pub enum ErrorCode {
     AlreadyExists,
     /// 413 / OUT_OF_RANGE.
     TooLarge,
+    /// 429 / RESOURCE_EXHAUSTED.
+    TooManyRequests,
     /// 503 / UNAVAILABLE.
     Unavailable,
     /// 507 / RESOURCE_EXHAUSTED.
@@ -135,6 +148,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Full => StatusCode::INSUFFICIENT_STORAGE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -151,7 +165,7 @@ impl ErrorCode {
             ErrorCode::NotFound => tonic::Code::NotFound,
             ErrorCode::TooLarge => tonic::Code::OutOfRange,
             ErrorCode::Unavailable => tonic::Code::Unavailable,
-            ErrorCode::Full => tonic::Code::ResourceExhausted,
+            ErrorCode::Full | ErrorCode::TooManyRequests => tonic::Code::ResourceExhausted,
             ErrorCode::Internal => tonic::Code::Internal,
         }
     }
@@ -169,12 +183,14 @@ impl ApiError {
             ApiError::InvalidTagQuery(_)
             | ApiError::InvalidRequest(_)
             | ApiError::UploadWithoutTags
+            | ApiError::OverLimit(_)
             | ApiError::InvalidFrontier { .. } => ErrorCode::BadRequest,
             ApiError::FileNotFound(_) => ErrorCode::NotFound,
             ApiError::Forbidden => ErrorCode::Forbidden,
             ApiError::ChunkserverUnavailable(_) | ApiError::NotCaughtUp => ErrorCode::Unavailable,
             ApiError::StorageFull => ErrorCode::Full,
             ApiError::PayloadTooLarge { .. } => ErrorCode::TooLarge,
+            ApiError::RateLimited { .. } => ErrorCode::TooManyRequests,
             ApiError::Internal(_) | ApiError::ChecksumMismatch { .. } => ErrorCode::Internal,
         }
     }
@@ -185,10 +201,11 @@ impl ApiError {
             ApiError::UserAlreadyExists => Some("USER_ALREADY_EXISTS"),
             ApiError::InvalidCredentials => Some("INVALID_CREDENTIALS"),
             ApiError::InvalidTagQuery(_) => Some("INVALID_TAG_QUERY"),
-            ApiError::InvalidRequest(_) => Some("INVALID_REQUEST"),
+            ApiError::InvalidRequest(_) | ApiError::OverLimit(_) => Some("INVALID_REQUEST"),
             ApiError::ChunkserverUnavailable(_) => Some("CHUNKSERVER_UNAVAILABLE"),
             ApiError::StorageFull => Some("STORAGE_FULL"),
             ApiError::PayloadTooLarge { .. } => Some("PAYLOAD_TOO_LARGE"),
+            ApiError::RateLimited { .. } => Some("RATE_LIMITED"),
             ApiError::NotCaughtUp => Some("NOT_CAUGHT_UP"),
             ApiError::InvalidFrontier { .. } => Some("INVALID_FRONTIER"),
             ApiError::Internal(_) => Some("INTERNAL_ERROR"),
@@ -233,7 +250,14 @@ impl IntoResponse for ApiError {
                 None => json!({"detail": other.public_detail()}),
             },
         };
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if let ApiError::RateLimited { retry_after_secs } = self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after_secs),
+            );
+        }
+        response
     }
 }
 
@@ -260,7 +284,13 @@ impl From<ApiError> for tonic::Status {
                 .join("; "),
             other => other.public_detail(),
         };
-        tonic::Status::new(error.code().grpc_code(), message)
+        let mut status = tonic::Status::new(error.code().grpc_code(), message);
+        if let ApiError::RateLimited { retry_after_secs } = error {
+            status
+                .metadata_mut()
+                .insert("retry-after", retry_after_secs.into());
+        }
+        status
     }
 }
 
@@ -327,9 +357,24 @@ mod tests {
                 Some("CHECKSUM_MISMATCH"),
             ),
             (
-                ApiError::PayloadTooLarge { limit: 1 },
+                ApiError::PayloadTooLarge {
+                    what: "file",
+                    limit: 1,
+                },
                 413,
                 Some("PAYLOAD_TOO_LARGE"),
+            ),
+            (
+                ApiError::OverLimit(crate::limits::LimitError::TagComma),
+                400,
+                Some("INVALID_REQUEST"),
+            ),
+            (
+                ApiError::RateLimited {
+                    retry_after_secs: 7,
+                },
+                429,
+                Some("RATE_LIMITED"),
             ),
             (ApiError::NotCaughtUp, 503, Some("NOT_CAUGHT_UP")),
             (
@@ -357,5 +402,20 @@ mod tests {
         );
         let status = tonic::Status::from(ApiError::Internal("/secret/path".into()));
         assert!(!status.message().contains("secret"));
+    }
+
+    #[test]
+    fn rate_limits_say_when_to_retry() {
+        let response = ApiError::RateLimited {
+            retry_after_secs: 7,
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[axum::http::header::RETRY_AFTER], "7");
+        let status = tonic::Status::from(ApiError::RateLimited {
+            retry_after_secs: 7,
+        });
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(status.metadata().get("retry-after").unwrap(), "7");
     }
 }

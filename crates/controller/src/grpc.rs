@@ -1,6 +1,7 @@
 //! The gRPC client API: the same operations as HTTP, with streaming upload and download.
 //! The only file that knows both protobuf and domain types.
 
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -45,6 +46,14 @@ impl FilesApi {
     }
 }
 
+/// The caller's address, for rate limiting: gRPC shares the HTTP listener, which records it.
+fn client_ip<T>(request: &Request<T>) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<redcloud_link::RemoteAddr>>()
+        .map(|axum::extract::ConnectInfo(redcloud_link::RemoteAddr(address))| address.ip())
+}
+
 fn file_info(file: &FileRecord) -> FileInfo {
     FileInfo {
         file_id: file.file_id.to_string(),
@@ -69,8 +78,13 @@ impl Files for FilesApi {
         &self,
         request: Request<Credentials>,
     ) -> Result<Response<RegisterResponse>, Status> {
+        let client = client_ip(&request);
         let Credentials { username, password } = request.into_inner();
-        let (api_key, user_id) = self.state.service.register(username, password).await?;
+        let (api_key, user_id) = self
+            .state
+            .service
+            .register(client, username, password)
+            .await?;
         Ok(Response::new(RegisterResponse {
             api_key,
             user_id: user_id.to_string(),
@@ -81,8 +95,9 @@ impl Files for FilesApi {
         &self,
         request: Request<Credentials>,
     ) -> Result<Response<LoginResponse>, Status> {
+        let client = client_ip(&request);
         let Credentials { username, password } = request.into_inner();
-        let api_key = self.state.service.login(username, password).await?;
+        let api_key = self.state.service.login(client, username, password).await?;
         Ok(Response::new(LoginResponse { api_key }))
     }
 

@@ -10,6 +10,7 @@ mod grpc;
 mod http;
 pub mod inspect;
 mod internal;
+mod limits;
 mod log_worker;
 mod meta;
 mod metrics;
@@ -18,6 +19,7 @@ mod readmodel;
 mod repair;
 mod service;
 pub mod status;
+mod throttle;
 mod upload;
 
 use std::sync::Arc;
@@ -179,6 +181,7 @@ pub async fn run(
         chunks: chunk_io,
         limits,
         registering: tokio::sync::Mutex::new(()),
+        auth: throttle::AuthGate::new(config.auth_gate()),
     };
     let local = listeners.client.local_addr()?;
     let mut seeds = config.peer_addresses();

@@ -163,6 +163,7 @@ impl LogHandle {
                 "refused an operation larger than a gossip message allows"
             );
             return Err(ApiError::PayloadTooLarge {
+                what: "metadata operation",
                 limit: MAX_OP_BYTES as u64,
             });
         }

@@ -1,10 +1,12 @@
 //! The operations of the client API, independent of HTTP or gRPC: both front ends call these,
 //! so they cannot drift apart.
 
+use std::cell::RefCell;
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use bytes::Bytes;
 use futures_util::Stream;
 use sha2::{Digest, Sha256};
@@ -12,9 +14,11 @@ use uuid::Uuid;
 
 use crate::chunks::ChunkIo;
 use crate::error::ApiError;
+use crate::limits::{check_credentials, check_file_name, check_file_tag_count, check_tags};
 use crate::log_worker::LogHandle;
 use crate::meta::{KeyHash, MetaOp};
 use crate::readmodel::{FileRecord, ReadModelError, ReadPool, Reader};
+use crate::throttle::AuthGate;
 use crate::upload::{StoredData, UploadLimits, store_stream};
 use redcloud_types::ChunkId;
 
@@ -28,6 +32,8 @@ pub struct Service {
     /// name. (Registrations on different controllers during a partition are settled by the
     /// first-registration-wins rule.)
     pub(crate) registering: tokio::sync::Mutex<()>,
+    /// Rate limits of login and registration, and the Argon2 slots.
+    pub(crate) auth: AuthGate,
 }
 
 /// What an upload produced.
@@ -92,6 +98,20 @@ pub fn dedup_tags(tags: impl IntoIterator<Item = String>) -> Vec<String> {
         .collect()
 }
 
+/// Checks an upload's name, and its tags when they are known, before it costs anything; the
+/// HTTP front end calls it before the first byte is stored, when the tags may not have
+/// arrived yet.
+pub fn check_upload(name: &str, tags: Option<&[String]>) -> Result<(), ApiError> {
+    if tags.is_some_and(<[String]>::is_empty) {
+        return Err(ApiError::UploadWithoutTags);
+    }
+    check_file_name(name)?;
+    if let Some(tags) = tags {
+        check_tags(tags)?;
+    }
+    Ok(())
+}
+
 /// A new API key: `dfs_` and a hyphenated UUIDv4 (40 characters).
 pub fn new_api_key() -> String {
     format!("dfs_{}", Uuid::new_v4())
@@ -102,28 +122,73 @@ pub fn hash_api_key(key: &str) -> KeyHash {
     Sha256::digest(key.as_bytes()).into()
 }
 
-async fn hash_password(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        let salt =
-            SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(ApiError::internal)?;
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|hash| hash.to_string())
-            .map_err(ApiError::internal)
-    })
-    .await
-    .map_err(ApiError::internal)?
+thread_local! {
+    /// Argon2's working memory (about 19 MiB), kept for the life of the hashing thread and
+    /// reused by every hash on it. Allocating it afresh per hash, as `PasswordHasher` does,
+    /// made the allocator keep about 150 MiB per thread.
+    static ARGON2_BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
 }
 
-async fn verify_password(password: String, stored: String) -> Result<bool, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        let parsed = PasswordHash::new(&stored).map_err(ApiError::internal)?;
-        Ok(Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok())
+/// Runs `argon2` into `out` in this thread's working memory.
+fn argon2_into(
+    argon2: &Argon2<'_>,
+    password: &str,
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    ARGON2_BLOCKS.with_borrow_mut(|blocks| {
+        blocks.resize(argon2.params().block_count(), Block::default());
+        argon2.hash_password_into_with_memory(password.as_bytes(), salt, out, blocks)
     })
-    .await
-    .map_err(ApiError::internal)?
+}
+
+/// Argon2id of `password` with a fresh salt, as a PHC string (CPU- and memory-heavy: run it
+/// through [`AuthGate::hash`](crate::throttle::AuthGate::hash)).
+fn hash_password(password: &str) -> Result<String, ApiError> {
+    let salt_bytes = rand::random::<[u8; 16]>();
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(ApiError::internal)?;
+    let argon2 = Argon2::default();
+    let output = Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| {
+        Ok(argon2_into(&argon2, password, &salt_bytes, out)?)
+    })
+    .map_err(ApiError::internal)?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(argon2.params()).map_err(ApiError::internal)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(hash.to_string())
+}
+
+/// Whether `password` matches the stored PHC string (as heavy as [`hash_password`]).
+fn verify_password(password: &str, stored: &str) -> Result<bool, ApiError> {
+    let parsed = PasswordHash::new(stored).map_err(ApiError::internal)?;
+    let algorithm = Algorithm::try_from(parsed.algorithm).map_err(ApiError::internal)?;
+    let version = parsed
+        .version
+        .map(Version::try_from)
+        .transpose()
+        .map_err(ApiError::internal)?
+        .unwrap_or_default();
+    let params = Params::try_from(&parsed).map_err(ApiError::internal)?;
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return Err(ApiError::internal(
+            "a stored password hash lacks its salt or output",
+        ));
+    };
+    let mut salt_buffer = [0u8; 64];
+    let salt = salt
+        .decode_b64(&mut salt_buffer)
+        .map_err(ApiError::internal)?;
+    let argon2 = Argon2::new(algorithm, version, params);
+    let computed = Output::init_with(expected.len(), |out| {
+        Ok(argon2_into(&argon2, password, salt, out)?)
+    })
+    .map_err(ApiError::internal)?;
+    // `Output` compares in constant time.
+    Ok(computed == expected)
 }
 
 impl From<ReadModelError> for ApiError {
@@ -144,18 +209,18 @@ impl Service {
             .map_err(ApiError::internal)??)
     }
 
-    /// Registers a user; returns its first API key and its id.
+    /// Registers a user; returns its first API key and its id. `client` is the caller's
+    /// address, for rate limiting, when the front end knows it.
     pub async fn register(
         &self,
+        client: Option<IpAddr>,
         username: String,
         password: String,
     ) -> Result<(String, Uuid), ApiError> {
-        if username.is_empty() || password.is_empty() {
-            return Err(ApiError::InvalidRequest(
-                "Username and password must not be empty".to_owned(),
-            ));
-        }
-        let password_hash = hash_password(password).await?;
+        self.auth.admit_address(client)?;
+        check_credentials(&username, &password)?;
+        let attempt = self.auth.admit_username(&username)?;
+        let password_hash = self.auth.hash(move || hash_password(&password)).await??;
         let _one_at_a_time = self.registering.lock().await;
         let name = username.clone();
         if self.read(move |r| r.user_by_name(&name)).await?.is_some() {
@@ -170,26 +235,48 @@ impl Service {
             api_key_hash: hash_api_key(&api_key),
         };
         self.log.append(vec![op]).await?;
+        attempt.succeeded();
         Ok((api_key, user_id))
     }
 
-    /// Checks a password and issues a new key, revoking the previous one.
-    pub async fn login(&self, username: String, password: String) -> Result<String, ApiError> {
-        let user = self.read(move |r| r.user_by_name(&username)).await?;
-        let Some(user) = user else {
-            // Spend the same effort as a real check, so timing does not reveal who exists.
-            let _ = hash_password(password).await;
+    /// Checks a password and issues a new key, revoking the previous one. `client` as for
+    /// [`Service::register`].
+    pub async fn login(
+        &self,
+        client: Option<IpAddr>,
+        username: String,
+        password: String,
+    ) -> Result<String, ApiError> {
+        self.auth.admit_address(client)?;
+        check_credentials(&username, &password)?;
+        let attempt = self.auth.admit_username(&username)?;
+        let reads = Arc::clone(&self.reads);
+        // The lookup runs on the hashing thread too, so a login storm holds no more read
+        // connections than hashing threads.
+        let user_id = self
+            .auth
+            .hash(move || match reads.read(|r| r.user_by_name(&username))? {
+                Some(user) => {
+                    Ok(verify_password(&password, &user.password_hash)?.then_some(user.user_id))
+                }
+                None => {
+                    // Spend the same effort as a real check, so timing does not reveal who
+                    // exists.
+                    let _ = hash_password(&password);
+                    Ok::<_, ApiError>(None)
+                }
+            })
+            .await??;
+        let Some(user_id) = user_id else {
             return Err(ApiError::InvalidCredentials);
         };
-        if !verify_password(password, user.password_hash).await? {
-            return Err(ApiError::InvalidCredentials);
-        }
         let api_key = new_api_key();
         let op = MetaOp::ApiKeyIssued {
-            user_id: user.user_id,
+            user_id,
             api_key_hash: hash_api_key(&api_key),
         };
         self.log.append(vec![op]).await?;
+        attempt.succeeded();
         Ok(api_key)
     }
 
@@ -216,9 +303,7 @@ impl Service {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        if tags.is_empty() {
-            return Err(ApiError::UploadWithoutTags);
-        }
+        check_upload(&name, Some(&tags))?;
         let stored = self.store_data(body).await?;
         self.record_file(owner, name, tags, stored).await
     }
@@ -240,12 +325,7 @@ impl Service {
         tags: Vec<String>,
         stored: StoredData,
     ) -> Result<Uploaded, ApiError> {
-        if tags.is_empty() {
-            return Err(ApiError::UploadWithoutTags);
-        }
-        if name.is_empty() {
-            return Err(ApiError::InvalidRequest("The file needs a name".to_owned()));
-        }
+        check_upload(&name, Some(&tags))?;
         let took = stored.started.elapsed();
         if took > self.limits.deadline {
             return Err(ApiError::ChunkserverUnavailable(format!(
@@ -283,6 +363,7 @@ impl Service {
 
     /// The caller's files carrying every tag of `tags` (all files when empty).
     pub async fn list(&self, owner: Uuid, tags: Vec<String>) -> Result<Vec<FileRecord>, ApiError> {
+        check_tags(&tags)?;
         self.read(move |r| r.files_matching(&owner, &tags)).await
     }
 
@@ -320,14 +401,21 @@ impl Service {
         if new_tags.is_empty() {
             return Err(ApiError::InvalidTagQuery("New tags cannot be empty"));
         }
-        let file_ids: Vec<Uuid> = self
-            .list(owner, dedup_tags(query))
-            .await?
-            .into_iter()
-            .map(|f| f.file_id)
-            .collect();
+        check_tags(&new_tags)?;
+        let tags = dedup_tags(new_tags);
+        let files = self.list(owner, dedup_tags(query)).await?;
+        // Every file is checked before anything is written, so a change that would take one
+        // file over the limit changes none.
+        for file in &files {
+            // `FileRecord::tags` is sorted, so each lookup is a binary search.
+            let added = tags
+                .iter()
+                .filter(|t| file.tags.binary_search(t).is_err())
+                .count();
+            check_file_tag_count(file.file_id, file.tags.len() + added)?;
+        }
+        let file_ids: Vec<Uuid> = files.into_iter().map(|f| f.file_id).collect();
         if !file_ids.is_empty() {
-            let tags = dedup_tags(new_tags);
             self.log
                 .append(vec![MetaOp::TagsAdded {
                     file_ids: file_ids.clone(),
@@ -352,6 +440,7 @@ impl Service {
         if remove.is_empty() {
             return Err(ApiError::InvalidTagQuery("Tags to remove cannot be empty"));
         }
+        check_tags(&remove)?;
         let remove = dedup_tags(remove);
         let (mut updated, mut skipped) = (Vec::new(), Vec::new());
         for file in self.list(owner, dedup_tags(query)).await? {
@@ -460,6 +549,35 @@ mod tests {
         );
         assert!(parse_tags(" , ,").is_empty());
         assert_eq!(parse_tags("Work,work"), ["Work", "work"]);
+    }
+
+    #[test]
+    fn password_hashes_are_standard_argon2id_phc_strings() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let ours = hash_password("s3cret").unwrap();
+        assert!(
+            ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{ours}"
+        );
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"s3cret", &parsed)
+                .is_ok(),
+            "the argon2 crate accepts our hashes"
+        );
+        assert!(verify_password("s3cret", &ours).unwrap());
+        assert!(!verify_password("s3cret!", &ours).unwrap());
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let theirs = Argon2::default()
+            .hash_password(b"older", &salt)
+            .unwrap()
+            .to_string();
+        assert!(
+            verify_password("older", &theirs).unwrap(),
+            "hashes stored before keep working"
+        );
+        assert!(!verify_password("newer", &theirs).unwrap());
     }
 
     #[test]

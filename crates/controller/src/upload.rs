@@ -71,7 +71,10 @@ where
             piece.map_err(|e| ApiError::InvalidRequest(format!("upload interrupted: {e}")))?;
         size += piece.len() as u64;
         if size > max_bytes {
-            return Err(ApiError::PayloadTooLarge { limit: max_bytes });
+            return Err(ApiError::PayloadTooLarge {
+                what: "file",
+                limit: max_bytes,
+            });
         }
         while !piece.is_empty() {
             let take = (chunk_size - buffer.len()).min(piece.len());

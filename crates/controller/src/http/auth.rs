@@ -1,26 +1,31 @@
-//! `/auth` routes: registration and login.
+//! `/auth` routes: registration and login. The service applies the rate limits; this file
+//! only hands it the client's address and the bounded body.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::extract::{json_object, string_field};
+use super::extract::{client_ip, json_body, json_object, string_field};
 use crate::error::ApiError;
 
-fn credentials(body: &Bytes) -> Result<(String, String), ApiError> {
+/// The caller's address and the `username` and `password` of the body.
+async fn credentials(request: Request) -> Result<(Option<IpAddr>, String, String), ApiError> {
+    let client = client_ip(request.extensions());
+    let (parts, body) = request.into_parts();
+    let body = json_body(&parts.headers, body).await?;
     let mut issues = Vec::new();
     let (mut username, mut password) = (None, None);
-    if let Some(object) = json_object(body, &mut issues) {
+    if let Some(object) = json_object(&body, &mut issues) {
         username = string_field(&object, "username", &mut issues);
         password = string_field(&object, "password", &mut issues);
     }
     match (username, password) {
-        (Some(username), Some(password)) if issues.is_empty() => Ok((username, password)),
+        (Some(username), Some(password)) if issues.is_empty() => Ok((client, username, password)),
         _ => Err(ApiError::Validation(issues)),
     }
 }
@@ -28,10 +33,10 @@ fn credentials(body: &Bytes) -> Result<(String, String), ApiError> {
 /// `POST /auth/register`.
 pub async fn register(
     State(app): State<Arc<AppState>>,
-    body: Bytes,
+    request: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let (username, password) = credentials(&body)?;
-    let (api_key, user_id) = app.service.register(username, password).await?;
+    let (client, username, password) = credentials(request).await?;
+    let (api_key, user_id) = app.service.register(client, username, password).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"api_key": api_key, "user_id": user_id.to_string()})),
@@ -39,8 +44,11 @@ pub async fn register(
 }
 
 /// `POST /auth/login`.
-pub async fn login(State(app): State<Arc<AppState>>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let (username, password) = credentials(&body)?;
-    let api_key = app.service.login(username, password).await?;
+pub async fn login(
+    State(app): State<Arc<AppState>>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    let (client, username, password) = credentials(request).await?;
+    let api_key = app.service.login(client, username, password).await?;
     Ok(Json(json!({"api_key": api_key})))
 }

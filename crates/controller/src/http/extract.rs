@@ -1,12 +1,20 @@
 //! Request parsing that reproduces the wire contract's validation: FastAPI-style 422 bodies
 //! listing every missing or mistyped field, and authentication before validation whenever an
-//! `Authorization` header is present.
+//! `Authorization` header is present. Bodies are read here, within their size limits.
 
-use axum::http::HeaderMap;
+use std::net::IpAddr;
+
+use axum::body::{Body, Bytes};
+use axum::extract::ConnectInfo;
+use axum::http::{Extensions, HeaderMap, header};
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use redcloud_link::RemoteAddr;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::error::{ApiError, FieldIssue};
+use crate::limits::JSON_BODY_MAX_BYTES;
 use crate::service::Service;
 
 /// What the `Authorization` header says.
@@ -63,6 +71,42 @@ pub fn finish(user: Option<Uuid>, issues: Vec<FieldIssue>) -> Result<Uuid, ApiEr
         Some(user) if issues.is_empty() => Ok(user),
         _ => Err(ApiError::Validation(issues)),
     }
+}
+
+/// The client's address, when the server was started with connection info (a router called
+/// directly, as in some tests, has none).
+pub fn client_ip(extensions: &Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<RemoteAddr>>()
+        .map(|ConnectInfo(RemoteAddr(address))| address.ip())
+}
+
+/// Reads a JSON request body of at most [`JSON_BODY_MAX_BYTES`]: a declared length over it is
+/// refused before any byte is read, and an undeclared one as soon as it passes the limit. The
+/// only place a client's JSON body is read, so every route answers an oversized one alike.
+pub async fn json_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::PayloadTooLarge {
+        what: "JSON body",
+        limit: JSON_BODY_MAX_BYTES as u64,
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > JSON_BODY_MAX_BYTES as u64) {
+        return Err(too_large());
+    }
+    let mut stream = body.into_data_stream();
+    let mut buffer = BytesMut::new();
+    while let Some(piece) = stream.next().await {
+        let piece = piece
+            .map_err(|e| ApiError::InvalidRequest(format!("request body interrupted: {e}")))?;
+        if buffer.len() + piece.len() > JSON_BODY_MAX_BYTES {
+            return Err(too_large());
+        }
+        buffer.extend_from_slice(&piece);
+    }
+    Ok(buffer.freeze())
 }
 
 /// A JSON body as an object, or the issue that it is not one.
@@ -189,6 +233,46 @@ fn decode_component(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
+
+    #[tokio::test]
+    async fn json_bodies_are_read_up_to_their_limit_only() {
+        let fits = vec![b' '; JSON_BODY_MAX_BYTES];
+        let body = json_body(&HeaderMap::new(), Body::from(fits))
+            .await
+            .unwrap();
+        assert_eq!(body.len(), JSON_BODY_MAX_BYTES);
+
+        let over = vec![b' '; JSON_BODY_MAX_BYTES + 1];
+        let refused = json_body(&HeaderMap::new(), Body::from(over)).await;
+        assert!(
+            matches!(refused, Err(ApiError::PayloadTooLarge { .. })),
+            "{refused:?}"
+        );
+
+        // A declared length over the limit is refused without reading a byte: this body
+        // would never end.
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, "1048577".parse().unwrap());
+        let endless =
+            Body::from_stream(futures_util::stream::pending::<Result<Bytes, std::io::Error>>());
+        let refused = json_body(&headers, endless).await;
+        assert!(
+            matches!(refused, Err(ApiError::PayloadTooLarge { .. })),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn the_client_address_is_optional() {
+        let mut extensions = Extensions::new();
+        assert_eq!(client_ip(&extensions), None);
+        extensions.insert(ConnectInfo(RemoteAddr(SocketAddr::from((
+            [192, 0, 2, 1],
+            4000,
+        )))));
+        assert_eq!(client_ip(&extensions), Some(IpAddr::from([192, 0, 2, 1])));
+    }
 
     #[test]
     fn tags_query_decodes_and_requires_the_parameter() {

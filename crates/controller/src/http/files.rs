@@ -1,9 +1,11 @@
 //! `/files` routes: upload, list, delete, tag changes and downloads.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use axum::Json;
 use axum::body::{Body, Bytes};
+use axum::extract::multipart::{Field, MultipartError};
 use axum::extract::{FromRequest, Multipart, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -13,11 +15,13 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::extract::{
-    authenticate_first, authenticated, finish, json_object, string_list_field, tags_query,
+    authenticate_first, authenticated, finish, json_body, json_object, string_list_field,
+    tags_query,
 };
 use crate::error::{ApiError, FieldIssue};
+use crate::limits::MULTIPART_TEXT_MAX_BYTES;
 use crate::readmodel::FileRecord;
-use crate::service::{Download, DownloadTarget, format_timestamp, parse_tags};
+use crate::service::{Download, DownloadTarget, check_upload, format_timestamp, parse_tags};
 
 /// Chunks fetched ahead of the one being sent.
 const READ_AHEAD_CHUNKS: usize = 3;
@@ -37,8 +41,88 @@ fn ids_json(ids: &[Uuid]) -> Vec<String> {
     ids.iter().map(Uuid::to_string).collect()
 }
 
+/// Bytes of an upload body the multipart parser may take in without handing anything on.
+/// File and text bytes pass straight through, so only a part's headers or the preamble can
+/// reach it: the parser buffers those whole, however long they are.
+const MULTIPART_UNPARSED_MAX_BYTES: usize = 1024 * 1024;
+
+/// How far the multipart parser is behind the body: bytes pulled from the connection since
+/// the handler last received something from the parser.
+#[derive(Clone, Default)]
+struct Progress(Arc<(AtomicUsize, AtomicBool)>);
+
+impl Progress {
+    /// The handler received a part or a piece of one.
+    fn made(&self) {
+        self.0.0.store(0, Ordering::Relaxed);
+    }
+
+    /// `body`, failing once the parser has taken in too much without handing anything on.
+    fn guard(&self, body: Body) -> Body {
+        let progress = self.clone();
+        Body::from_stream(body.into_data_stream().map(move |piece| {
+            let piece = piece?;
+            let pulled = progress.0.0.fetch_add(piece.len(), Ordering::Relaxed) + piece.len();
+            if pulled > MULTIPART_UNPARSED_MAX_BYTES {
+                progress.0.1.store(true, Ordering::Relaxed);
+                return Err(axum::Error::new("multipart part headers too long"));
+            }
+            Ok(piece)
+        }))
+    }
+
+    /// The error to answer for a parser failure.
+    fn error(&self, error: MultipartError) -> ApiError {
+        if self.0.1.load(Ordering::Relaxed) {
+            return ApiError::PayloadTooLarge {
+                what: "multipart part headers",
+                limit: MULTIPART_UNPARSED_MAX_BYTES as u64,
+            };
+        }
+        ApiError::InvalidRequest(format!("malformed multipart body: {error}"))
+    }
+
+    /// A part's bytes, marking progress with each piece.
+    fn pieces<'a>(
+        &self,
+        field: Field<'a>,
+    ) -> impl futures_util::Stream<Item = Result<Bytes, MultipartError>> + Unpin + 'a {
+        let progress = self.clone();
+        field.inspect(move |_| progress.made())
+    }
+
+    /// Reads a part to its end, keeping nothing.
+    async fn skip(&self, field: Field<'_>) -> Result<(), ApiError> {
+        self.pieces(field)
+            .map_ok(|_| ())
+            .try_collect::<()>()
+            .await
+            .map_err(|e| self.error(e))
+    }
+}
+
+/// The `tags` part as text, read only up to its limit: a larger one is refused as soon as it
+/// passes the limit, without buffering the rest.
+async fn text_part(progress: &Progress, field: Field<'_>) -> Result<String, ApiError> {
+    let mut text = Vec::new();
+    let mut pieces = progress.pieces(field);
+    while let Some(piece) = pieces.try_next().await.map_err(|e| progress.error(e))? {
+        if text.len() + piece.len() > MULTIPART_TEXT_MAX_BYTES {
+            return Err(ApiError::PayloadTooLarge {
+                what: "tags part",
+                limit: MULTIPART_TEXT_MAX_BYTES as u64,
+            });
+        }
+        text.extend_from_slice(&piece);
+    }
+    String::from_utf8(text)
+        .map_err(|_| ApiError::InvalidRequest("The tags part is not UTF-8 text".to_owned()))
+}
+
 /// `POST /files`: multipart with a `file` part (its filename is the stored name) and a
 /// `tags` text part, in either order. The file streams to chunkservers as it arrives.
+/// A wrong key is refused before any part is read; without a key, the file's bytes are
+/// skipped as they arrive (never buffered) so the 422 can list every missing field.
 pub async fn upload(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -46,6 +130,9 @@ pub async fn upload(
 ) -> Result<Response, ApiError> {
     let mut issues = Vec::new();
     let user = authenticate_first(&app.service, &headers, &mut issues).await?;
+    let progress = Progress::default();
+    let (parts, body) = request.into_parts();
+    let request = Request::from_parts(parts, progress.guard(body));
     let Ok(mut multipart) = Multipart::from_request(request, &()).await else {
         issues.push(FieldIssue::missing(&["body", "file"], Value::Null));
         issues.push(FieldIssue::missing(&["body", "tags"], Value::Null));
@@ -54,13 +141,20 @@ pub async fn upload(
     let mut tags: Option<Vec<String>> = None;
     let mut stored = None;
     let mut file_seen = false;
-    let bad_form = |e: axum::extract::multipart::MultipartError| {
-        ApiError::InvalidRequest(format!("malformed multipart body: {e}"))
-    };
-    while let Some(field) = multipart.next_field().await.map_err(bad_form)? {
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| progress.error(e))?
+    {
+        progress.made();
         match field.name() {
-            Some("tags") => tags = Some(parse_tags(&field.text().await.map_err(bad_form)?)),
-            Some("file") if !file_seen => {
+            Some("tags") => tags = Some(parse_tags(&text_part(&progress, field).await?)),
+            Some("file") if file_seen => {
+                return Err(ApiError::InvalidRequest(
+                    "An upload carries one file part".to_owned(),
+                ));
+            }
+            Some("file") => {
                 file_seen = true;
                 let Some(name) = field.file_name().map(str::to_owned) else {
                     issues.push(FieldIssue {
@@ -69,24 +163,23 @@ pub async fn upload(
                         msg: "Value error, Expected UploadFile, received: <class 'str'>".to_owned(),
                         input: Value::Null,
                     });
+                    progress.skip(field).await?;
                     continue;
                 };
                 let Some(owner) = user else {
                     // Unauthenticated: only report what is missing, store nothing.
-                    field
-                        .map_ok(|_| ())
-                        .try_collect::<()>()
-                        .await
-                        .map_err(bad_form)?;
+                    progress.skip(field).await?;
                     continue;
                 };
-                if tags.as_ref().is_some_and(Vec::is_empty) {
-                    return Err(ApiError::UploadWithoutTags);
-                }
-                let data = app.service.store_data(field).await?;
+                check_upload(&name, tags.as_deref())?;
+                let data = app.service.store_data(progress.pieces(field)).await?;
                 stored = Some((owner, name, data));
             }
-            _ => {}
+            _ => {
+                return Err(ApiError::InvalidRequest(
+                    "Unexpected multipart part: only 'file' and 'tags' are accepted".to_owned(),
+                ));
+            }
         }
     }
     if !file_seen {
@@ -149,17 +242,19 @@ pub async fn delete(
     ))
 }
 
-/// Parses a tag-change body: the query and the second list named `tags_field`.
+/// Parses a tag-change body: the query and the second list named `tags_field`. The caller
+/// is authenticated before the body is read.
 async fn tag_change(
     app: &AppState,
-    headers: &HeaderMap,
-    body: &Bytes,
+    request: Request,
     tags_field: &str,
 ) -> Result<(Uuid, Vec<String>, Vec<String>), ApiError> {
+    let (parts, body) = request.into_parts();
     let mut issues = Vec::new();
-    let user = authenticate_first(&app.service, headers, &mut issues).await?;
+    let user = authenticate_first(&app.service, &parts.headers, &mut issues).await?;
+    let body = json_body(&parts.headers, body).await?;
     let (mut query, mut tags) = (None, None);
-    if let Some(object) = json_object(body, &mut issues) {
+    if let Some(object) = json_object(&body, &mut issues) {
         query = string_list_field(&object, "query_tags", &mut issues);
         tags = string_list_field(&object, tags_field, &mut issues);
     }
@@ -170,10 +265,9 @@ async fn tag_change(
 /// `POST /files/tags` with `{"query_tags": [...], "new_tags": [...]}`.
 pub async fn add_tags(
     State(app): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let (user, query, new_tags) = tag_change(&app, &headers, &body, "new_tags").await?;
+    let (user, query, new_tags) = tag_change(&app, request, "new_tags").await?;
     let updated = app.service.add_tags(user, query, new_tags).await?;
     Ok(Json(
         json!({"updated_count": updated.len(), "file_ids": ids_json(&updated)}),
@@ -183,10 +277,9 @@ pub async fn add_tags(
 /// `DELETE /files/tags` with `{"query_tags": [...], "tags_to_remove": [...]}`.
 pub async fn remove_tags(
     State(app): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let (user, query, remove) = tag_change(&app, &headers, &body, "tags_to_remove").await?;
+    let (user, query, remove) = tag_change(&app, request, "tags_to_remove").await?;
     let outcome = app.service.remove_tags(user, query, remove).await?;
     let skipped: Vec<Value> = outcome
         .skipped

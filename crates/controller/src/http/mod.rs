@@ -5,6 +5,7 @@
 mod auth;
 mod extract;
 mod files;
+mod linger;
 mod session;
 pub use session::CATCH_UP_WAITERS;
 pub(crate) mod status;
@@ -23,9 +24,6 @@ use tracing::Instrument;
 
 use crate::cluster::Registry;
 use crate::service::Service;
-
-/// Largest JSON body accepted on non-upload routes.
-const JSON_BODY_LIMIT_BYTES: usize = 1024 * 1024;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -80,7 +78,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             Arc::clone(&state),
             status::count_request,
         ))
-        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT_BYTES))
+        // For the internal routes, which read their bodies through axum's extractors; client
+        // routes read theirs through `extract::json_body` or the upload's own part limits.
+        .layer(DefaultBodyLimit::max(crate::limits::JSON_BODY_MAX_BYTES))
+        .layer(middleware::from_fn(linger::discard_unread_body))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
