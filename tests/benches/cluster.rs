@@ -2,7 +2,7 @@
 //! processes on loopback, each number beside its physical limit measured in the same run.
 //!
 //! `cargo bench -p redcloud-tests --bench cluster [-- --file-mib N --files N --small-files N]`
-//! (`-- --links-only` runs just the last comparison).
+//! (`-- --links-only` runs just the last comparison; `--link-rounds N`, default 3).
 //!
 //! - upload and download of one random file (256 MiB by default), against writing the same
 //!   bytes to disk with one fsync per replica;
@@ -246,6 +246,7 @@ async fn main() {
     let file_mib = bench_arg("--file-mib", 256);
     let files = bench_arg("--files", 10_000);
     let small_files = bench_arg("--small-files", 1_000);
+    let link_rounds = bench_arg("--link-rounds", 3);
     let data = test_data(42, file_mib * MIB);
     // Large enough to fill the upload pipeline and the download read-ahead, so that any
     // further growth with the big file would be growth with file size.
@@ -260,5 +261,5 @@ async fn main() {
         }
         list_latency(files).await;
     }
-    link_cost(&data, small_files).await;
+    link_cost(&data, small_files, link_rounds).await;
 }

@@ -28,21 +28,29 @@ fn client(link: &ClusterLink) -> ClusterClient {
     ClusterClient::new(link, Duration::from_secs(2), Duration::from_secs(5))
 }
 
+/// Posts three bytes to the test route as `link`, reading at most `limit` bytes of answer.
+async fn post_abc(
+    link: &ClusterLink,
+    address: &str,
+    limit: usize,
+) -> Result<redcloud_link::Reply, redcloud_link::ClusterHttpError> {
+    client(link)
+        .post(
+            address,
+            "/internal/secret",
+            &[],
+            Bytes::from_static(b"abc"),
+            limit,
+        )
+        .await
+}
+
 #[tokio::test]
 async fn a_node_with_the_secret_is_served() {
     let server = link("the cluster secret, sixteen+ bytes");
     let address = serve(&server).await;
     let peer = link("the cluster secret, sixteen+ bytes");
-    let reply = client(&peer)
-        .post(
-            &address,
-            "/internal/secret",
-            &[],
-            Bytes::from_static(b"abc"),
-            1024,
-        )
-        .await
-        .unwrap();
+    let reply = post_abc(&peer, &address, 1024).await.unwrap();
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body, "seen 3 bytes");
 }
@@ -50,14 +58,7 @@ async fn a_node_with_the_secret_is_served() {
 #[tokio::test]
 async fn a_node_of_another_cluster_gets_nothing() {
     let address = serve(&link("the cluster secret, sixteen+ bytes")).await;
-    let error = client(&link("another cluster's secret, also long"))
-        .post(
-            &address,
-            "/internal/secret",
-            &[],
-            Bytes::from_static(b"abc"),
-            1024,
-        )
+    let error = post_abc(&link("another cluster's secret, also long"), &address, 1024)
         .await
         .unwrap_err();
     assert!(
@@ -91,16 +92,7 @@ async fn plain_http_and_tls_without_a_certificate_get_nothing() {
 async fn answers_beyond_the_limit_are_refused() {
     let server = link("the cluster secret, sixteen+ bytes");
     let address = serve(&server).await;
-    let error = client(&server)
-        .post(
-            &address,
-            "/internal/secret",
-            &[],
-            Bytes::from_static(b"abc"),
-            4,
-        )
-        .await
-        .unwrap_err();
+    let error = post_abc(&server, &address, 4).await.unwrap_err();
     assert!(
         matches!(
             error,

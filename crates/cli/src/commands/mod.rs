@@ -263,6 +263,11 @@ fn count(n: Option<u64>) -> String {
 
 /// The cluster on one screen.
 fn print_cluster(cluster: &ClusterStatus) {
+    if cluster.insecure {
+        println!(
+            "\nINSECURE: this controller runs without a cluster secret (--insecure); anyone who can reach its cluster listener can read and change everything."
+        );
+    }
     let reachable = cluster.controllers.iter().filter(|c| c.reachable).count();
     println!(
         "\nControllers ({reachable}/{} reachable)",
