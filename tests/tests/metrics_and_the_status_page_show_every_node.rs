@@ -80,7 +80,8 @@ async fn metrics_and_the_status_page_show_every_node() {
         .map(|cs| cs.node_id().unwrap())
         .collect();
 
-    // Repair rounds fill in the replication numbers and gossip the peer numbers; wait for both.
+    // Repair rounds fill in the replication numbers, gossip the peer numbers and heartbeats the
+    // chunkservers' use; wait for all three.
     let deadline = Instant::now() + Duration::from_secs(10);
     let m = loop {
         let m = scrape(&c, &c.controller_at(0).metrics_address()).await;
@@ -88,9 +89,16 @@ async fn metrics_and_the_status_page_show_every_node() {
             r#"redcloud_peer_operations_behind{{node="{}"}}"#,
             controllers[1]
         );
+        let used_reported = chunkservers.iter().all(|cs| {
+            m.get(&format!(
+                r#"redcloud_chunkserver_used_bytes{{node="{cs}"}}"#
+            ))
+            .is_some_and(|used| *used >= 200_000.0)
+        });
         if m.get("redcloud_chunks_referenced") == Some(&4.0)
             && m.get("redcloud_chunks_under_replicated") == Some(&0.0)
             && m.get(&behind) == Some(&0.0)
+            && used_reported
         {
             break m;
         }
