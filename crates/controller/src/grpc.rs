@@ -70,10 +70,10 @@ impl Files for FilesApi {
         request: Request<Credentials>,
     ) -> Result<Response<RegisterResponse>, Status> {
         let Credentials { username, password } = request.into_inner();
-        let (api_key, user_id) = self.state.service.register(username, password).await?;
+        let session = self.state.service.register(username, password).await?;
         Ok(Response::new(RegisterResponse {
-            api_key,
-            user_id: user_id.to_string(),
+            api_key: session.api_key,
+            user_id: session.user_id.to_string(),
         }))
     }
 
@@ -82,8 +82,10 @@ impl Files for FilesApi {
         request: Request<Credentials>,
     ) -> Result<Response<LoginResponse>, Status> {
         let Credentials { username, password } = request.into_inner();
-        let api_key = self.state.service.login(username, password).await?;
-        Ok(Response::new(LoginResponse { api_key }))
+        let session = self.state.service.login(username, password).await?;
+        Ok(Response::new(LoginResponse {
+            api_key: session.api_key,
+        }))
     }
 
     async fn upload(

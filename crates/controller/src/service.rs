@@ -14,9 +14,14 @@ use crate::chunks::ChunkIo;
 use crate::error::ApiError;
 use crate::log_worker::LogHandle;
 use crate::meta::{KeyHash, MetaOp};
-use crate::readmodel::{FileRecord, ReadModelError, ReadPool, Reader};
+use crate::readmodel::{Account, FileRecord, ReadModelError, ReadPool, Reader};
 use crate::upload::{StoredData, UploadLimits, store_stream};
 use redcloud_types::ChunkId;
+
+/// Most accounts of one name a login tries, earliest registration first. Each try costs an
+/// Argon2 verification, and a name is shared only by registrations made concurrently on
+/// different sides of a partition, so a few always suffice.
+const LOGIN_CANDIDATES_MAX: usize = 8;
 
 /// Everything the API operations need.
 pub struct Service {
@@ -25,9 +30,20 @@ pub struct Service {
     pub(crate) chunks: ChunkIo,
     pub(crate) limits: UploadLimits,
     /// Serialises this controller's registrations, so two requests here cannot both claim a
-    /// name. (Registrations on different controllers during a partition are settled by the
-    /// first-registration-wins rule.)
+    /// name. (Registrations on different controllers during a partition both keep their
+    /// accounts; the later one is told of the conflict.)
     pub(crate) registering: tokio::sync::Mutex<()>,
+}
+
+/// What a registration or login gave the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The new API key (the previous one is revoked).
+    pub api_key: String,
+    /// The account.
+    pub user_id: Uuid,
+    /// Whether another account registered the same name earlier, concurrently.
+    pub username_conflict: bool,
 }
 
 /// What an upload produced.
@@ -144,12 +160,8 @@ impl Service {
             .map_err(ApiError::internal)??)
     }
 
-    /// Registers a user; returns its first API key and its id.
-    pub async fn register(
-        &self,
-        username: String,
-        password: String,
-    ) -> Result<(String, Uuid), ApiError> {
+    /// Registers a user; returns its first API key.
+    pub async fn register(&self, username: String, password: String) -> Result<Session, ApiError> {
         if username.is_empty() || password.is_empty() {
             return Err(ApiError::InvalidRequest(
                 "Username and password must not be empty".to_owned(),
@@ -158,7 +170,11 @@ impl Service {
         let password_hash = hash_password(password).await?;
         let _one_at_a_time = self.registering.lock().await;
         let name = username.clone();
-        if self.read(move |r| r.user_by_name(&name)).await?.is_some() {
+        if !self
+            .read(move |r| r.users_by_name(&name, 1))
+            .await?
+            .is_empty()
+        {
             return Err(ApiError::UserAlreadyExists);
         }
         let user_id = Uuid::new_v4();
@@ -170,27 +186,56 @@ impl Service {
             api_key_hash: hash_api_key(&api_key),
         };
         self.log.append(vec![op]).await?;
-        Ok((api_key, user_id))
+        // A registration of the name made elsewhere may have arrived since the check.
+        let account = self.account(user_id).await?;
+        Ok(Session {
+            api_key,
+            user_id,
+            username_conflict: account.username_conflict,
+        })
     }
 
-    /// Checks a password and issues a new key, revoking the previous one.
-    pub async fn login(&self, username: String, password: String) -> Result<String, ApiError> {
-        let user = self.read(move |r| r.user_by_name(&username)).await?;
-        let Some(user) = user else {
+    /// Checks a password against the name's accounts, earliest registration first, and issues
+    /// a new key to the first that matches, revoking its previous one.
+    pub async fn login(&self, username: String, password: String) -> Result<Session, ApiError> {
+        let candidates = self
+            .read(move |r| r.users_by_name(&username, LOGIN_CANDIDATES_MAX))
+            .await?;
+        if candidates.is_empty() {
             // Spend the same effort as a real check, so timing does not reveal who exists.
             let _ = hash_password(password).await;
             return Err(ApiError::InvalidCredentials);
-        };
-        if !verify_password(password, user.password_hash).await? {
-            return Err(ApiError::InvalidCredentials);
         }
+        let mut entered = None;
+        for (rank, user) in candidates.into_iter().enumerate() {
+            if verify_password(password.clone(), user.password_hash).await? {
+                entered = Some((rank, user.user_id));
+                break;
+            }
+        }
+        let Some((rank, user_id)) = entered else {
+            return Err(ApiError::InvalidCredentials);
+        };
         let api_key = new_api_key();
         let op = MetaOp::ApiKeyIssued {
-            user_id: user.user_id,
+            user_id,
             api_key_hash: hash_api_key(&api_key),
         };
         self.log.append(vec![op]).await?;
-        Ok(api_key)
+        Ok(Session {
+            api_key,
+            user_id,
+            // Candidates come earliest registration first: any before this one registered the
+            // name earlier.
+            username_conflict: rank > 0,
+        })
+    }
+
+    /// The account `user_id` (an authenticated caller).
+    pub async fn account(&self, user_id: Uuid) -> Result<Account, ApiError> {
+        self.read(move |r| r.account(&user_id))
+            .await?
+            .ok_or(ApiError::InvalidApiKey)
     }
 
     /// The user holding `api_key`.

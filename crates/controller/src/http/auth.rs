@@ -1,15 +1,15 @@
-//! `/auth` routes: registration and login.
+//! `/auth` routes: registration, login and the account behind a key.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::extract::{json_object, string_field};
+use super::extract::{authenticated, json_object, string_field};
 use crate::error::ApiError;
 
 fn credentials(body: &Bytes) -> Result<(String, String), ApiError> {
@@ -31,16 +31,37 @@ pub async fn register(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (username, password) = credentials(&body)?;
-    let (api_key, user_id) = app.service.register(username, password).await?;
+    let session = app.service.register(username, password).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"api_key": api_key, "user_id": user_id.to_string()})),
+        Json(json!({
+            "api_key": session.api_key,
+            "user_id": session.user_id.to_string(),
+            "username_conflict": session.username_conflict,
+        })),
     ))
 }
 
 /// `POST /auth/login`.
 pub async fn login(State(app): State<Arc<AppState>>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let (username, password) = credentials(&body)?;
-    let api_key = app.service.login(username, password).await?;
-    Ok(Json(json!({"api_key": api_key})))
+    let session = app.service.login(username, password).await?;
+    Ok(Json(json!({
+        "api_key": session.api_key,
+        "username_conflict": session.username_conflict,
+    })))
+}
+
+/// `GET /auth/me`: the account behind the caller's key.
+pub async fn me(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let user = authenticated(&app.service, &headers).await?;
+    let account = app.service.account(user).await?;
+    Ok(Json(json!({
+        "user_id": account.user_id.to_string(),
+        "username": account.username,
+        "username_conflict": account.username_conflict,
+    })))
 }

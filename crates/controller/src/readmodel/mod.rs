@@ -4,7 +4,8 @@
 //! and records the applied frontier in the same transaction, so after a crash it resumes from
 //! the log. The conflict rules (the projection's whole contract, see `system.md`):
 //! - scalar fields (password hash, current key, file metadata) are LWW registers by stamp;
-//! - a username belongs to its earliest registration; later ones keep their account and files;
+//! - every registration of a username keeps its account, files and password; login by name
+//!   tries them earliest first, and the later ones are reported as conflicts;
 //! - tags are LWW elements per (file, tag); a file whose tags are all removed keeps the one
 //!   removed last;
 //! - an upload deletes the files it causally replaces; concurrent uploads of one name both
@@ -23,7 +24,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-pub use queries::{FileRecord, ReadPool, Reader};
+pub use queries::{Account, FileRecord, ReadPool, Reader};
 
 use crate::meta::MetaOp;
 

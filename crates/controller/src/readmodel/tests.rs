@@ -86,8 +86,10 @@ fn reader_of(projection: &Projection) -> Reader<'_> {
     }
 }
 
+/// The username rule changed (issue 11): the earliest registration no longer owns the name;
+/// every account of it stays reachable by name and the later ones are told of the conflict.
 #[test]
-fn the_first_registration_keeps_the_name_and_the_other_account_survives() {
+fn every_registration_of_a_name_keeps_its_account_earliest_first() {
     let mut h = History::new(2);
     let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
     h.op(1, 100, register(second, "sam"));
@@ -95,11 +97,24 @@ fn the_first_registration_keeps_the_name_and_the_other_account_survives() {
     let mut p = memory();
     p.apply(&h.all).unwrap();
     let reader = reader_of(&p);
-    assert_eq!(reader.user_by_name("sam").unwrap().unwrap().user_id, first);
+    let accounts: Vec<Uuid> = reader
+        .users_by_name("sam", 10)
+        .unwrap()
+        .iter()
+        .map(|u| u.user_id)
+        .collect();
+    assert_eq!(
+        accounts,
+        [first, second],
+        "login by name tries them in this order"
+    );
+    assert_eq!(reader.users_by_name("sam", 1).unwrap().len(), 1, "bounded");
+    assert!(!reader.account(&first).unwrap().unwrap().username_conflict);
+    assert!(reader.account(&second).unwrap().unwrap().username_conflict);
     assert_eq!(
         reader.user_by_key(&[second.as_bytes()[0]; 32]).unwrap(),
         Some(second),
-        "the loser can still use its key"
+        "the later account can still use its key"
     );
 }
 
@@ -253,11 +268,7 @@ fn a_repeated_id_is_settled_by_stamp_not_by_arrival() {
                 p.apply(std::slice::from_ref(&h.all[i])).unwrap();
             }
             assert_eq!(
-                reader_of(&p)
-                    .user_by_name("early")
-                    .unwrap()
-                    .unwrap()
-                    .user_id,
+                reader_of(&p).users_by_name("early", 10).unwrap()[0].user_id,
                 user
             );
             assert_eq!(
