@@ -6,8 +6,8 @@
 //! - scalar fields (password hash, current key, file metadata) are LWW registers by stamp;
 //! - every registration of a username keeps its account, files and password; login by name
 //!   tries them earliest first, and the later ones are reported as conflicts;
-//! - tags are LWW elements per (file, tag); a file whose tags are all removed keeps the one
-//!   removed last;
+//! - tags are LWW elements per (file, tag); a file whose tags are all removed keeps the tags
+//!   it had that the newest removal took away, never a tag it did not carry;
 //! - an upload deletes the files it causally replaces; concurrent uploads of one name both
 //!   live, the newest under the name, the others under deterministic conflict names;
 //! - a delete wins over concurrent tag changes (files are never undeleted).
@@ -29,6 +29,10 @@ pub use queries::{Account, FileRecord, ReadPool, Reader};
 use crate::meta::MetaOp;
 
 const SCHEMA: &str = include_str!("schema.sql");
+/// The read model's format, kept in SQLite's `user_version`. Bump it whenever the tables or a
+/// rule change: a read model of another format is emptied when opened and rebuilt from the
+/// log, the source of truth. 2: tags record whether the file ever carried them.
+const FORMAT: i64 = 2;
 const APPLIED_FRONTIER_KEY: &str = "applied_frontier";
 /// Prepared statements kept per connection: more than the projection and queries use.
 const STATEMENT_CACHE_CAPACITY: usize = 64;
@@ -89,7 +93,9 @@ impl Projection {
     pub fn open(path: &Path) -> Result<Self, ReadModelError> {
         let conn = open_connection(path)?;
         conn.pragma_update(None, "cache_size", -PROJECTION_CACHE_KIB)?;
+        drop_other_format(&conn)?;
         conn.execute_batch(SCHEMA)?;
+        conn.pragma_update(None, "user_version", FORMAT)?;
         let applied = conn
             .query_row(
                 "SELECT value FROM meta WHERE key = ?1",
@@ -208,6 +214,30 @@ impl Projection {
         }
         Ok(entities)
     }
+}
+
+/// Drops every table of a read model written in another format (its applied frontier with
+/// them, so the caller replays the whole log).
+fn drop_other_format(conn: &Connection) -> Result<(), ReadModelError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if found == FORMAT {
+        return Ok(());
+    }
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    if !tables.is_empty() {
+        tracing::info!(
+            found,
+            format = FORMAT,
+            "the read model has another format: rebuilding it from the log"
+        );
+    }
+    for table in tables {
+        conn.execute_batch(&format!("DROP TABLE IF EXISTS \"{table}\""))?;
+    }
+    Ok(())
 }
 
 fn uuid_text(bytes: &[u8]) -> String {
@@ -358,17 +388,22 @@ fn set_tags(
     stamp: &StampBytes,
 ) -> Result<(), ReadModelError> {
     for file_id in file_ids {
-        // A changed element shows exactly when it is present...
+        // A changed element shows exactly when it is present, and is carried once anything
+        // added it, whatever the stamps...
         for tag in tags {
-            tx.prepare_cached("INSERT INTO file_tags (file_id, tag, present, stamp, effective) VALUES (?1, ?2, ?3, ?4, ?3)
-                 ON CONFLICT (file_id, tag) DO UPDATE SET present = excluded.present, stamp = excluded.stamp,
-                   effective = excluded.present
-                 WHERE excluded.stamp > file_tags.stamp")?.execute(params![file_id.as_bytes(), tag, present, stamp],
+            tx.prepare_cached("INSERT INTO file_tags (file_id, tag, present, stamp, effective, carried) VALUES (?1, ?2, ?3, ?4, ?3, ?3)
+                 ON CONFLICT (file_id, tag) DO UPDATE SET
+                   present = CASE WHEN excluded.stamp > file_tags.stamp THEN excluded.present ELSE file_tags.present END,
+                   effective = CASE WHEN excluded.stamp > file_tags.stamp THEN excluded.present ELSE file_tags.effective END,
+                   stamp = max(excluded.stamp, file_tags.stamp),
+                   carried = max(excluded.carried, file_tags.carried)")?.execute(params![file_id.as_bytes(), tag, present, stamp],
             )?;
         }
-        // ...and the file is never tagless: with no tag present, the tag removed last shows.
-        // Only that fallback can differ from `present`, so only it is looked at (through
-        // partial indexes), not every tag of the file.
+        // ...and the file is never tagless: with no tag present, each carried row holds the
+        // stamp of the removal that took it away, so the carried rows with the largest stamp
+        // are the tags the file had that the newest removal took away; they show. A row made
+        // only by the removal of a tag the file never had never shows. Only that fallback can
+        // differ from `present`, so only it is looked at (through partial indexes).
         tx.prepare_cached("UPDATE file_tags SET effective = 0 WHERE file_id = ?1 AND present = 0 AND effective = 1")?.execute([file_id.as_bytes()],
         )?;
         let any_present: bool = tx
@@ -378,8 +413,8 @@ fn set_tags(
             .query_row([file_id.as_bytes()], |row| row.get(0))?;
         if !any_present {
             tx.prepare_cached(
-                "UPDATE file_tags SET effective = 1 WHERE file_id = ?1
-                   AND stamp = (SELECT max(stamp) FROM file_tags WHERE file_id = ?1)",
+                "UPDATE file_tags SET effective = 1 WHERE file_id = ?1 AND carried = 1
+                   AND stamp = (SELECT max(stamp) FROM file_tags WHERE file_id = ?1 AND carried = 1)",
             )?
             .execute([file_id.as_bytes()])?;
         }
@@ -452,7 +487,7 @@ pub fn digest(conn: &Connection) -> Result<[u8; 32], ReadModelError> {
         ),
         (
             "file_tags",
-            "SELECT file_id, tag, present, stamp, effective FROM file_tags ORDER BY file_id, tag",
+            "SELECT file_id, tag, present, stamp, effective, carried FROM file_tags ORDER BY file_id, tag",
         ),
         (
             "file_deletions",

@@ -47,14 +47,19 @@ CREATE TABLE IF NOT EXISTS file_tags (
     tag TEXT NOT NULL,
     present INTEGER NOT NULL,
     stamp BLOB NOT NULL,
-    -- Whether the tag shows: present, or the last one removed when none is present.
+    -- Whether the tag shows: present or, when none is present, one of the carried tags that
+    -- the newest removal took away.
     effective INTEGER NOT NULL,
+    -- Whether some operation ever added the tag to the file (a row can also exist only to
+    -- record that a tag the file never had was removed).
+    carried INTEGER NOT NULL,
     PRIMARY KEY (file_id, tag)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS file_tags_by_tag ON file_tags (tag, file_id) WHERE effective = 1;
 -- Keep the never-tagless rule cheap for files with many tags.
 CREATE INDEX IF NOT EXISTS file_tags_present ON file_tags (file_id) WHERE present = 1;
 CREATE INDEX IF NOT EXISTS file_tags_fallback ON file_tags (file_id) WHERE present = 0 AND effective = 1;
+CREATE INDEX IF NOT EXISTS file_tags_carried ON file_tags (file_id, stamp) WHERE carried = 1;
 
 -- Every operation that deleted a file (a delete, or an upload that replaced it). Its data may
 -- be collected once one of them is known to every controller.

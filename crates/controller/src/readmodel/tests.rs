@@ -189,6 +189,41 @@ fn concurrent_removals_never_leave_a_file_tagless() {
     assert_eq!(tags, ["y"], "the tag removed last stays");
 }
 
+/// Issue 11: with {a, b} and concurrent `remove [b]` and (later) `remove [a, x]`, the fallback
+/// showed {a, x}: it took every row of the newest stamp, even the one recording only that x,
+/// a tag the file never had, was removed.
+#[test]
+fn concurrent_removals_keep_only_tags_the_file_had() {
+    let mut h = History::new(2);
+    let owner = Uuid::new_v4();
+    let file = Uuid::new_v4();
+    h.op(0, 1, register(owner, "o"));
+    h.op(0, 2, add_file(file, owner, "f", &["a", "b"], vec![]));
+    h.merge(1, 0);
+    let remove = |tags: &[&str]| MetaOp::TagsRemoved {
+        file_ids: vec![file],
+        tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+    };
+    h.op(1, 10, remove(&["b"]));
+    h.op(0, 20, remove(&["a", "x"]));
+    for order in [h.all.clone(), {
+        let mut r = h.all.clone();
+        r.swap(2, 3);
+        r
+    }] {
+        let mut p = memory();
+        p.apply(&order).unwrap();
+        let reader = reader_of(&p);
+        assert_eq!(reader.file_by_id(&file).unwrap().unwrap().tags, ["a"]);
+        assert!(
+            reader
+                .files_matching(&owner, &["x".to_owned()])
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
 #[test]
 fn a_delete_wins_over_a_concurrent_tag_change() {
     let mut h = History::new(2);
@@ -279,6 +314,29 @@ fn a_repeated_id_is_settled_by_stamp_not_by_arrival() {
         })
         .collect();
     assert_eq!(digests[0], digests[1]);
+}
+
+#[test]
+fn a_read_model_of_another_format_is_dropped_and_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rm.sqlite");
+    let mut h = History::new(1);
+    let owner = Uuid::new_v4();
+    h.op(0, 1, register(owner, "o"));
+    h.op(0, 2, add_file(Uuid::new_v4(), owner, "f", &["x"], vec![]));
+    let digest = {
+        let mut p = Projection::open(&path).unwrap();
+        p.apply(&h.all).unwrap();
+        p.digest().unwrap()
+    };
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", FORMAT - 1)
+        .unwrap();
+    drop(conn);
+    let mut p = Projection::open(&path).unwrap();
+    assert!(p.applied().is_empty(), "the whole log is replayed");
+    p.apply(&h.all).unwrap();
+    assert_eq!(p.digest().unwrap(), digest);
 }
 
 #[test]
