@@ -29,10 +29,15 @@ CREATE TABLE IF NOT EXISTS files (
     deleted INTEGER NOT NULL DEFAULT 0,
     -- The name shown: `name` for the newest live file of its (owner, name), a conflict name
     -- for the others. NULL while deleted.
-    display_name TEXT
+    display_name TEXT,
+    -- 1 for a live file shown under a conflict name.
+    conflict INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS files_by_owner_name ON files (owner_id, name);
 CREATE INDEX IF NOT EXISTS files_by_display ON files (owner_id, display_name) WHERE deleted = 0;
+-- Every change to an owner's live files names its conflict copies again: they must be few to
+-- find.
+CREATE INDEX IF NOT EXISTS files_conflicts ON files (owner_id, file_id) WHERE conflict = 1;
 
 CREATE TABLE IF NOT EXISTS file_chunks (
     file_id BLOB NOT NULL,

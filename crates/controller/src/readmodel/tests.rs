@@ -133,7 +133,64 @@ fn concurrent_uploads_of_one_name_both_survive() {
     let names: Vec<_> = files.iter().map(|f| (f.name.as_str(), f.file_id)).collect();
     assert_eq!(
         names,
-        [("report (conflict 3f2a).pdf", older), ("report.pdf", newer)]
+        [
+            ("report (conflict 3f2a0000).pdf", older),
+            ("report.pdf", newer)
+        ]
+    );
+}
+
+/// Issue 11: conflict names took 16 bits of the file id, so two copies could share one, or
+/// take the name of a real file. Here two copies share their first 32 bits and a real file is
+/// uploaded under the name the first copy would get.
+#[test]
+fn conflict_names_are_unique_among_the_owners_live_files() {
+    let mut h = History::new(3);
+    let owner = Uuid::new_v4();
+    h.op(0, 1, register(owner, "o"));
+    h.merge(1, 0);
+    h.merge(2, 0);
+    let (a, b) = (
+        Uuid::from_u128(0x3_f2a9_1c41 << 92),
+        Uuid::from_u128(0x3_f2a9_1c42 << 92),
+    );
+    let real = Uuid::new_v4();
+    h.op(0, 10, add_file(a, owner, "r.pdf", &["t"], vec![]));
+    h.op(1, 11, add_file(b, owner, "r.pdf", &["t"], vec![]));
+    h.op(
+        2,
+        12,
+        add_file(Uuid::new_v4(), owner, "r.pdf", &["t"], vec![]),
+    );
+    h.op(
+        0,
+        13,
+        add_file(real, owner, "r (conflict 3f2a91c4).pdf", &["t"], vec![]),
+    );
+    let mut p = memory();
+    p.apply(&h.all).unwrap();
+    let names: Vec<String> = reader_of(&p)
+        .files_matching(&owner, &[])
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "r (conflict 3f2a91c4).pdf",
+            "r (conflict 3f2a91c41).pdf",
+            "r (conflict 3f2a91c42).pdf",
+            "r.pdf"
+        ]
+    );
+    assert_eq!(
+        reader_of(&p)
+            .file_by_name(&owner, "r (conflict 3f2a91c4).pdf")
+            .unwrap()
+            .unwrap()
+            .file_id,
+        real
     );
 }
 
