@@ -13,8 +13,11 @@
 //!   among the owner's live files;
 //! - a delete wins over concurrent tag changes (files are never undeleted).
 //!
-//! Every rule depends only on the set of operations, never on their arrival order.
+//! Every rule depends only on the set of operations, never on their arrival order. `model.rs`
+//! states the same rules in plain Rust; `model_tests.rs` holds the projection to it.
 
+#[cfg(test)]
+mod model;
 mod queries;
 
 use std::collections::BTreeMap;
@@ -584,5 +587,7 @@ pub fn digest(conn: &Connection) -> Result<[u8; 32], ReadModelError> {
     Ok(hasher.finalize().into())
 }
 
+#[cfg(test)]
+mod model_tests;
 #[cfg(test)]
 mod tests;
