@@ -1,6 +1,7 @@
 //! Two people register the same username on the two sides of a partition and upload files:
-//! after the heal the earlier registration owns the name everywhere, the other account keeps
-//! its key and its files, and nothing is deleted.
+//! after the heal both accounts keep their keys, files and passwords on every controller; login
+//! by name enters whichever account the password matches, and the later registration is told
+//! of the conflict.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -40,22 +41,6 @@ async fn concurrent_registrations_of_one_username() {
     c.converged(Duration::from_secs(20)).await;
 
     for controller in 0..2 {
-        let login = |password: &str| {
-            c.http
-                .post(format!("{}/auth/login", c.url_of(controller)))
-                .json(&json!({"username": "sam", "password": password}))
-                .send()
-        };
-        assert_eq!(
-            status_json(login("first-password").await.unwrap()).await.0,
-            200,
-            "the earlier registration owns the name"
-        );
-        let (status, body) = status_json(login("second-password").await.unwrap()).await;
-        assert_eq!(
-            (status, body["code"].as_str()),
-            (401, Some("INVALID_CREDENTIALS"))
-        );
         let files = c.list_at(controller, &second, "").await;
         assert_eq!(
             files.len(),
@@ -65,6 +50,39 @@ async fn concurrent_registrations_of_one_username() {
         assert_eq!(
             c.download_at(controller, &second, "two.txt").await,
             (200, b"two".to_vec())
+        );
+    }
+    for controller in 0..2 {
+        let mut accounts = Vec::new();
+        for (password, conflict) in [("first-password", false), ("second-password", true)] {
+            let login = c
+                .http
+                .post(format!("{}/auth/login", c.url_of(controller)))
+                .json(&json!({"username": "sam", "password": password}))
+                .send()
+                .await
+                .unwrap();
+            let (status, body) = status_json(login).await;
+            assert_eq!(status, 200, "nobody is locked out: {body}");
+            assert_eq!(body["username_conflict"], conflict, "{body}");
+            let me = c
+                .http
+                .get(format!("{}/auth/me", c.url_of(controller)))
+                .bearer_auth(body["api_key"].as_str().unwrap())
+                .send()
+                .await
+                .unwrap();
+            let (status, me) = status_json(me).await;
+            assert_eq!(status, 200);
+            assert_eq!(
+                (&me["username"], &me["username_conflict"]),
+                (&json!("sam"), &json!(conflict))
+            );
+            accounts.push(me["user_id"].clone());
+        }
+        assert_ne!(
+            accounts[0], accounts[1],
+            "each password enters its own account"
         );
     }
 }

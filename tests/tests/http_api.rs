@@ -128,6 +128,17 @@ async fn register_and_login() {
     assert_eq!(first_key.len(), 40);
     assert!(first_key.starts_with("dfs_"));
     uuid::Uuid::parse_str(body["user_id"].as_str().unwrap()).unwrap();
+    assert_eq!(body["username_conflict"], false);
+    let (status, me) = status_json(c.get(&first_key, "/auth/me").await).await;
+    assert_eq!(
+        (status, me),
+        (
+            200,
+            json!({"user_id": body["user_id"], "username": "alice", "username_conflict": false})
+        )
+    );
+    let (status, _) = status_json(c.get("dfs_nobody", "/auth/me").await).await;
+    assert_eq!(status, 401, "/auth/me needs a key");
 
     let (status, body) = post_json(
         &c,
@@ -207,6 +218,7 @@ async fn register_and_login() {
     )
     .await;
     assert_eq!(status, 200);
+    assert_eq!(body["username_conflict"], false);
     let second_key = body["api_key"].as_str().unwrap().to_owned();
     assert_ne!(second_key, first_key);
     let (status, body) = status_json(c.get(&first_key, "/files?tags=").await).await;

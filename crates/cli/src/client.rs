@@ -148,6 +148,12 @@ impl Client {
             .await
     }
 
+    /// `GET /auth/me`.
+    pub async fn me(&self) -> anyhow::Result<Value> {
+        let request = self.http.get(self.url("/auth/me"));
+        self.json(self.authed(request)?).await
+    }
+
     /// Uploads one file, streaming it from disk.
     pub async fn upload(&self, path: &Path, tags: &str) -> anyhow::Result<Value> {
         let name = path

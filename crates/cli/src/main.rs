@@ -81,6 +81,9 @@ enum Command {
     },
     /// Show whether the server is up and ready.
     Status,
+    /// Show the account behind the saved key, and whether another account registered its
+    /// name first.
+    Whoami,
     /// An interactive prompt (the earlier CLI's syntax).
     Shell,
     /// Run a whole local cluster until Ctrl-C.
@@ -138,6 +141,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tags: raw,
         } => commands::delete_tags(&ctx, &commands::split_tags(&query_tags), &tags(&raw)).await,
         Command::Status => commands::status(&ctx).await,
+        Command::Whoami => commands::whoami(&ctx).await,
         Command::Shell => commands::shell::run(&ctx).await,
         Command::Up(args) => commands::up::run(args).await,
         Command::Log(args) => commands::log::run(args, &cli.server, cli.json).await,

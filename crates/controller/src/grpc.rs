@@ -80,14 +80,14 @@ impl Files for FilesApi {
     ) -> Result<Response<RegisterResponse>, Status> {
         let client = client_ip(&request);
         let Credentials { username, password } = request.into_inner();
-        let (api_key, user_id) = self
+        let session = self
             .state
             .service
             .register(client, username, password)
             .await?;
         Ok(Response::new(RegisterResponse {
-            api_key,
-            user_id: user_id.to_string(),
+            api_key: session.api_key,
+            user_id: session.user_id.to_string(),
         }))
     }
 
@@ -97,8 +97,10 @@ impl Files for FilesApi {
     ) -> Result<Response<LoginResponse>, Status> {
         let client = client_ip(&request);
         let Credentials { username, password } = request.into_inner();
-        let api_key = self.state.service.login(client, username, password).await?;
-        Ok(Response::new(LoginResponse { api_key }))
+        let session = self.state.service.login(client, username, password).await?;
+        Ok(Response::new(LoginResponse {
+            api_key: session.api_key,
+        }))
     }
 
     async fn upload(

@@ -218,11 +218,11 @@ fn rule(op: &Op<MetaOp>, ops: &[Op<MetaOp>], matcher: &Matcher) -> String {
             match (rivals.len(), first) {
                 (1, _) => "first registration of the name".to_owned(),
                 (_, Some(first)) if first == op.dot => format!(
-                    "earliest of {} registrations of the name (by stamp): owns the name",
+                    "earliest of {} registrations of the name (by stamp): login by name tries this account first",
                     rivals.len()
                 ),
                 (_, Some(first)) => format!(
-                    "registration concurrent with {first}, which has the earlier stamp and owns the name; this account keeps its files"
+                    "registration concurrent with {first}, which has the earlier stamp: this account keeps its files and password, login by name tries it after that one, and its owner is told of the username conflict"
                 ),
                 (_, None) => "registration".to_owned(),
             }
@@ -545,7 +545,7 @@ mod tests {
     }
 
     #[test]
-    fn the_earliest_registration_owns_a_name() {
+    fn both_registrations_of_a_name_are_shown_and_the_later_is_a_conflict() {
         let reg = |id: u128| MetaOp::UserRegistered {
             user_id: Uuid::from_u128(id),
             username: "bob".to_owned(),
@@ -558,8 +558,9 @@ mod tests {
             steps[0]
                 .rule
                 .contains(&format!("concurrent with {}", ops[1].dot))
+                && steps[0].rule.contains("username conflict")
         );
-        assert!(steps[1].rule.contains("owns the name"));
+        assert!(steps[1].rule.contains("tries this account first"));
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub use config::{Config, DEFAULT_CLUSTER_PORT};
 pub use error::{ApiError, ErrorCode};
 pub use meta::MetaOp;
 pub use readmodel::{
-    Projection, ReadModelError, conflict_name, digest as read_model_digest,
+    Projection, ReadModelError, conflict_names, digest as read_model_digest,
     digest_at as read_model_digest_at,
 };
 

@@ -14,7 +14,8 @@ pub type KeyHash = [u8; 32];
 /// One metadata change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetaOp {
-    /// A user registered. The username belongs to the earliest registration by stamp.
+    /// A user registered. Concurrent registrations of one name all keep their accounts; login
+    /// by name tries them earliest (by stamp) first.
     UserRegistered {
         /// The new user.
         user_id: Uuid,

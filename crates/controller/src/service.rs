@@ -17,10 +17,15 @@ use crate::error::ApiError;
 use crate::limits::{check_credentials, check_file_name, check_file_tag_count, check_tags};
 use crate::log_worker::LogHandle;
 use crate::meta::{KeyHash, MetaOp};
-use crate::readmodel::{FileRecord, ReadModelError, ReadPool, Reader};
+use crate::readmodel::{Account, FileRecord, ReadModelError, ReadPool, Reader};
 use crate::throttle::AuthGate;
 use crate::upload::{StoredData, UploadLimits, store_stream};
 use redcloud_types::ChunkId;
+
+/// Most accounts of one name a login tries, earliest registration first. Each try costs an
+/// Argon2 verification, and a name is shared only by registrations made concurrently on
+/// different sides of a partition, so a few always suffice.
+const LOGIN_CANDIDATES_MAX: usize = 8;
 
 /// Everything the API operations need.
 pub struct Service {
@@ -29,11 +34,22 @@ pub struct Service {
     pub(crate) chunks: ChunkIo,
     pub(crate) limits: UploadLimits,
     /// Serialises this controller's registrations, so two requests here cannot both claim a
-    /// name. (Registrations on different controllers during a partition are settled by the
-    /// first-registration-wins rule.)
+    /// name. (Registrations on different controllers during a partition both keep their
+    /// accounts; the later one is told of the conflict.)
     pub(crate) registering: tokio::sync::Mutex<()>,
     /// Rate limits of login and registration, and the Argon2 slots.
     pub(crate) auth: AuthGate,
+}
+
+/// What a registration or login gave the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The new API key (the previous one is revoked).
+    pub api_key: String,
+    /// The account.
+    pub user_id: Uuid,
+    /// Whether another account registered the same name earlier, concurrently.
+    pub username_conflict: bool,
 }
 
 /// What an upload produced.
@@ -209,21 +225,25 @@ impl Service {
             .map_err(ApiError::internal)??)
     }
 
-    /// Registers a user; returns its first API key and its id. `client` is the caller's
-    /// address, for rate limiting, when the front end knows it.
+    /// Registers a user; returns its first API key. `client` is the caller's address, for
+    /// rate limiting, when the front end knows it.
     pub async fn register(
         &self,
         client: Option<IpAddr>,
         username: String,
         password: String,
-    ) -> Result<(String, Uuid), ApiError> {
+    ) -> Result<Session, ApiError> {
         self.auth.admit_address(client)?;
         check_credentials(&username, &password)?;
         let attempt = self.auth.admit_username(&username)?;
         let password_hash = self.auth.hash(move || hash_password(&password)).await??;
         let _one_at_a_time = self.registering.lock().await;
         let name = username.clone();
-        if self.read(move |r| r.user_by_name(&name)).await?.is_some() {
+        if !self
+            .read(move |r| r.users_by_name(&name, 1))
+            .await?
+            .is_empty()
+        {
             return Err(ApiError::UserAlreadyExists);
         }
         let user_id = Uuid::new_v4();
@@ -236,38 +256,50 @@ impl Service {
         };
         self.log.append(vec![op]).await?;
         attempt.succeeded();
-        Ok((api_key, user_id))
+        // A registration of the name made elsewhere may have arrived since the check.
+        let account = self.account(user_id).await?;
+        Ok(Session {
+            api_key,
+            user_id,
+            username_conflict: account.username_conflict,
+        })
     }
 
-    /// Checks a password and issues a new key, revoking the previous one. `client` as for
+    /// Checks a password against the name's accounts, earliest registration first, and issues
+    /// a new key to the first that matches, revoking its previous one. `client` as for
     /// [`Service::register`].
     pub async fn login(
         &self,
         client: Option<IpAddr>,
         username: String,
         password: String,
-    ) -> Result<String, ApiError> {
+    ) -> Result<Session, ApiError> {
         self.auth.admit_address(client)?;
         check_credentials(&username, &password)?;
         let attempt = self.auth.admit_username(&username)?;
         let reads = Arc::clone(&self.reads);
-        // The lookup runs on the hashing thread too, so a login storm holds no more read
-        // connections than hashing threads.
-        let user_id = self
+        // The lookup and the checks run on the hashing thread too, so a login storm holds no
+        // more read connections than hashing threads.
+        let entered = self
             .auth
-            .hash(move || match reads.read(|r| r.user_by_name(&username))? {
-                Some(user) => {
-                    Ok(verify_password(&password, &user.password_hash)?.then_some(user.user_id))
-                }
-                None => {
+            .hash(move || {
+                let candidates =
+                    reads.read(|r| r.users_by_name(&username, LOGIN_CANDIDATES_MAX))?;
+                if candidates.is_empty() {
                     // Spend the same effort as a real check, so timing does not reveal who
                     // exists.
                     let _ = hash_password(&password);
-                    Ok::<_, ApiError>(None)
+                    return Ok::<_, ApiError>(None);
                 }
+                for (rank, user) in candidates.into_iter().enumerate() {
+                    if verify_password(&password, &user.password_hash)? {
+                        return Ok(Some((rank, user.user_id)));
+                    }
+                }
+                Ok(None)
             })
             .await??;
-        let Some(user_id) = user_id else {
+        let Some((rank, user_id)) = entered else {
             return Err(ApiError::InvalidCredentials);
         };
         let api_key = new_api_key();
@@ -277,7 +309,20 @@ impl Service {
         };
         self.log.append(vec![op]).await?;
         attempt.succeeded();
-        Ok(api_key)
+        Ok(Session {
+            api_key,
+            user_id,
+            // Candidates come earliest registration first: any before this one registered the
+            // name earlier.
+            username_conflict: rank > 0,
+        })
+    }
+
+    /// The account `user_id` (an authenticated caller).
+    pub async fn account(&self, user_id: Uuid) -> Result<Account, ApiError> {
+        self.read(move |r| r.account(&user_id))
+            .await?
+            .ok_or(ApiError::InvalidApiKey)
     }
 
     /// The user holding `api_key`.

@@ -73,15 +73,28 @@ pub fn remember_frontier(ctx: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Tells the owner of an account whose name another account registered first (concurrently,
+/// during a partition): both keep working, but the name alone may not say which is meant.
+fn warn_username_conflict(username: &str, body: &Value) {
+    if body["username_conflict"].as_bool() == Some(true) {
+        println!(
+            "Note: another account registered the name {username} first, on another controller \
+             during a partition. Both accounts keep their files and passwords; login by name \
+             tries the earlier one first, so keep your password different from its owner's."
+        );
+    }
+}
+
 /// `register USER PASSWORD`: creates the account and keeps its key.
 pub async fn register(ctx: &Context, username: &str, password: &str) -> anyhow::Result<()> {
     let body = ctx.client.register(username, password).await?;
     remember(ctx, username, &body)?;
-    report(ctx, &body, |_| {
+    report(ctx, &body, |body| {
         println!(
             "Registered {username}; key saved to {}",
             config::path().display()
-        )
+        );
+        warn_username_conflict(username, body);
     });
     Ok(())
 }
@@ -90,7 +103,24 @@ pub async fn register(ctx: &Context, username: &str, password: &str) -> anyhow::
 pub async fn login(ctx: &Context, username: &str, password: &str) -> anyhow::Result<()> {
     let body = ctx.client.login(username, password).await?;
     remember(ctx, username, &body)?;
-    report(ctx, &body, |_| println!("Logged in as {username}"));
+    report(ctx, &body, |body| {
+        println!("Logged in as {username}");
+        warn_username_conflict(username, body);
+    });
+    Ok(())
+}
+
+/// `whoami`: the account behind the saved key.
+pub async fn whoami(ctx: &Context) -> anyhow::Result<()> {
+    let body = ctx.client.me().await?;
+    report(ctx, &body, |body| {
+        let username = body["username"].as_str().unwrap_or("?");
+        println!(
+            "{username} (user {})",
+            body["user_id"].as_str().unwrap_or("?")
+        );
+        warn_username_conflict(username, body);
+    });
     Ok(())
 }
 

@@ -1,16 +1,16 @@
-//! `/auth` routes: registration and login. The service applies the rate limits; this file
-//! only hands it the client's address and the bounded body.
+//! `/auth` routes: registration, login and the account behind a key. The service applies the
+//! rate limits; this file only hands it the client's address and the bounded body.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::extract::{client_ip, json_body, json_object, string_field};
+use super::extract::{authenticated, client_ip, json_body, json_object, string_field};
 use crate::error::ApiError;
 
 /// The caller's address and the `username` and `password` of the body.
@@ -36,10 +36,14 @@ pub async fn register(
     request: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (client, username, password) = credentials(request).await?;
-    let (api_key, user_id) = app.service.register(client, username, password).await?;
+    let session = app.service.register(client, username, password).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"api_key": api_key, "user_id": user_id.to_string()})),
+        Json(json!({
+            "api_key": session.api_key,
+            "user_id": session.user_id.to_string(),
+            "username_conflict": session.username_conflict,
+        })),
     ))
 }
 
@@ -49,6 +53,23 @@ pub async fn login(
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
     let (client, username, password) = credentials(request).await?;
-    let api_key = app.service.login(client, username, password).await?;
-    Ok(Json(json!({"api_key": api_key})))
+    let session = app.service.login(client, username, password).await?;
+    Ok(Json(json!({
+        "api_key": session.api_key,
+        "username_conflict": session.username_conflict,
+    })))
+}
+
+/// `GET /auth/me`: the account behind the caller's key.
+pub async fn me(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let user = authenticated(&app.service, &headers).await?;
+    let account = app.service.account(user).await?;
+    Ok(Json(json!({
+        "user_id": account.user_id.to_string(),
+        "username": account.username,
+        "username_conflict": account.username_conflict,
+    })))
 }

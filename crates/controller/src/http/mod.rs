@@ -58,6 +58,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(status::metrics))
         .route("/auth/register", post(auth::register))
         .route("/auth/login", post(auth::login))
+        .route("/auth/me", get(auth::me))
         .route(
             "/files",
             post(files::upload)

@@ -4,15 +4,20 @@
 //! and records the applied frontier in the same transaction, so after a crash it resumes from
 //! the log. The conflict rules (the projection's whole contract, see `system.md`):
 //! - scalar fields (password hash, current key, file metadata) are LWW registers by stamp;
-//! - a username belongs to its earliest registration; later ones keep their account and files;
-//! - tags are LWW elements per (file, tag); a file whose tags are all removed keeps the one
-//!   removed last;
+//! - every registration of a username keeps its account, files and password; login by name
+//!   tries them earliest first, and the later ones are reported as conflicts;
+//! - tags are LWW elements per (file, tag); a file whose tags are all removed keeps the tags
+//!   it had that the newest removal took away, never a tag it did not carry;
 //! - an upload deletes the files it causally replaces; concurrent uploads of one name both
-//!   live, the newest under the name, the others under deterministic conflict names;
+//!   live, the newest under the name, the others under deterministic conflict names unique
+//!   among the owner's live files;
 //! - a delete wins over concurrent tag changes (files are never undeleted).
 //!
-//! Every rule depends only on the set of operations, never on their arrival order.
+//! Every rule depends only on the set of operations, never on their arrival order. `model.rs`
+//! states the same rules in plain Rust; `model_tests.rs` holds the projection to it.
 
+#[cfg(test)]
+mod model;
 mod queries;
 
 use std::collections::BTreeMap;
@@ -23,11 +28,16 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-pub use queries::{FileRecord, ReadPool, Reader};
+pub use queries::{Account, FileRecord, ReadPool, Reader};
 
 use crate::meta::MetaOp;
 
 const SCHEMA: &str = include_str!("schema.sql");
+/// The read model's format, kept in SQLite's `user_version`. Bump it whenever the tables or a
+/// rule change: a read model of another format is emptied when opened and rebuilt from the
+/// log, the source of truth. 2: tags record whether the file ever carried them. 3: conflict
+/// names unique among the owner's live files.
+const FORMAT: i64 = 3;
 const APPLIED_FRONTIER_KEY: &str = "applied_frontier";
 /// Prepared statements kept per connection: more than the projection and queries use.
 const STATEMENT_CACHE_CAPACITY: usize = 64;
@@ -88,7 +98,9 @@ impl Projection {
     pub fn open(path: &Path) -> Result<Self, ReadModelError> {
         let conn = open_connection(path)?;
         conn.pragma_update(None, "cache_size", -PROJECTION_CACHE_KIB)?;
+        drop_other_format(&conn)?;
         conn.execute_batch(SCHEMA)?;
+        conn.pragma_update(None, "user_version", FORMAT)?;
         let applied = conn
             .query_row(
                 "SELECT value FROM meta WHERE key = ?1",
@@ -207,6 +219,30 @@ impl Projection {
         }
         Ok(entities)
     }
+}
+
+/// Drops every table of a read model written in another format (its applied frontier with
+/// them, so the caller replays the whole log).
+fn drop_other_format(conn: &Connection) -> Result<(), ReadModelError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if found == FORMAT {
+        return Ok(());
+    }
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    if !tables.is_empty() {
+        tracing::info!(
+            found,
+            format = FORMAT,
+            "the read model has another format: rebuilding it from the log"
+        );
+    }
+    for table in tables {
+        conn.execute_batch(&format!("DROP TABLE IF EXISTS \"{table}\""))?;
+    }
+    Ok(())
 }
 
 fn uuid_text(bytes: &[u8]) -> String {
@@ -329,7 +365,7 @@ fn delete_files(tx: &Transaction<'_>, file_ids: &[Uuid], by: Dot) -> Result<(), 
         ])?;
         let group: Option<(Vec<u8>, String)> = tx
             .query_row(
-                "UPDATE files SET deleted = 1, display_name = NULL WHERE file_id = ?1 AND deleted = 0
+                "UPDATE files SET deleted = 1, display_name = NULL, conflict = 0 WHERE file_id = ?1 AND deleted = 0
                  RETURNING owner_id, name",
                 [file_id.as_bytes()],
                 |row| Ok((row.get(0)?, row.get(1)?)),
@@ -357,17 +393,22 @@ fn set_tags(
     stamp: &StampBytes,
 ) -> Result<(), ReadModelError> {
     for file_id in file_ids {
-        // A changed element shows exactly when it is present...
+        // A changed element shows exactly when it is present, and is carried once anything
+        // added it, whatever the stamps...
         for tag in tags {
-            tx.prepare_cached("INSERT INTO file_tags (file_id, tag, present, stamp, effective) VALUES (?1, ?2, ?3, ?4, ?3)
-                 ON CONFLICT (file_id, tag) DO UPDATE SET present = excluded.present, stamp = excluded.stamp,
-                   effective = excluded.present
-                 WHERE excluded.stamp > file_tags.stamp")?.execute(params![file_id.as_bytes(), tag, present, stamp],
+            tx.prepare_cached("INSERT INTO file_tags (file_id, tag, present, stamp, effective, carried) VALUES (?1, ?2, ?3, ?4, ?3, ?3)
+                 ON CONFLICT (file_id, tag) DO UPDATE SET
+                   present = CASE WHEN excluded.stamp > file_tags.stamp THEN excluded.present ELSE file_tags.present END,
+                   effective = CASE WHEN excluded.stamp > file_tags.stamp THEN excluded.present ELSE file_tags.effective END,
+                   stamp = max(excluded.stamp, file_tags.stamp),
+                   carried = max(excluded.carried, file_tags.carried)")?.execute(params![file_id.as_bytes(), tag, present, stamp],
             )?;
         }
-        // ...and the file is never tagless: with no tag present, the tag removed last shows.
-        // Only that fallback can differ from `present`, so only it is looked at (through
-        // partial indexes), not every tag of the file.
+        // ...and the file is never tagless: with no tag present, each carried row holds the
+        // stamp of the removal that took it away, so the carried rows with the largest stamp
+        // are the tags the file had that the newest removal took away; they show. A row made
+        // only by the removal of a tag the file never had never shows. Only that fallback can
+        // differ from `present`, so only it is looked at (through partial indexes).
         tx.prepare_cached("UPDATE file_tags SET effective = 0 WHERE file_id = ?1 AND present = 0 AND effective = 1")?.execute([file_id.as_bytes()],
         )?;
         let any_present: bool = tx
@@ -377,8 +418,8 @@ fn set_tags(
             .query_row([file_id.as_bytes()], |row| row.get(0))?;
         if !any_present {
             tx.prepare_cached(
-                "UPDATE file_tags SET effective = 1 WHERE file_id = ?1
-                   AND stamp = (SELECT max(stamp) FROM file_tags WHERE file_id = ?1)",
+                "UPDATE file_tags SET effective = 1 WHERE file_id = ?1 AND carried = 1
+                   AND stamp = (SELECT max(stamp) FROM file_tags WHERE file_id = ?1 AND carried = 1)",
             )?
             .execute([file_id.as_bytes()])?;
         }
@@ -386,8 +427,9 @@ fn set_tags(
     Ok(())
 }
 
-/// Gives the newest live file of (owner, name) the name itself and every other live one a
-/// conflict name derived from its id.
+/// Gives the newest live file of (owner, name) the name itself, marks the others as conflict
+/// copies, and names all the owner's conflict copies again (a change to one name can free or
+/// take the name a copy of another wants).
 fn refresh_display_names(
     tx: &Transaction<'_>,
     owner: &Uuid,
@@ -400,24 +442,77 @@ fn refresh_display_names(
         .query_map(params![owner.as_bytes(), name], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
     for (rank, id) in ids.iter().enumerate() {
-        let display = if rank == 0 {
-            name.to_owned()
-        } else {
-            conflict_name(name, id)
+        tx.prepare_cached(
+            "UPDATE files SET display_name = CASE WHEN ?2 THEN display_name ELSE name END,
+               conflict = ?2 WHERE file_id = ?1",
+        )?
+        .execute(params![id, rank > 0])?;
+    }
+    refresh_conflict_names(tx, owner)
+}
+
+/// Names the owner's conflict copies, in file id order, each with the first of its candidate
+/// names ([`conflict_names`]) that no live file of the owner was uploaded under and no copy
+/// before it took. That depends only on the owner's live files, the same on every controller
+/// holding the same operations, and no two live files of an owner are shown under one name.
+fn refresh_conflict_names(tx: &Transaction<'_>, owner: &Uuid) -> Result<(), ReadModelError> {
+    let copies: Vec<(Vec<u8>, String)> = tx
+        .prepare_cached(
+            "SELECT file_id, name FROM files WHERE owner_id = ?1 AND conflict = 1 ORDER BY file_id",
+        )?
+        .query_map([owner.as_bytes()], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut taken = std::collections::HashSet::new();
+    for (id, name) in copies {
+        let file_id = Uuid::from_slice(&id).map_err(|e| ReadModelError::Corrupt {
+            what: "files.file_id",
+            reason: e.to_string(),
+        })?;
+        let mut candidates = conflict_names(&name, &file_id);
+        let shown = loop {
+            let candidate = candidates
+                .next()
+                .expect("conflict_names ends with an endless counter");
+            if taken.contains(&candidate) {
+                continue;
+            }
+            let uploaded_under: bool = tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM files WHERE owner_id = ?1 AND name = ?2 AND deleted = 0)",
+                )?
+                .query_row(params![owner.as_bytes(), candidate], |row| row.get(0))?;
+            if !uploaded_under {
+                break candidate;
+            }
         };
         tx.prepare_cached("UPDATE files SET display_name = ?2 WHERE file_id = ?1")?
-            .execute(params![id, display])?;
+            .execute(params![id, shown])?;
+        taken.insert(shown);
     }
     Ok(())
 }
 
-/// `report.pdf` → `report (conflict 3f2a).pdf`, the tag being the file id's first hex digits.
-pub fn conflict_name(name: &str, file_id: &[u8]) -> String {
-    let tag = hex::encode(&file_id[..file_id.len().min(2)]);
-    match name.rfind('.').filter(|&dot| dot > 0) {
-        Some(dot) => format!("{} (conflict {tag}){}", &name[..dot], &name[dot..]),
-        None => format!("{name} (conflict {tag})"),
-    }
+/// The names a conflict copy of `name` may be shown under, in order of preference:
+/// `report.pdf` → `report (conflict 3f2a91c4).pdf`, then ever more hex digits of the file id,
+/// then the whole id with a counter. The first candidate has 32 bits of the id: copies of one
+/// name are the few uploads made concurrently during a partition, so two of them share 32
+/// bits with a chance of about n²/2³³ (one in 10⁸ for ten copies), short enough to read and
+/// type. When they do, or when a live file was uploaded under that very name, the next
+/// candidate is taken: 128 bits tell any two files apart, and the counter outlasts a user who
+/// names files after conflict copies.
+pub fn conflict_names<'a>(name: &'a str, file_id: &Uuid) -> impl Iterator<Item = String> + 'a {
+    let hex = hex::encode(file_id.as_bytes());
+    let digits = (8..=hex.len()).map({
+        let hex = hex.clone();
+        move |n| hex[..n].to_owned()
+    });
+    let counted = (2u64..).map(move |n| format!("{hex}-{n}"));
+    digits
+        .chain(counted)
+        .map(move |tag| match name.rfind('.').filter(|&dot| dot > 0) {
+            Some(dot) => format!("{} (conflict {tag}){}", &name[..dot], &name[dot..]),
+            None => format!("{name} (conflict {tag})"),
+        })
 }
 
 /// The digest of the read model in the file at `path`, read without writing (safe while its
@@ -443,7 +538,7 @@ pub fn digest(conn: &Connection) -> Result<[u8; 32], ReadModelError> {
         ),
         (
             "files",
-            "SELECT file_id, owner_id, name, size, chunk_size, created_at_ms, stamp, deleted, display_name FROM files ORDER BY file_id",
+            "SELECT file_id, owner_id, name, size, chunk_size, created_at_ms, stamp, deleted, display_name, conflict FROM files ORDER BY file_id",
         ),
         (
             "file_chunks",
@@ -451,7 +546,7 @@ pub fn digest(conn: &Connection) -> Result<[u8; 32], ReadModelError> {
         ),
         (
             "file_tags",
-            "SELECT file_id, tag, present, stamp, effective FROM file_tags ORDER BY file_id, tag",
+            "SELECT file_id, tag, present, stamp, effective, carried FROM file_tags ORDER BY file_id, tag",
         ),
         (
             "file_deletions",
@@ -492,5 +587,7 @@ pub fn digest(conn: &Connection) -> Result<[u8; 32], ReadModelError> {
     Ok(hasher.finalize().into())
 }
 
+#[cfg(test)]
+mod model_tests;
 #[cfg(test)]
 mod tests;

@@ -72,6 +72,18 @@ pub struct UserRecord {
     pub password_hash: String,
 }
 
+/// An account as its owner sees it (`GET /auth/me`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The user.
+    pub user_id: Uuid,
+    /// The name it registered.
+    pub username: String,
+    /// Whether another account registered the same name earlier (by stamp), concurrently:
+    /// login by name tries that one first.
+    pub username_conflict: bool,
+}
+
 /// A live file as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRecord {
@@ -106,23 +118,49 @@ fn uuid(bytes: Vec<u8>, what: &'static str) -> Result<Uuid, ReadModelError> {
 const FILE_COLUMNS: &str = "f.file_id, f.owner_id, f.display_name, f.name, f.size, f.created_at_ms";
 
 impl Reader<'_> {
-    /// The user holding `username`: its earliest registration.
-    pub fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, ReadModelError> {
+    /// Up to `limit` accounts registered under `username`, earliest registration first: the
+    /// order in which login by name tries them.
+    pub fn users_by_name(
+        &self,
+        username: &str,
+        limit: usize,
+    ) -> Result<Vec<UserRecord>, ReadModelError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT user_id, password_hash FROM users WHERE username = ?1
+             ORDER BY registered_stamp LIMIT ?2",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(rusqlite::params![username, limit], |row| {
+            Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, String>(1)?))
+        })?;
+        let mut users = Vec::new();
+        for row in rows {
+            let (id, password_hash) = row?;
+            users.push(UserRecord {
+                user_id: uuid(id, "users.user_id")?,
+                password_hash,
+            });
+        }
+        Ok(users)
+    }
+
+    /// The account `user_id` as its owner sees it.
+    pub fn account(&self, user_id: &Uuid) -> Result<Option<Account>, ReadModelError> {
         self.conn
-            .query_row(
-                "SELECT user_id, password_hash FROM users WHERE username = ?1
-                 ORDER BY registered_stamp LIMIT 1",
-                [username],
-                |row| Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, String>(1)?)),
-            )
-            .optional()?
-            .map(|(id, password_hash)| {
-                Ok(UserRecord {
-                    user_id: uuid(id, "users.user_id")?,
-                    password_hash,
+            .prepare_cached(
+                "SELECT u.username, EXISTS (SELECT 1 FROM users o WHERE o.username = u.username
+                   AND o.registered_stamp < u.registered_stamp)
+                 FROM users u WHERE u.user_id = ?1",
+            )?
+            .query_row([user_id.as_bytes()], |row| {
+                Ok(Account {
+                    user_id: *user_id,
+                    username: row.get(0)?,
+                    username_conflict: row.get(1)?,
                 })
             })
-            .transpose()
+            .optional()
+            .map_err(ReadModelError::from)
     }
 
     /// The user whose current key hashes to `key_hash`.

@@ -29,10 +29,15 @@ CREATE TABLE IF NOT EXISTS files (
     deleted INTEGER NOT NULL DEFAULT 0,
     -- The name shown: `name` for the newest live file of its (owner, name), a conflict name
     -- for the others. NULL while deleted.
-    display_name TEXT
+    display_name TEXT,
+    -- 1 for a live file shown under a conflict name.
+    conflict INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS files_by_owner_name ON files (owner_id, name);
 CREATE INDEX IF NOT EXISTS files_by_display ON files (owner_id, display_name) WHERE deleted = 0;
+-- Every change to an owner's live files names its conflict copies again: they must be few to
+-- find.
+CREATE INDEX IF NOT EXISTS files_conflicts ON files (owner_id, file_id) WHERE conflict = 1;
 
 CREATE TABLE IF NOT EXISTS file_chunks (
     file_id BLOB NOT NULL,
@@ -47,14 +52,19 @@ CREATE TABLE IF NOT EXISTS file_tags (
     tag TEXT NOT NULL,
     present INTEGER NOT NULL,
     stamp BLOB NOT NULL,
-    -- Whether the tag shows: present, or the last one removed when none is present.
+    -- Whether the tag shows: present or, when none is present, one of the carried tags that
+    -- the newest removal took away.
     effective INTEGER NOT NULL,
+    -- Whether some operation ever added the tag to the file (a row can also exist only to
+    -- record that a tag the file never had was removed).
+    carried INTEGER NOT NULL,
     PRIMARY KEY (file_id, tag)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS file_tags_by_tag ON file_tags (tag, file_id) WHERE effective = 1;
 -- Keep the never-tagless rule cheap for files with many tags.
 CREATE INDEX IF NOT EXISTS file_tags_present ON file_tags (file_id) WHERE present = 1;
 CREATE INDEX IF NOT EXISTS file_tags_fallback ON file_tags (file_id) WHERE present = 0 AND effective = 1;
+CREATE INDEX IF NOT EXISTS file_tags_carried ON file_tags (file_id, stamp) WHERE carried = 1;
 
 -- Every operation that deleted a file (a delete, or an upload that replaced it). Its data may
 -- be collected once one of them is known to every controller.

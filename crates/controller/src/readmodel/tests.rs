@@ -86,8 +86,10 @@ fn reader_of(projection: &Projection) -> Reader<'_> {
     }
 }
 
+/// The username rule changed (issue 11): the earliest registration no longer owns the name;
+/// every account of it stays reachable by name and the later ones are told of the conflict.
 #[test]
-fn the_first_registration_keeps_the_name_and_the_other_account_survives() {
+fn every_registration_of_a_name_keeps_its_account_earliest_first() {
     let mut h = History::new(2);
     let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
     h.op(1, 100, register(second, "sam"));
@@ -95,11 +97,24 @@ fn the_first_registration_keeps_the_name_and_the_other_account_survives() {
     let mut p = memory();
     p.apply(&h.all).unwrap();
     let reader = reader_of(&p);
-    assert_eq!(reader.user_by_name("sam").unwrap().unwrap().user_id, first);
+    let accounts: Vec<Uuid> = reader
+        .users_by_name("sam", 10)
+        .unwrap()
+        .iter()
+        .map(|u| u.user_id)
+        .collect();
+    assert_eq!(
+        accounts,
+        [first, second],
+        "login by name tries them in this order"
+    );
+    assert_eq!(reader.users_by_name("sam", 1).unwrap().len(), 1, "bounded");
+    assert!(!reader.account(&first).unwrap().unwrap().username_conflict);
+    assert!(reader.account(&second).unwrap().unwrap().username_conflict);
     assert_eq!(
         reader.user_by_key(&[second.as_bytes()[0]; 32]).unwrap(),
         Some(second),
-        "the loser can still use its key"
+        "the later account can still use its key"
     );
 }
 
@@ -118,7 +133,64 @@ fn concurrent_uploads_of_one_name_both_survive() {
     let names: Vec<_> = files.iter().map(|f| (f.name.as_str(), f.file_id)).collect();
     assert_eq!(
         names,
-        [("report (conflict 3f2a).pdf", older), ("report.pdf", newer)]
+        [
+            ("report (conflict 3f2a0000).pdf", older),
+            ("report.pdf", newer)
+        ]
+    );
+}
+
+/// Issue 11: conflict names took 16 bits of the file id, so two copies could share one, or
+/// take the name of a real file. Here two copies share their first 32 bits and a real file is
+/// uploaded under the name the first copy would get.
+#[test]
+fn conflict_names_are_unique_among_the_owners_live_files() {
+    let mut h = History::new(3);
+    let owner = Uuid::new_v4();
+    h.op(0, 1, register(owner, "o"));
+    h.merge(1, 0);
+    h.merge(2, 0);
+    let (a, b) = (
+        Uuid::from_u128(0x3_f2a9_1c41 << 92),
+        Uuid::from_u128(0x3_f2a9_1c42 << 92),
+    );
+    let real = Uuid::new_v4();
+    h.op(0, 10, add_file(a, owner, "r.pdf", &["t"], vec![]));
+    h.op(1, 11, add_file(b, owner, "r.pdf", &["t"], vec![]));
+    h.op(
+        2,
+        12,
+        add_file(Uuid::new_v4(), owner, "r.pdf", &["t"], vec![]),
+    );
+    h.op(
+        0,
+        13,
+        add_file(real, owner, "r (conflict 3f2a91c4).pdf", &["t"], vec![]),
+    );
+    let mut p = memory();
+    p.apply(&h.all).unwrap();
+    let names: Vec<String> = reader_of(&p)
+        .files_matching(&owner, &[])
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "r (conflict 3f2a91c4).pdf",
+            "r (conflict 3f2a91c41).pdf",
+            "r (conflict 3f2a91c42).pdf",
+            "r.pdf"
+        ]
+    );
+    assert_eq!(
+        reader_of(&p)
+            .file_by_name(&owner, "r (conflict 3f2a91c4).pdf")
+            .unwrap()
+            .unwrap()
+            .file_id,
+        real
     );
 }
 
@@ -172,6 +244,41 @@ fn concurrent_removals_never_leave_a_file_tagless() {
     p.apply(&h.all).unwrap();
     let tags = reader_of(&p).file_by_id(&file).unwrap().unwrap().tags;
     assert_eq!(tags, ["y"], "the tag removed last stays");
+}
+
+/// Issue 11: with {a, b} and concurrent `remove [b]` and (later) `remove [a, x]`, the fallback
+/// showed {a, x}: it took every row of the newest stamp, even the one recording only that x,
+/// a tag the file never had, was removed.
+#[test]
+fn concurrent_removals_keep_only_tags_the_file_had() {
+    let mut h = History::new(2);
+    let owner = Uuid::new_v4();
+    let file = Uuid::new_v4();
+    h.op(0, 1, register(owner, "o"));
+    h.op(0, 2, add_file(file, owner, "f", &["a", "b"], vec![]));
+    h.merge(1, 0);
+    let remove = |tags: &[&str]| MetaOp::TagsRemoved {
+        file_ids: vec![file],
+        tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+    };
+    h.op(1, 10, remove(&["b"]));
+    h.op(0, 20, remove(&["a", "x"]));
+    for order in [h.all.clone(), {
+        let mut r = h.all.clone();
+        r.swap(2, 3);
+        r
+    }] {
+        let mut p = memory();
+        p.apply(&order).unwrap();
+        let reader = reader_of(&p);
+        assert_eq!(reader.file_by_id(&file).unwrap().unwrap().tags, ["a"]);
+        assert!(
+            reader
+                .files_matching(&owner, &["x".to_owned()])
+                .unwrap()
+                .is_empty()
+        );
+    }
 }
 
 #[test]
@@ -253,11 +360,7 @@ fn a_repeated_id_is_settled_by_stamp_not_by_arrival() {
                 p.apply(std::slice::from_ref(&h.all[i])).unwrap();
             }
             assert_eq!(
-                reader_of(&p)
-                    .user_by_name("early")
-                    .unwrap()
-                    .unwrap()
-                    .user_id,
+                reader_of(&p).users_by_name("early", 10).unwrap()[0].user_id,
                 user
             );
             assert_eq!(
@@ -268,6 +371,29 @@ fn a_repeated_id_is_settled_by_stamp_not_by_arrival() {
         })
         .collect();
     assert_eq!(digests[0], digests[1]);
+}
+
+#[test]
+fn a_read_model_of_another_format_is_dropped_and_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rm.sqlite");
+    let mut h = History::new(1);
+    let owner = Uuid::new_v4();
+    h.op(0, 1, register(owner, "o"));
+    h.op(0, 2, add_file(Uuid::new_v4(), owner, "f", &["x"], vec![]));
+    let digest = {
+        let mut p = Projection::open(&path).unwrap();
+        p.apply(&h.all).unwrap();
+        p.digest().unwrap()
+    };
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", FORMAT - 1)
+        .unwrap();
+    drop(conn);
+    let mut p = Projection::open(&path).unwrap();
+    assert!(p.applied().is_empty(), "the whole log is replayed");
+    p.apply(&h.all).unwrap();
+    assert_eq!(p.digest().unwrap(), digest);
 }
 
 #[test]
