@@ -225,6 +225,19 @@ impl Service {
             .map_err(ApiError::internal)??)
     }
 
+    /// Lets a registration or login attempt through the rate limits (of the caller's address,
+    /// then of the username) once its credentials are within their limits.
+    fn admit(
+        &self,
+        client: Option<IpAddr>,
+        username: &str,
+        password: &str,
+    ) -> Result<crate::throttle::Attempt<'_>, ApiError> {
+        self.auth.admit_address(client)?;
+        check_credentials(username, password)?;
+        self.auth.admit_username(username)
+    }
+
     /// Registers a user; returns its first API key. `client` is the caller's address, for
     /// rate limiting, when the front end knows it.
     pub async fn register(
@@ -233,9 +246,7 @@ impl Service {
         username: String,
         password: String,
     ) -> Result<Session, ApiError> {
-        self.auth.admit_address(client)?;
-        check_credentials(&username, &password)?;
-        let attempt = self.auth.admit_username(&username)?;
+        let attempt = self.admit(client, &username, &password)?;
         let password_hash = self.auth.hash(move || hash_password(&password)).await??;
         let _one_at_a_time = self.registering.lock().await;
         let name = username.clone();
@@ -274,9 +285,7 @@ impl Service {
         username: String,
         password: String,
     ) -> Result<Session, ApiError> {
-        self.auth.admit_address(client)?;
-        check_credentials(&username, &password)?;
-        let attempt = self.auth.admit_username(&username)?;
+        let attempt = self.admit(client, &username, &password)?;
         let reads = Arc::clone(&self.reads);
         // The lookup and the checks run on the hashing thread too, so a login storm holds no
         // more read connections than hashing threads.
