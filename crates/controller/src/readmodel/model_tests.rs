@@ -11,13 +11,14 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use proptest::prelude::*;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use redcloud_eventlog::{Dot, HlcClock, NodeId, Op, VersionVector};
 use redcloud_types::ChunkId;
 use uuid::Uuid;
 
 use super::model::Model;
 use super::queries::Reader;
+use super::tests::random_causal_order;
 use super::*;
 use crate::meta::KeyHash;
 
@@ -290,21 +291,6 @@ fn build(skews: &[u64], steps: &[Step]) -> History {
         history.play(index as u64, step);
     }
     history
-}
-
-fn random_causal_order(ops: &[Op<MetaOp>], rng: &mut rand::rngs::StdRng) -> Vec<Op<MetaOp>> {
-    let mut pending = ops.to_vec();
-    let mut known = VersionVector::new();
-    let mut out = Vec::new();
-    while !pending.is_empty() {
-        let ready: Vec<usize> = (0..pending.len())
-            .filter(|&i| pending[i].is_ready_for(&known))
-            .collect();
-        let op = pending.swap_remove(ready[rng.random_range(0..ready.len())]);
-        known.raise(op.dot.origin, op.dot.seq);
-        out.push(op);
-    }
-    out
 }
 
 /// Every query of the read model, asked of both; the first difference, if any.

@@ -490,7 +490,11 @@ fn random_step(h: &mut History, rng: &mut rand::rngs::StdRng, step: u64) {
     h.op(origin, wall, payload);
 }
 
-fn random_causal_order(ops: &[Op<MetaOp>], rng: &mut rand::rngs::StdRng) -> Vec<Op<MetaOp>> {
+/// `ops` in a random order in which each comes after its causal past.
+pub(super) fn random_causal_order(
+    ops: &[Op<MetaOp>],
+    rng: &mut rand::rngs::StdRng,
+) -> Vec<Op<MetaOp>> {
     let mut pending = ops.to_vec();
     let mut known = VersionVector::new();
     let mut out = Vec::new();
