@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::model::Model;
 use super::queries::Reader;
-use super::tests::random_causal_order;
+use super::tests::{random_causal_order, users_and_files};
 use super::*;
 use crate::meta::KeyHash;
 
@@ -129,15 +129,7 @@ impl History {
 
     /// Users and files `origin` has seen, in the order it saw them.
     fn seen(&self, origin: usize) -> (Vec<Uuid>, Vec<Uuid>) {
-        let (mut users, mut files) = (Vec::new(), Vec::new());
-        for op in &self.logs[origin] {
-            match &op.payload {
-                MetaOp::UserRegistered { user_id, .. } => users.push(*user_id),
-                MetaOp::FileAdded { file_id, .. } => files.push(*file_id),
-                _ => {}
-            }
-        }
-        (users, files)
+        users_and_files(&self.logs[origin])
     }
 
     fn play(&mut self, index: u64, step: &Step) {

@@ -321,19 +321,23 @@ fn a_delete_wins_over_a_concurrent_tag_change() {
     }
 }
 
-#[test]
-fn the_applied_frontier_survives_a_reopen_and_replays_are_skipped() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rm.sqlite");
+/// A user with one file, projected into a read model at `path`: the history and its digest.
+fn one_user_one_file_at(path: &Path) -> (History, [u8; 32]) {
     let mut h = History::new(1);
     let owner = Uuid::new_v4();
     h.op(0, 1, register(owner, "o"));
     h.op(0, 2, add_file(Uuid::new_v4(), owner, "f", &["x"], vec![]));
-    let digest = {
-        let mut p = Projection::open(&path).unwrap();
-        p.apply(&h.all).unwrap();
-        p.digest().unwrap()
-    };
+    let mut p = Projection::open(path).unwrap();
+    p.apply(&h.all).unwrap();
+    let digest = p.digest().unwrap();
+    (h, digest)
+}
+
+#[test]
+fn the_applied_frontier_survives_a_reopen_and_replays_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rm.sqlite");
+    let (h, digest) = one_user_one_file_at(&path);
     let mut p = Projection::open(&path).unwrap();
     assert_eq!(p.applied().op_count(), 2);
     p.apply(&h.all).unwrap();
@@ -377,15 +381,7 @@ fn a_repeated_id_is_settled_by_stamp_not_by_arrival() {
 fn a_read_model_of_another_format_is_dropped_and_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rm.sqlite");
-    let mut h = History::new(1);
-    let owner = Uuid::new_v4();
-    h.op(0, 1, register(owner, "o"));
-    h.op(0, 2, add_file(Uuid::new_v4(), owner, "f", &["x"], vec![]));
-    let digest = {
-        let mut p = Projection::open(&path).unwrap();
-        p.apply(&h.all).unwrap();
-        p.digest().unwrap()
-    };
+    let (h, digest) = one_user_one_file_at(&path);
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.pragma_update(None, "user_version", FORMAT - 1)
         .unwrap();
@@ -416,8 +412,13 @@ fn a_damaged_applied_frontier_is_an_error() {
 
 /// What one origin has seen: registered users and added files.
 fn view(h: &History, origin: usize) -> (Vec<Uuid>, Vec<Uuid>) {
+    users_and_files(&h.logs[origin])
+}
+
+/// The users registered and the files added in `log`, in its order.
+pub(super) fn users_and_files(log: &[Op<MetaOp>]) -> (Vec<Uuid>, Vec<Uuid>) {
     let (mut users, mut files) = (Vec::new(), Vec::new());
-    for op in &h.logs[origin] {
+    for op in log {
         match &op.payload {
             MetaOp::UserRegistered { user_id, .. } => users.push(*user_id),
             MetaOp::FileAdded { file_id, .. } => files.push(*file_id),
