@@ -372,3 +372,117 @@ fn kill_9_loses_nothing_acknowledged() {
         }
     }
 }
+
+/// A tmpfs of `bytes` on a fresh temporary directory, unmounted when dropped (drop every
+/// store on it first).
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    /// `None`, with a message, when not root: mounting needs it.
+    fn mount(bytes: u64) -> Option<Self> {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(mounted.success(), "mount failed");
+        Some(Self(dir))
+    }
+
+    /// Writes a file until the filesystem refuses more; removing it frees the space.
+    fn fill(&self) -> std::path::PathBuf {
+        let path = self.0.path().join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let block = vec![0x5a_u8; 64 * 1024];
+        loop {
+            match file.write(&block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(e) => panic!("filling the tmpfs: {e}"),
+            }
+        }
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+/// An op of origin 1 whose payload is `bytes` of printable noise, which the journal cannot
+/// compress away.
+fn big_op(seq: u64, bytes: usize) -> Op<Payload> {
+    let mut state = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let payload = (0..bytes)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'!' + (state % 94) as u8)
+        })
+        .collect();
+    Op {
+        payload,
+        ..op(1, seq, &[], seq)
+    }
+}
+
+#[test]
+fn a_full_disk_halts_appends_until_resume_finds_room_and_loses_nothing() {
+    let Some(tmpfs) = Tmpfs::mount(16 << 20) else {
+        return;
+    };
+    let dir = tmpfs.0.path().join("log");
+    let mut store = FjallStore::<Payload>::open(&dir).unwrap();
+    store
+        .append(&[op(1, 1, &[], 1), op(1, 2, &[], 2), op(1, 3, &[], 3)])
+        .unwrap();
+
+    let filler = tmpfs.fill();
+    let err = store.append(&[big_op(4, 256 * 1024)]).unwrap_err();
+    assert!(err.is_disk_full() && !err.is_fatal(), "{err:?}");
+    assert!(
+        matches!(
+            store.append(&[op(1, 4, &[], 4)]),
+            Err(StoreError::DiskFull { .. })
+        ),
+        "a halted store refuses appends at once"
+    );
+    let resumed = store.resume().unwrap_err();
+    assert!(resumed.is_disk_full(), "still no room: {resumed:?}");
+    // What was durable stays readable throughout.
+    assert_eq!(store.frontier().get(node(1)), Seq::new(3));
+    assert_eq!(
+        store
+            .read(node(1), Seq::new(1)..=Seq::new(3), 10)
+            .unwrap()
+            .len(),
+        3
+    );
+
+    std::fs::remove_file(filler).unwrap();
+    store.resume().unwrap();
+    assert_eq!(
+        store.frontier().get(node(1)),
+        Seq::new(3),
+        "the refused batch did not reach the disk"
+    );
+    store
+        .append(&[big_op(4, 256 * 1024), op(1, 5, &[], 5)])
+        .unwrap();
+    drop(store);
+    let store = FjallStore::<Payload>::open(&dir).unwrap();
+    let ops = store.read(node(1), Seq::new(1)..=Seq::new(5), 10).unwrap();
+    assert_eq!(ops.len(), 5);
+    assert_eq!(ops[3].payload.len(), 256 * 1024);
+    drop(store);
+    drop(tmpfs);
+}

@@ -426,10 +426,12 @@ impl<P: Clone + serde::Serialize, R: Rng> Gossip<P, R> {
         if ready.is_empty() {
             return Ok(ready);
         }
-        store.append(&ready)?;
+        // Observed before the append: should the append fail yet reach the disk (a full disk
+        // can refuse only the fsync), the next local stamp must still exceed these.
         for op in &ready {
             self.clock.observe(op.hlc);
         }
+        store.append(&ready)?;
         self.events.push_back(Event::Applied { ops: ready.clone() });
         Ok(ready)
     }

@@ -8,32 +8,46 @@
 //! find no sync in progress becomes the leader: it writes every queued append as one atomic
 //! batch and issues one fsync, while later appenders queue up for the next group. Readers see
 //! only what is synced.
+//!
+//! A full disk: fjall poisons a database whose write fails, whatever the reason, so the store
+//! halts. [`FjallStore::resume`] writes a probe file to see whether there is room again, and
+//! if so opens the database afresh (recovery drops a torn batch whole) and takes appends
+//! again. Any other failure halts it for good: only a restart recovers.
 
+use std::io::Write as _;
 use std::marker::PhantomData;
 use std::ops::RangeInclusive;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::clock::{Dot, NodeId, Seq, VersionVector};
-use crate::error::{DecodeError, StoreError, StoreResult};
+use crate::error::{DecodeError, DiskFullKind, StoreError, StoreResult};
 use crate::op::Op;
 use crate::store::{LogStore, admit};
 
 const OPS_KEYSPACE: &str = "ops";
 const HEADS_KEYSPACE: &str = "heads";
 
+/// Bytes [`FjallStore::resume`] writes to see whether the disk has room again: enough for a
+/// burst of batches. Should a later write still find none, the store halts again and the next
+/// resume probes again.
+const SPACE_PROBE_BYTES: usize = 1024 * 1024;
+/// The probe's file, in the database directory (fjall reads only its own files there).
+const SPACE_PROBE_FILE: &str = "space-probe.tmp";
+
 /// A log store in a fjall database directory.
 ///
 /// A directory can be open in one store at a time; a second open fails while the first lives.
 pub struct FjallStore<P> {
-    db: Database,
-    ops: Keyspace,
-    heads: Keyspace,
+    dir: PathBuf,
+    /// The database, closed only while a full disk keeps [`FjallStore::resume`] from opening
+    /// it again.
+    engine: RwLock<Engine>,
     group: Mutex<GroupCommit>,
     /// Wakes appenders waiting for their group's fsync.
     synced: Condvar,
@@ -42,6 +56,36 @@ pub struct FjallStore<P> {
     /// fsyncs issued since open; fewer than appends when group commit is sharing them.
     syncs: AtomicU64,
     payload: PhantomData<fn() -> P>,
+}
+
+/// The fjall database and its two keyspaces, or why it is closed.
+enum Engine {
+    Open {
+        db: Database,
+        ops: Keyspace,
+        heads: Keyspace,
+    },
+    /// Closed for a reopen that found the disk full; reads fail until a resume opens it.
+    Closed(DiskFullKind),
+}
+
+/// Why the store takes no more appends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Halt {
+    /// The disk is full: [`FjallStore::resume`] opens the database again once it has room.
+    DiskFull(DiskFullKind),
+    /// The database is poisoned for another reason (a failed fsync, a panic): only a restart
+    /// recovers it.
+    Poisoned,
+}
+
+impl Halt {
+    fn error(self) -> StoreError {
+        match self {
+            Halt::DiskFull(kind) => StoreError::DiskFull { kind },
+            Halt::Poisoned => StoreError::Engine(fjall::Error::Poisoned),
+        }
+    }
 }
 
 /// Appends admitted but not yet known durable, and the bookkeeping of whose fsync is whose.
@@ -55,8 +99,9 @@ struct GroupCommit {
     synced: u64,
     /// Whether a leader is writing and syncing right now.
     leader_active: bool,
-    /// Set when a group failed: the database is poisoned and every later append fails too.
-    failed: bool,
+    /// Set when a group failed: the database is poisoned and every later append fails too,
+    /// until a resume (after a full disk) clears it.
+    halt: Option<Halt>,
 }
 
 fn op_key(dot: Dot) -> [u8; 16] {
@@ -79,11 +124,9 @@ fn corrupt(location: String, reason: &str) -> StoreError {
     }
 }
 
-impl<P> FjallStore<P> {
-    /// Opens (creating if needed) the log in `dir`, recovering the journal after a crash.
-    ///
-    /// Fails with [`StoreError::Corrupt`] when the recorded heads do not match the operations.
-    pub fn open(dir: &Path) -> StoreResult<Self> {
+impl Engine {
+    /// Opens the database in `dir`; returns it with the frontier its heads record.
+    fn open(dir: &Path) -> StoreResult<(Self, VersionVector)> {
         let db = Database::builder(dir).open()?;
         let ops = db.keyspace(OPS_KEYSPACE, KeyspaceCreateOptions::default)?;
         let heads = db.keyspace(HEADS_KEYSPACE, KeyspaceCreateOptions::default)?;
@@ -103,17 +146,55 @@ impl<P> FjallStore<P> {
             }
             frontier.raise(head.origin, head.seq);
         }
+        Ok((Engine::Open { db, ops, heads }, frontier))
+    }
+
+    /// The open database and its keyspaces.
+    fn open_parts(&self) -> StoreResult<(&Database, &Keyspace, &Keyspace)> {
+        match self {
+            Engine::Open { db, ops, heads } => Ok((db, ops, heads)),
+            Engine::Closed(kind) => Err(StoreError::DiskFull { kind: *kind }),
+        }
+    }
+}
+
+/// Writes [`SPACE_PROBE_BYTES`] to a file in `dir`, syncs and removes it. The bytes vary, so
+/// that a compressing filesystem has to store them too.
+fn probe_space(dir: &Path) -> std::io::Result<()> {
+    let path = dir.join(SPACE_PROBE_FILE);
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    let bytes: Vec<u8> = (0..SPACE_PROBE_BYTES)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let written = std::fs::File::create(&path).and_then(|mut file| {
+        file.write_all(&bytes)?;
+        file.sync_all()
+    });
+    let removed = std::fs::remove_file(&path);
+    written.and(removed)
+}
+
+impl<P> FjallStore<P> {
+    /// Opens (creating if needed) the log in `dir`, recovering the journal after a crash.
+    ///
+    /// Fails with [`StoreError::Corrupt`] when the recorded heads do not match the operations.
+    pub fn open(dir: &Path) -> StoreResult<Self> {
+        let (engine, frontier) = Engine::open(dir)?;
         Ok(Self {
-            db,
-            ops,
-            heads,
+            dir: dir.to_owned(),
+            engine: RwLock::new(engine),
             group: Mutex::new(GroupCommit {
                 admitted: frontier.clone(),
                 queue: Vec::new(),
                 issued: 0,
                 synced: 0,
                 leader_active: false,
-                failed: false,
+                halt: None,
             }),
             synced: Condvar::new(),
             durable: RwLock::new(frontier),
@@ -122,9 +203,48 @@ impl<P> FjallStore<P> {
         })
     }
 
+    /// Takes appends again after a full disk, once there is room: writes a probe file, then
+    /// opens the database afresh (fjall never writes again to a database whose write failed).
+    /// The frontier is read anew: a batch the disk took whole before refusing counts.
+    ///
+    /// `Ok` when the store takes appends; [`StoreError::DiskFull`] while there is still no
+    /// room (call again later); any other error means only a restart can recover. Taking
+    /// `&mut self` guarantees that no appender is waiting on a group of the halted database.
+    pub fn resume(&mut self) -> StoreResult<()> {
+        let group = self
+            .group
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let kind = match group.halt {
+            None => return Ok(()),
+            Some(Halt::Poisoned) => return Err(Halt::Poisoned.error()),
+            Some(Halt::DiskFull(kind)) => kind,
+        };
+        probe_space(&self.dir).map_err(|e| StoreError::from(fjall::Error::Io(e)))?;
+        let engine = self
+            .engine
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A directory is open in one database at a time: the poisoned one goes first.
+        *engine = Engine::Closed(kind);
+        let (reopened, frontier) = Engine::open(&self.dir)?;
+        *engine = reopened;
+        group.admitted = frontier.clone();
+        group.queue.clear();
+        group.synced = group.issued;
+        group.halt = None;
+        *self
+            .durable
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = frontier;
+        Ok(())
+    }
+
     /// Bytes the database occupies on disk.
     pub fn disk_space(&self) -> StoreResult<u64> {
-        Ok(self.db.disk_space()?)
+        let engine = self.engine();
+        let (db, _, _) = engine.open_parts()?;
+        Ok(db.disk_space()?)
     }
 
     /// How many fsyncs the store has issued since it was opened.
@@ -138,34 +258,65 @@ impl<P> FjallStore<P> {
             .expect("group commit lock poisoned by a panic in another thread")
     }
 
+    fn engine(&self) -> RwLockReadGuard<'_, Engine> {
+        self.engine
+            .read()
+            .expect("engine lock poisoned by a panic in another thread")
+    }
+
     /// Writes `queue` as one atomic batch, heads included, and syncs it.
     fn write_group(&self, queue: Vec<(Dot, Vec<u8>)>, heads: &VersionVector) -> StoreResult<()> {
-        let mut batch = self.db.batch();
+        let engine = self.engine();
+        let (db, ops, heads_keyspace) = engine.open_parts()?;
+        let mut batch = db.batch();
         for (dot, bytes) in queue {
-            batch.insert(&self.ops, op_key(dot), bytes);
+            batch.insert(ops, op_key(dot), bytes);
         }
         for (origin, seq) in heads.iter() {
-            batch.insert(&self.heads, origin.to_be_bytes(), seq.get().to_be_bytes());
+            batch.insert(
+                heads_keyspace,
+                origin.to_be_bytes(),
+                seq.get().to_be_bytes(),
+            );
         }
         batch.commit()?;
-        self.db.persist(PersistMode::SyncAll)?;
+        db.persist(PersistMode::SyncAll)?;
         self.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Why a failed group halts the store. fjall reports a database poisoned earlier (by a
+    /// flush or compaction in the background, which may have run out of space too) only as
+    /// `Poisoned`: a probe tells whether the disk is full.
+    fn halt_after(&self, error: StoreError) -> (Halt, StoreError) {
+        match error {
+            StoreError::DiskFull { kind } => (Halt::DiskFull(kind), error),
+            StoreError::Engine(fjall::Error::Poisoned) => {
+                match probe_space(&self.dir)
+                    .err()
+                    .and_then(|e| DiskFullKind::of(&e))
+                {
+                    Some(kind) => (Halt::DiskFull(kind), StoreError::DiskFull { kind }),
+                    None => (Halt::Poisoned, error),
+                }
+            }
+            other => (Halt::Poisoned, other),
+        }
     }
 }
 
 /// Ends a leader's turn however it ends: on success the group is marked synced; on error or
-/// panic the store is marked failed. Either way the waiting appenders are woken, so a leader
-/// that dies never leaves them waiting forever.
+/// panic the store is halted. Either way the waiting appenders are woken, so a leader that
+/// dies never leaves them waiting forever.
 struct LeaderGuard<'s, P> {
     store: &'s FjallStore<P>,
-    finished: Option<Option<u64>>,
+    finished: Option<Result<u64, Halt>>,
 }
 
 impl<P> LeaderGuard<'_, P> {
-    /// `synced_through` is the last ticket now durable, or `None` after a failure.
-    fn finish(mut self, synced_through: Option<u64>) {
-        self.finished = Some(synced_through);
+    /// `outcome` is the last ticket now durable, or why the store halts.
+    fn finish(mut self, outcome: Result<u64, Halt>) {
+        self.finished = Some(outcome);
     }
 }
 
@@ -177,9 +328,10 @@ impl<P> Drop for LeaderGuard<'_, P> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         group.leader_active = false;
-        match self.finished.flatten() {
-            Some(through) => group.synced = through,
-            None => group.failed = true,
+        match self.finished {
+            Some(Ok(through)) => group.synced = through,
+            Some(Err(halt)) => group.halt = Some(halt),
+            None => group.halt = Some(Halt::Poisoned),
         }
         drop(group);
         self.store.synced.notify_all();
@@ -193,8 +345,8 @@ impl<P: Serialize + DeserializeOwned> LogStore<P> for FjallStore<P> {
         }
         let encoded: Vec<_> = ops.iter().map(|op| (op.dot, op.encode())).collect();
         let mut group = self.group();
-        if group.failed {
-            return Err(fjall::Error::Poisoned.into());
+        if let Some(halt) = group.halt {
+            return Err(halt.error());
         }
         let mut admitted = group.admitted.clone();
         admit(&mut admitted, ops)?;
@@ -203,11 +355,12 @@ impl<P: Serialize + DeserializeOwned> LogStore<P> for FjallStore<P> {
         group.issued += 1;
         let ticket = group.issued;
         loop {
-            if group.failed {
-                return Err(fjall::Error::Poisoned.into());
-            }
+            // Synced first: a group that made it is durable even if a later one failed.
             if group.synced >= ticket {
                 return Ok(());
+            }
+            if let Some(halt) = group.halt {
+                return Err(halt.error());
             }
             if !group.leader_active {
                 break;
@@ -227,15 +380,21 @@ impl<P: Serialize + DeserializeOwned> LogStore<P> for FjallStore<P> {
             store: self,
             finished: None,
         };
-        let written = self.write_group(queue, &heads);
-        if written.is_ok() {
-            self.durable
-                .write()
-                .expect("durable frontier lock poisoned by a panic in another thread")
-                .merge(&heads);
+        match self.write_group(queue, &heads) {
+            Ok(()) => {
+                self.durable
+                    .write()
+                    .expect("durable frontier lock poisoned by a panic in another thread")
+                    .merge(&heads);
+                leader.finish(Ok(through));
+                Ok(())
+            }
+            Err(error) => {
+                let (halt, error) = self.halt_after(error);
+                leader.finish(Err(halt));
+                Err(error)
+            }
         }
-        leader.finish(written.is_ok().then_some(through));
-        written
     }
 
     fn frontier(&self) -> VersionVector {
@@ -256,9 +415,11 @@ impl<P: Serialize + DeserializeOwned> LogStore<P> for FjallStore<P> {
             return Ok(Vec::new());
         }
         let range = op_key(Dot::new(origin, *seqs.start()))..=op_key(Dot::new(origin, last));
+        let engine = self.engine();
+        let (_, ops, _) = engine.open_parts()?;
         let mut out = Vec::new();
         let mut expected = Dot::new(origin, *seqs.start());
-        for entry in self.ops.range(range).take(limit) {
+        for entry in ops.range(range).take(limit) {
             let (key, value) = entry.into_inner()?;
             let location = || format!("{OPS_KEYSPACE}/{}", hex::encode(&key));
             if *key != op_key(expected) {
