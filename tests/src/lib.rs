@@ -34,6 +34,8 @@ pub struct Node {
     args: Vec<String>,
     child: Option<Child>,
     log: PathBuf,
+    /// Whether its data directory is a tmpfs the harness mounted (unmounted on drop).
+    tmpfs: bool,
 }
 
 /// A free port on `ip` (bound and released; good enough on a test machine).
@@ -103,7 +105,48 @@ impl Node {
             args,
             child: None,
             log,
+            tmpfs: false,
         }
+    }
+
+    /// Mounts a tmpfs of `bytes` on its data directory, owned by its uid. Needs root.
+    fn mount_tmpfs(&mut self, bytes: u64) {
+        assert!(can_partition(), "a tmpfs data directory needs root");
+        let options = format!("size={bytes},uid={uid},gid={uid},mode=0755", uid = self.uid);
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &options, "tmpfs"])
+            .arg(&self.data_dir)
+            .status()
+            .unwrap();
+        assert!(
+            mounted.success(),
+            "mounting a tmpfs on {:?} failed",
+            self.data_dir
+        );
+        self.tmpfs = true;
+    }
+
+    /// Fills its data directory's filesystem with a file written until the filesystem
+    /// refuses more; returns the file, whose removal frees the space again.
+    pub fn fill_data_dir(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.data_dir.join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let block = vec![0x5a_u8; 64 * 1024];
+        loop {
+            match file.write(&block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(e) => panic!("filling {path:?}: {e}"),
+            }
+        }
+        path
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Starts the process (again, after a kill), on the same address and data directory.
@@ -264,6 +307,9 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
+        if self.tmpfs {
+            let _ = Command::new("umount").arg(&self.data_dir).status();
+        }
     }
 }
 
@@ -273,6 +319,10 @@ pub struct ClusterBuilder {
     controllers: usize,
     chunkservers: usize,
     controller_args: Vec<String>,
+    /// Flags for one controller only, by index.
+    controller_args_at: Vec<(usize, Vec<String>)>,
+    /// Controllers whose data directory is a tmpfs, by index, with its size in bytes.
+    controller_tmpfs: Vec<(usize, u64)>,
     chunkserver_args: Vec<String>,
     secret: Option<String>,
 }
@@ -285,6 +335,8 @@ impl ClusterBuilder {
             controllers: 1,
             chunkservers: 1,
             controller_args: Vec::new(),
+            controller_args_at: Vec::new(),
+            controller_tmpfs: Vec::new(),
             chunkserver_args: Vec::new(),
             secret: Some(CLUSTER_SECRET.to_owned()),
         }
@@ -313,6 +365,20 @@ impl ClusterBuilder {
     pub fn controller_args(mut self, args: &[&str]) -> Self {
         self.controller_args
             .extend(args.iter().map(|a| (*a).to_owned()));
+        self
+    }
+
+    /// Extra flags for controller `i` only (0 is `Cluster::controller`).
+    pub fn controller_args_at(mut self, i: usize, args: &[&str]) -> Self {
+        self.controller_args_at
+            .push((i, args.iter().map(|a| (*a).to_owned()).collect()));
+        self
+    }
+
+    /// Controller `i` keeps its data directory on a tmpfs of `bytes`, so that a test can fill
+    /// its disk ([`Node::fill_data_dir`]); unmounted when the cluster is dropped. Needs root.
+    pub fn controller_data_dir_on_tmpfs(mut self, i: usize, bytes: u64) -> Self {
+        self.controller_tmpfs.push((i, bytes));
         self
     }
 
@@ -383,9 +449,15 @@ impl ClusterBuilder {
                 args.extend(["--peers".to_owned(), peers.join(",")]);
             }
             args.extend(self.controller_args.iter().cloned());
+            for (_, extra) in self.controller_args_at.iter().filter(|(at, _)| *at == i) {
+                args.extend(extra.iter().cloned());
+            }
             let mut node = Node::new(&self.binary, "controller", dir.path(), args, ip, uid);
             node.second_port = ports[i];
             node.secret.clone_from(&self.secret);
+            for (_, bytes) in self.controller_tmpfs.iter().filter(|(at, _)| *at == i) {
+                node.mount_tmpfs(*bytes);
+            }
             node.start();
             controllers.push(node);
         }

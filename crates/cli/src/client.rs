@@ -288,6 +288,7 @@ pub fn explain(status: StatusCode, body: &Value) -> String {
         (_, Some("INVALID_TAG_QUERY" | "INVALID_REQUEST")) => detail.to_owned(),
         (_, Some("CHUNKSERVER_UNAVAILABLE")) => "no storage server can take or serve the data right now; try again shortly".to_owned(),
         (_, Some("STORAGE_FULL")) => "the storage servers are full".to_owned(),
+        (_, Some("INSUFFICIENT_STORAGE")) => format!("{detail} (another controller of the cluster can take the change)"),
         (_, Some("PAYLOAD_TOO_LARGE")) => format!("the file is larger than the server accepts ({detail})"),
         (_, Some("NOT_CAUGHT_UP")) => "the server has not caught up with your latest changes yet (it may be cut off from the controller you last used); try again shortly, or `redcloud login` again if that cluster was reset".to_owned(),
         (_, Some("CHECKSUM_MISMATCH")) => "the data failed its integrity check on the server".to_owned(),

@@ -187,6 +187,13 @@ pub struct Config {
     /// Longest a login or registration waits for a free Argon2 slot before it gets 429.
     #[arg(long, env = "REDCLOUD_CONTROLLER_PASSWORD_HASH_WAIT_MS", default_value_t = DEFAULT_PASSWORD_HASH_WAIT_MS)]
     pub password_hash_wait_ms: u64,
+
+    /// A test aid, hidden from `--help`: shifts this controller's wall clock by this many
+    /// milliseconds (negative: behind), so scenario tests can play a controller whose clock
+    /// is wrong. It has no environment twin, so that no deployment picks it up by accident;
+    /// a controller started with it says so in its log.
+    #[arg(long, hide = true, default_value_t = 0, allow_negative_numbers = true)]
+    pub clock_offset_ms: i64,
 }
 
 impl Config {
@@ -226,6 +233,7 @@ impl Config {
             auth_rate_tracked_keys_max: DEFAULT_AUTH_RATE_TRACKED_KEYS_MAX,
             password_hash_concurrency_max: None,
             password_hash_wait_ms: DEFAULT_PASSWORD_HASH_WAIT_MS,
+            clock_offset_ms: 0,
         }
     }
 
@@ -282,6 +290,23 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_clock_offset_is_hidden_and_takes_negative_values() {
+        use clap::CommandFactory;
+        let help = Config::command().render_long_help().to_string();
+        assert!(!help.contains("clock-offset"), "{help}");
+        let config =
+            Config::try_parse_from(["redcloud-controller", "--clock-offset-ms", "-900000"])
+                .unwrap();
+        assert_eq!(config.clock_offset_ms, -900_000);
+        assert_eq!(
+            Config::try_parse_from(["redcloud-controller"])
+                .unwrap()
+                .clock_offset_ms,
+            0
+        );
+    }
 
     #[test]
     fn reports_must_be_fresher_than_half_the_grace_period() {

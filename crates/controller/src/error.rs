@@ -79,6 +79,17 @@ pub enum ApiError {
     /// Every chunkserver that could take the data is full (507).
     #[error("Storage is full")]
     StorageFull,
+    /// This controller's own disk is full (507): it accepts no change until space is freed,
+    /// and reads go on.
+    #[error("{}", insufficient_storage_detail(*since_unix_ms, *recorded))]
+    InsufficientStorage {
+        /// When the disk was found full, in milliseconds since the Unix epoch.
+        since_unix_ms: u64,
+        /// Whether this change made it into the log before the read model ran out of room:
+        /// then it is durable and on its way to the other controllers, and shows here once
+        /// space is freed (a retry would make it twice). Otherwise nothing changed.
+        recorded: bool,
+    },
     /// A body or body part over its size limit (413); nothing was stored.
     #[error("The {what} exceeds the limit of {limit} bytes")]
     PayloadTooLarge {
@@ -109,6 +120,20 @@ pub enum ApiError {
     /// Anything else (500). The detail is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// What a client is told when this controller's disk is full.
+fn insufficient_storage_detail(since_unix_ms: u64, recorded: bool) -> String {
+    let since = crate::service::format_timestamp(since_unix_ms);
+    if recorded {
+        format!(
+            "This controller's disk has been full since {since} UTC: your change is recorded and reaches the other controllers, but shows here only once space is freed in its data directory (do not repeat it); until then it accepts no further changes; reads still work"
+        )
+    } else {
+        format!(
+            "This controller's disk has been full since {since} UTC: it accepts no changes until space is freed in its data directory; reads still work"
+        )
+    }
 }
 
 /// Broad classes of error, each with one HTTP status and one gRPC code.
@@ -188,7 +213,7 @@ impl ApiError {
             ApiError::FileNotFound(_) => ErrorCode::NotFound,
             ApiError::Forbidden => ErrorCode::Forbidden,
             ApiError::ChunkserverUnavailable(_) | ApiError::NotCaughtUp => ErrorCode::Unavailable,
-            ApiError::StorageFull => ErrorCode::Full,
+            ApiError::StorageFull | ApiError::InsufficientStorage { .. } => ErrorCode::Full,
             ApiError::PayloadTooLarge { .. } => ErrorCode::TooLarge,
             ApiError::RateLimited { .. } => ErrorCode::TooManyRequests,
             ApiError::Internal(_) | ApiError::ChecksumMismatch { .. } => ErrorCode::Internal,
@@ -204,6 +229,7 @@ impl ApiError {
             ApiError::InvalidRequest(_) | ApiError::OverLimit(_) => Some("INVALID_REQUEST"),
             ApiError::ChunkserverUnavailable(_) => Some("CHUNKSERVER_UNAVAILABLE"),
             ApiError::StorageFull => Some("STORAGE_FULL"),
+            ApiError::InsufficientStorage { .. } => Some("INSUFFICIENT_STORAGE"),
             ApiError::PayloadTooLarge { .. } => Some("PAYLOAD_TOO_LARGE"),
             ApiError::RateLimited { .. } => Some("RATE_LIMITED"),
             ApiError::NotCaughtUp => Some("NOT_CAUGHT_UP"),
@@ -349,6 +375,14 @@ mod tests {
             ),
             (ApiError::StorageFull, 507, Some("STORAGE_FULL")),
             (
+                ApiError::InsufficientStorage {
+                    since_unix_ms: 1_800_000_000_000,
+                    recorded: false,
+                },
+                507,
+                Some("INSUFFICIENT_STORAGE"),
+            ),
+            (
                 ApiError::ChecksumMismatch {
                     chunk,
                     corrupt_copies: 2,
@@ -402,6 +436,34 @@ mod tests {
         );
         let status = tonic::Status::from(ApiError::Internal("/secret/path".into()));
         assert!(!status.message().contains("secret"));
+    }
+
+    #[tokio::test]
+    async fn a_full_controller_disk_says_since_when_whether_the_change_counts_and_that_reads_work()
+    {
+        let full = |recorded| ApiError::InsufficientStorage {
+            since_unix_ms: 1_800_000_000_000,
+            recorded,
+        };
+        assert_eq!(
+            tonic::Status::from(full(false)).code(),
+            tonic::Code::ResourceExhausted
+        );
+        let (status, body) = body_of(full(false)).await;
+        assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(
+            body["detail"],
+            "This controller's disk has been full since 2027-01-15T08:00:00.000000 UTC: it accepts no changes until space is freed in its data directory; reads still work"
+        );
+        let (status, body) = body_of(full(true)).await;
+        assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE);
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("your change is recorded"),
+            "{body}"
+        );
     }
 
     #[test]

@@ -133,7 +133,7 @@ impl Files for FilesApi {
             name: uploaded.name.clone(),
             original_name: uploaded.name,
             size: uploaded.size,
-            created_at_ms: crate::service::now_ms(),
+            created_at_ms: self.state.service.clock.now_ms(),
             tags: uploaded.tags,
         };
         let mut info = file_info(&file);

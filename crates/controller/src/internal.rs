@@ -109,7 +109,7 @@ pub async fn gossip(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    use crate::peers::{ADVERTISE_HEADER, NODE_HEADER};
+    use crate::peers::{ADVERTISE_HEADER, NODE_HEADER, WALL_CLOCK_HEADER};
     let from: redcloud_eventlog::NodeId = headers
         .get(NODE_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -130,7 +130,12 @@ pub async fn gossip(
         .get_or_create(&crate::metrics::KindLabels::of(&message))
         .inc();
     app.metrics.gossip_received_bytes.inc_by(body.len() as u64);
-    app.service.log.gossip(from, message)?;
+    // A controller of an earlier version sends no clock; a malformed one is left out alike.
+    let sent_wall_ms = headers
+        .get(WALL_CLOCK_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    app.service.log.gossip(from, sent_wall_ms, message)?;
     Ok(StatusCode::ACCEPTED)
 }
 

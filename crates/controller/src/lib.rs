@@ -3,6 +3,7 @@
 //! listener (mutual TLS), and places chunks on chunkservers.
 
 mod chunks;
+mod clock;
 mod cluster;
 mod config;
 mod error;
@@ -128,6 +129,13 @@ pub async fn run(
     let runtime = tokio::runtime::Handle::current();
     let metrics = Arc::new(metrics::Metrics::new());
     let worker_metrics = Arc::clone(&metrics);
+    let clock = clock::WallClock::shifted_by(config.clock_offset_ms);
+    if config.clock_offset_ms != 0 {
+        tracing::warn!(
+            clock_offset_ms = config.clock_offset_ms,
+            "wall clock shifted by --clock-offset-ms, a test aid"
+        );
+    }
     let log = tokio::task::spawn_blocking(move || {
         log_worker::start(
             &data_dir,
@@ -136,6 +144,7 @@ pub async fn run(
             log_worker::Shared {
                 registry: worker_registry,
                 metrics: worker_metrics,
+                clock,
             },
             outbound,
             runtime,
@@ -182,6 +191,7 @@ pub async fn run(
         limits,
         registering: tokio::sync::Mutex::new(()),
         auth: throttle::AuthGate::new(config.auth_gate()),
+        clock,
     };
     let local = listeners.client.local_addr()?;
     let mut seeds = config.peer_addresses();
@@ -199,6 +209,7 @@ pub async fn run(
         Arc::clone(&metrics),
         outbound_rx,
         link.clone(),
+        clock,
         shutdown.clone(),
     ));
     let (joined, mut joined_rx) = tokio::sync::mpsc::channel(64);

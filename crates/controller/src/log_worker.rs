@@ -4,23 +4,27 @@
 //! Writes that arrive together are appended together: the worker drains every queued append
 //! into one batch, so concurrent requests share one fsync. A request is answered only after
 //! its operations are durable *and* projected, so the writer's next read sees them.
+//!
+//! A full disk (under the log or the read model) is a state, not a crash: the worker refuses
+//! writes (507) and peers' operations (anti-entropy offers them again), keeps serving reads,
+//! and every [`DISK_FULL_PROBE_INTERVAL`] looks for room; once there is, it reopens the log,
+//! projects what the log holds beyond the read model and asks its peers for what it missed.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use std::sync::Arc;
-
 use redcloud_eventlog::{
-    Event, FjallStore, Gossip, GossipConfig, GossipMessage, LogStore, NodeId, Op, Transmit,
-    VersionVector, read_causal, replay,
+    ClockSkew, Event, FjallStore, Gossip, GossipConfig, GossipMessage, LogStore, NodeId, Op,
+    StoreError, Transmit, VersionVector, read_causal,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::clock::WallClock;
 use crate::cluster::Registry;
-
 use crate::error::ApiError;
 use crate::meta::MetaOp;
 use crate::readmodel::{Projection, ReadModelError};
@@ -39,18 +43,67 @@ fn encoded_len(op: &MetaOp) -> usize {
 const QUEUE_CAPACITY: usize = 1024;
 /// Most queued appends folded into one batch.
 const BATCH_MAX_REQUESTS: usize = 256;
-/// Operations per page when replaying the log into a fresh read model.
-const REPLAY_PAGE_OPS: usize = 4096;
+/// Operations per page when bringing the read model up to the log.
+const CATCH_UP_PAGE_OPS: usize = 4096;
+/// Time between looks for room while the disk is full. Each look writes a probe file of about
+/// a megabyte, or replays a page into the read model: cheap at this pace.
+const DISK_FULL_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// The exit code when the log can no longer be written (EX_SOFTWARE): the supervisor restarts
+/// the node and fjall recovers its journal.
+const EXIT_LOG_UNWRITABLE: i32 = 70;
 
 /// A failure to start the worker.
 #[derive(Debug, thiserror::Error)]
 pub enum LogOpenError {
     /// The event log.
     #[error("event log: {0}")]
-    Store(#[from] redcloud_eventlog::StoreError),
+    Store(#[from] StoreError),
     /// The read model.
     #[error("read model: {0}")]
     ReadModel(#[from] ReadModelError),
+}
+
+impl From<CatchUpError> for LogOpenError {
+    fn from(error: CatchUpError) -> Self {
+        match error {
+            CatchUpError::Log(error) => LogOpenError::Store(error),
+            CatchUpError::ReadModel(error) => LogOpenError::ReadModel(error),
+        }
+    }
+}
+
+/// Why the read model could not be brought up to the log. Nothing is lost: the read model
+/// keeps the frontier it applied, and the next catch-up starts from there.
+#[derive(Debug, thiserror::Error)]
+pub enum CatchUpError {
+    /// Reading the log failed.
+    #[error("reading the event log: {0}")]
+    Log(#[from] StoreError),
+    /// Writing the read model failed.
+    #[error("writing the read model: {0}")]
+    ReadModel(#[from] ReadModelError),
+}
+
+impl CatchUpError {
+    /// Whether the disk is full: the catch-up succeeds once there is room.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            CatchUpError::Log(error) => error.is_disk_full(),
+            CatchUpError::ReadModel(error) => error.is_disk_full(),
+        }
+    }
+}
+
+/// The disk under the log or the read model is full: writes are refused until a probe finds
+/// room again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskFull {
+    /// When it was found full, in milliseconds since the Unix epoch.
+    pub since_unix_ms: u64,
+    /// The same moment on the monotonic clock, to tell how long it has lasted.
+    pub since: Instant,
+    /// What refused to write, for operators.
+    pub reason: String,
 }
 
 enum Command {
@@ -63,6 +116,8 @@ enum Command {
     },
     Gossip {
         from: NodeId,
+        /// The peer's wall clock when it sent the message, if it said.
+        sent_wall_ms: Option<u64>,
         message: GossipMessage<MetaOp>,
     },
     PeerJoined(NodeId),
@@ -84,6 +139,10 @@ pub struct PeerFrontiers {
     pub local: VersionVector,
     /// Every peer.
     pub peers: BTreeMap<NodeId, PeerView>,
+    /// This node's wall clock against its peers' (none before any peer sent its clock).
+    pub clock: Option<ClockSkew>,
+    /// Clocks further apart than this are worth a warning.
+    pub clock_skew_warning: Duration,
 }
 
 /// How the replication core sees one peer.
@@ -95,6 +154,11 @@ pub struct PeerView {
     pub suspected: bool,
     /// How long ago its newest frontier arrived, and what it held.
     pub report: Option<(Duration, VersionVector)>,
+    /// Its wall clock minus this node's, in milliseconds, at its newest message that said.
+    pub clock_offset_ms: Option<i64>,
+    /// While this node refuses its operations for stamps too far ahead of the local clock:
+    /// how far ahead the last refused one was, in milliseconds.
+    pub refused_ahead_ms: Option<u64>,
 }
 
 /// A page of the log in causal order, for inspection tools.
@@ -120,6 +184,7 @@ pub struct LogSnapshot {
 pub struct LogHandle {
     tx: mpsc::Sender<Command>,
     frontier: watch::Receiver<VersionVector>,
+    disk_full: watch::Receiver<Option<DiskFull>>,
 }
 
 impl LogHandle {
@@ -129,11 +194,38 @@ impl LogHandle {
         self.frontier.clone()
     }
 
-    /// Hands a peer's message to the replication core; refused when the worker is saturated,
-    /// since anti-entropy will bring the same operations again.
-    pub fn gossip(&self, from: NodeId, message: GossipMessage<MetaOp>) -> Result<(), ApiError> {
+    /// Whether, and since when, the disk is full.
+    pub fn disk_full(&self) -> Option<DiskFull> {
+        self.disk_full.borrow().clone()
+    }
+
+    /// Refuses (507) while the disk is full: for writes that would cost something before
+    /// they reach the log, such as an upload's chunks.
+    pub fn refuse_if_disk_full(&self) -> Result<(), ApiError> {
+        match &*self.disk_full.borrow() {
+            Some(full) => Err(ApiError::InsufficientStorage {
+                since_unix_ms: full.since_unix_ms,
+                recorded: false,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Hands a peer's message, with its wall clock when it sent the message if it said, to
+    /// the replication core; refused when the worker is saturated, since anti-entropy will
+    /// bring the same operations again.
+    pub fn gossip(
+        &self,
+        from: NodeId,
+        sent_wall_ms: Option<u64>,
+        message: GossipMessage<MetaOp>,
+    ) -> Result<(), ApiError> {
         self.tx
-            .try_send(Command::Gossip { from, message })
+            .try_send(Command::Gossip {
+                from,
+                sent_wall_ms,
+                message,
+            })
             .map_err(|_| {
                 ApiError::ChunkserverUnavailable("the log is busy; gossip later".to_owned())
             })
@@ -228,6 +320,8 @@ pub struct Shared {
     pub registry: Arc<Registry>,
     /// Appended operations are counted here.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Stamps operations and gossip.
+    pub clock: WallClock,
 }
 
 /// Opens the log and the read model under `data_dir`, brings the read model up to the log
@@ -243,7 +337,18 @@ pub fn start(
 ) -> Result<LogHandle, LogOpenError> {
     let store = FjallStore::<MetaOp>::open(&data_dir.join("log"))?;
     let mut projection = Projection::open(&data_dir.join("readmodel.sqlite"))?;
-    catch_up(&store, &mut projection)?;
+    let clock = shared.clock;
+    // A read model that cannot catch up for lack of room still serves what it has: the node
+    // starts with its disk full and catches up once there is room.
+    let disk_full = match catch_up(&store, &mut projection) {
+        Ok(()) => None,
+        Err(error) if error.is_disk_full() => Some(DiskFull {
+            since_unix_ms: clock.now_ms(),
+            since: Instant::now(),
+            reason: error.to_string(),
+        }),
+        Err(error) => return Err(error.into()),
+    };
     let core = Gossip::new(
         node_id,
         gossip,
@@ -253,18 +358,25 @@ pub fn start(
     )?;
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
     let (frontier_tx, frontier) = watch::channel(projection.applied().clone());
-    let worker = Worker {
+    let (disk_full_tx, disk_full_rx) = watch::channel(None);
+    let mut worker = Worker {
         store,
         core,
         projection,
         rx,
         registry: shared.registry,
         metrics: shared.metrics,
+        clock,
         me: node_id,
         outbound,
         frontier: frontier_tx,
+        disk_full: None,
+        disk_full_tx,
         runtime,
     };
+    if let Some(full) = disk_full {
+        worker.enter_disk_full(full);
+    }
     std::thread::Builder::new()
         .name("log-worker".to_owned())
         .spawn(move || worker.run())
@@ -274,11 +386,17 @@ pub fn start(
                 reason: e.to_string(),
             })
         })?;
-    Ok(LogHandle { tx, frontier })
+    Ok(LogHandle {
+        tx,
+        frontier,
+        disk_full: disk_full_rx,
+    })
 }
 
-/// Projects whatever the log holds beyond what the read model has applied.
-fn catch_up(store: &FjallStore<MetaOp>, projection: &mut Projection) -> Result<(), LogOpenError> {
+/// Projects whatever the log holds beyond what the read model has applied, page by page in
+/// causal order from the read model's frontier: each page is one transaction, so a failure
+/// keeps the pages before it and the next call resumes after them.
+fn catch_up(store: &FjallStore<MetaOp>, projection: &mut Projection) -> Result<(), CatchUpError> {
     let log_frontier = LogStore::<MetaOp>::frontier(store);
     let behind = log_frontier.count_missing_from(projection.applied());
     if behind == 0 {
@@ -286,14 +404,15 @@ fn catch_up(store: &FjallStore<MetaOp>, projection: &mut Projection) -> Result<(
     }
     tracing::info!(operations = behind, "bringing the read model up to the log");
     let started = Instant::now();
-    let mut failure = None;
-    replay(store, REPLAY_PAGE_OPS, |ops| {
-        if failure.is_none() {
-            failure = projection.apply(&ops).err();
+    loop {
+        let page = read_causal(store, projection.applied(), CATCH_UP_PAGE_OPS)?;
+        if page.ops.is_empty() {
+            break;
         }
-    })?;
-    if let Some(error) = failure {
-        return Err(error.into());
+        projection.apply(&page.ops)?;
+        if !page.more {
+            break;
+        }
     }
     tracing::info!(
         operations = behind,
@@ -316,18 +435,55 @@ struct Worker {
     rx: mpsc::Receiver<Command>,
     registry: Arc<Registry>,
     metrics: Arc<crate::metrics::Metrics>,
+    clock: WallClock,
     me: NodeId,
     outbound: mpsc::Sender<Transmit<MetaOp>>,
     frontier: watch::Sender<VersionVector>,
+    /// Set while the disk is full, with when to look for room next.
+    disk_full: Option<(DiskFull, Instant)>,
+    /// Publishes `disk_full` to the front ends.
+    disk_full_tx: watch::Sender<Option<DiskFull>>,
     /// Used only to wait for the next command with a deadline; the worker never runs async
     /// code of its own.
     runtime: tokio::runtime::Handle,
 }
 
-fn wall_clock_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// How a batch of local appends ended.
+enum BatchOutcome {
+    /// Durable and projected, up to this frontier.
+    Stored(VersionVector),
+    /// The disk is full.
+    DiskFull {
+        /// Since when, in milliseconds since the Unix epoch.
+        since_unix_ms: u64,
+        /// Whether the batch is durable in the log all the same (the read model ran out of
+        /// room): it reaches the peers now and shows here once there is room.
+        recorded: bool,
+    },
+    /// Anything else, for the log.
+    Failed(String),
+}
+
+impl BatchOutcome {
+    fn answer(&self) -> Result<VersionVector, ApiError> {
+        match self {
+            BatchOutcome::Stored(frontier) => Ok(frontier.clone()),
+            BatchOutcome::DiskFull {
+                since_unix_ms,
+                recorded,
+            } => Err(ApiError::InsufficientStorage {
+                since_unix_ms: *since_unix_ms,
+                recorded: *recorded,
+            }),
+            BatchOutcome::Failed(error) => Err(ApiError::internal(error)),
+        }
+    }
+}
+
+/// Logs `error` and exits, so the supervisor restarts the node (fjall recovers its journal).
+fn exit_log_unwritable(error: &StoreError) -> ! {
+    tracing::error!(%error, "the event log can no longer be written; exiting so the node restarts");
+    std::process::exit(EXIT_LOG_UNWRITABLE);
 }
 
 impl Worker {
@@ -337,18 +493,26 @@ impl Worker {
         let runtime = self.runtime.clone();
         let _context = runtime.enter();
         loop {
-            let deadline = tokio::time::Instant::from_std(self.core.poll_timeout());
+            let mut wake = self.core.poll_timeout();
+            if let Some((_, probe_at)) = &self.disk_full {
+                wake = wake.min(*probe_at);
+            }
+            let deadline = tokio::time::Instant::from_std(wake);
             let next = self
                 .runtime
                 .block_on(async { tokio::time::timeout_at(deadline, self.rx.recv()).await });
             match next {
-                Ok(Some(first)) => self.handle_commands(first),
+                Ok(Some(first)) => {
+                    self.probe_if_due();
+                    self.handle_commands(first);
+                }
                 Ok(None) => break,
-                Err(_) => self.core.handle_tick(Instant::now(), &self.store),
+                Err(_) => {
+                    self.probe_if_due();
+                    self.core.handle_tick(Instant::now(), &self.store);
+                }
             }
-            if let Err(error) = self.project_events() {
-                tracing::warn!(%error, "projection behind the log; retrying with the next batch");
-            }
+            self.project_events();
             self.send_transmits();
         }
         tracing::info!("log worker stopped");
@@ -372,45 +536,18 @@ impl Worker {
                         .map_err(ApiError::internal);
                     let _ = reply.send(snapshot);
                 }
-                Command::Gossip { from, message } => {
-                    if let Err(error) = self.core.handle_message(
-                        Instant::now(),
-                        wall_clock_ms(),
-                        from,
-                        message,
-                        &self.store,
-                    ) {
-                        self.fail_if_fatal(&error);
-                        tracing::warn!(%error, peer = %from, "could not take in a peer's operations");
-                    }
-                }
+                Command::Gossip {
+                    from,
+                    sent_wall_ms,
+                    message,
+                } => self.take_gossip(from, sent_wall_ms, message),
                 Command::PeerJoined(peer) => {
                     self.core.add_peer(peer);
                     self.core.sync_now(Instant::now(), &self.store);
                 }
                 Command::SyncNow => self.core.sync_now(Instant::now(), &self.store),
                 Command::PeerFrontiers { reply } => {
-                    let now = Instant::now();
-                    let peers = self
-                        .core
-                        .peers()
-                        .map(|(peer, status)| {
-                            let view = PeerView {
-                                last_heard: status
-                                    .last_heard
-                                    .map(|at| now.saturating_duration_since(at)),
-                                suspected: status.suspected,
-                                report: status.reported_frontier.as_ref().map(|(at, frontier)| {
-                                    (now.saturating_duration_since(*at), frontier.clone())
-                                }),
-                            };
-                            (peer, view)
-                        })
-                        .collect();
-                    let _ = reply.send(PeerFrontiers {
-                        local: self.projection.applied().clone(),
-                        peers,
-                    });
+                    let _ = reply.send(self.peer_frontiers());
                 }
                 Command::ReadLog {
                     known,
@@ -435,10 +572,65 @@ impl Worker {
         }
     }
 
-    fn fail_if_fatal(&self, error: &redcloud_eventlog::StoreError) {
-        if error.is_fatal() {
-            tracing::error!(%error, "the event log can no longer be written; exiting so the node restarts");
-            std::process::exit(70);
+    /// Hands a peer's message to the core, then its clock. While the disk is full a message
+    /// carrying operations is dropped: anti-entropy offers them again once there is room.
+    fn take_gossip(
+        &mut self,
+        from: NodeId,
+        sent_wall_ms: Option<u64>,
+        message: GossipMessage<MetaOp>,
+    ) {
+        let (now, wall_ms) = (Instant::now(), self.clock.now_ms());
+        if self.disk_full.is_some() && !message.ops().is_empty() {
+            // Even where the log might still find a few bytes (the read model may be what ran
+            // out): nothing is appended and no frontier moves until a probe finds room.
+            tracing::debug!(peer = %from, "disk full: a peer's operations are left for anti-entropy");
+        } else {
+            let taken = self
+                .core
+                .handle_message(now, wall_ms, from, message, &self.store);
+            match taken {
+                Ok(()) => {}
+                Err(error) if error.is_disk_full() => {
+                    tracing::debug!(peer = %from, "disk full: a peer's operations are left for anti-entropy");
+                    self.disk_full_found(&error);
+                }
+                Err(error) if error.is_fatal() => exit_log_unwritable(&error),
+                Err(error) => {
+                    tracing::warn!(%error, peer = %from, "could not take in a peer's operations");
+                }
+            }
+        }
+        if let Some(sent_wall_ms) = sent_wall_ms {
+            self.core.handle_clock(wall_ms, from, sent_wall_ms);
+        }
+    }
+
+    fn peer_frontiers(&self) -> PeerFrontiers {
+        let now = Instant::now();
+        let peers = self
+            .core
+            .peers()
+            .map(|(peer, status)| {
+                let view = PeerView {
+                    last_heard: status
+                        .last_heard
+                        .map(|at| now.saturating_duration_since(at)),
+                    suspected: status.suspected,
+                    report: status.reported_frontier.as_ref().map(|(at, frontier)| {
+                        (now.saturating_duration_since(*at), frontier.clone())
+                    }),
+                    clock_offset_ms: status.clock_offset_ms,
+                    refused_ahead_ms: status.refused.map(|refusal| refusal.ahead_ms),
+                };
+                (peer, view)
+            })
+            .collect();
+        PeerFrontiers {
+            local: self.projection.applied().clone(),
+            peers,
+            clock: self.core.clock_skew(),
+            clock_skew_warning: self.core.config().clock_skew_warning,
         }
     }
 
@@ -453,33 +645,114 @@ impl Worker {
     }
 
     fn append_batch(&mut self, appends: Vec<PendingAppend>) {
+        let outcome = self.append_local(&appends);
+        for (_, reply) in appends {
+            let _ = reply.send(outcome.answer());
+        }
+    }
+
+    /// Appends the batch's operations and projects them; refuses at once while the disk is
+    /// full (the periodic probe, not every write, looks for room).
+    fn append_local(&mut self, appends: &[PendingAppend]) -> BatchOutcome {
+        if self.disk_full.is_some() {
+            return self.disk_full_outcome(false);
+        }
         let payloads: Vec<MetaOp> = appends
             .iter()
             .flat_map(|(ops, _)| ops.iter().cloned())
             .collect();
         let appended = self
             .core
-            .append_local(wall_clock_ms(), payloads, &self.store);
-        let outcome = match appended {
-            Ok(_) => self.project_events(),
-            Err(error) if error.is_fatal() => {
-                tracing::error!(%error, "the event log can no longer be written; exiting so the node restarts");
-                std::process::exit(70);
+            .append_local(self.clock.now_ms(), payloads, &self.store);
+        let ops = match appended {
+            Ok(ops) => ops,
+            Err(error) if error.is_disk_full() => {
+                self.disk_full_found(&error);
+                return self.disk_full_outcome(false);
             }
-            Err(error) => Err(ApiError::internal(error)),
+            Err(error) if error.is_fatal() => exit_log_unwritable(&error),
+            Err(error) => return BatchOutcome::Failed(error.to_string()),
         };
-        let frontier = LogStore::<MetaOp>::frontier(&self.store);
-        for (_, reply) in appends {
-            let answer = match &outcome {
-                Ok(()) => Ok(frontier.clone()),
-                Err(error) => Err(ApiError::internal(error)),
-            };
-            let _ = reply.send(answer);
+        self.project_events();
+        if ops
+            .iter()
+            .all(|op| self.projection.applied().contains(op.dot))
+        {
+            BatchOutcome::Stored(LogStore::<MetaOp>::frontier(&self.store))
+        } else if self.disk_full.is_some() {
+            self.disk_full_outcome(true)
+        } else {
+            BatchOutcome::Failed("the read model could not project the batch".to_owned())
         }
     }
 
-    /// Projects every applied operation the core reports.
-    fn project_events(&mut self) -> Result<(), ApiError> {
+    /// The outcome of a batch that met a full disk; `recorded` if the log took it all the same.
+    fn disk_full_outcome(&self, recorded: bool) -> BatchOutcome {
+        match &self.disk_full {
+            Some((full, _)) => BatchOutcome::DiskFull {
+                since_unix_ms: full.since_unix_ms,
+                recorded,
+            },
+            None => BatchOutcome::Failed("the disk was full".to_owned()),
+        }
+    }
+
+    /// Enters the disk-full state (if not in it yet) for `error`.
+    fn disk_full_found(&mut self, error: &dyn std::fmt::Display) {
+        if self.disk_full.is_none() {
+            self.enter_disk_full(DiskFull {
+                since_unix_ms: self.clock.now_ms(),
+                since: Instant::now(),
+                reason: error.to_string(),
+            });
+        }
+    }
+
+    fn enter_disk_full(&mut self, full: DiskFull) {
+        tracing::error!(
+            reason = %full.reason,
+            "disk full: refusing writes and peers' operations until space is freed in the data directory; reads go on"
+        );
+        self.disk_full_tx.send_replace(Some(full.clone()));
+        self.disk_full = Some((full, Instant::now() + DISK_FULL_PROBE_INTERVAL));
+    }
+
+    /// While the disk is full and a look is due: reopens the log if it halted, then brings
+    /// the read model up to it. Both succeed only with room to write, so together they are
+    /// the probe; on success writes resume and every peer is asked for what this node missed.
+    fn probe_if_due(&mut self) {
+        let now = Instant::now();
+        let Some((full, probe_at)) = &mut self.disk_full else {
+            return;
+        };
+        if now < *probe_at {
+            return;
+        }
+        *probe_at = now + DISK_FULL_PROBE_INTERVAL;
+        let lasted_ms = now.saturating_duration_since(full.since).as_millis() as u64;
+        match self.store.resume() {
+            Ok(()) => {}
+            Err(error) if error.is_disk_full() => return,
+            Err(error) => exit_log_unwritable(&error),
+        }
+        if let Err(error) = catch_up(&self.store, &mut self.projection) {
+            if !error.is_disk_full() {
+                tracing::error!(%error, "the read model cannot catch up with the log");
+            }
+            return;
+        }
+        tracing::info!(
+            lasted_ms,
+            "space is free again: writes and peers' operations resume"
+        );
+        self.disk_full = None;
+        self.disk_full_tx.send_replace(None);
+        self.core.sync_now(now, &self.store);
+    }
+
+    /// Projects every applied operation the core reports, then fills any gap between the
+    /// read model and the log from the log (unless the disk is full: the probe does that).
+    fn project_events(&mut self) {
         let mut applied: Vec<Op<MetaOp>> = Vec::new();
         while let Some(event) = self.core.poll_event() {
             match event {
@@ -505,21 +778,46 @@ impl Worker {
                 Event::BufferOverflow { dropped } => {
                     tracing::debug!(%dropped, "out-of-order buffer full")
                 }
+                // Reported per operation and offered again every round: the skew events below
+                // and `/status` say it once.
                 Event::ClockAhead { dot, ahead_ms } => {
-                    tracing::warn!(%dot, ahead_ms, "operation stamped far ahead of this clock; held until the clock catches up");
+                    tracing::debug!(%dot, ahead_ms, "operation stamped far ahead of this clock; held until the clock catches up");
+                }
+                Event::PeerClockSkewed { peer, offset_ms } => {
+                    let refused = offset_ms.unsigned_abs()
+                        > self.core.config().max_clock_drift.as_millis() as u64;
+                    let consequence = match (offset_ms > 0, refused) {
+                        (true, true) => "its operations are refused until this clock catches up",
+                        (false, true) => {
+                            "it refuses this node's operations until its clock catches up"
+                        }
+                        (_, false) => "fix the time source (NTP) before operations are refused",
+                    };
+                    tracing::warn!(%peer, offset_ms, consequence, "a peer's clock differs from this one");
+                }
+                Event::PeerClockAgrees { peer, offset_ms } => {
+                    tracing::info!(%peer, offset_ms, "a peer's clock agrees with this one again");
                 }
             }
         }
         if let Err(error) = self.projection.apply(&applied) {
-            tracing::warn!(%error, "projection failed; catching up from the log");
+            if error.is_disk_full() {
+                self.disk_full_found(&error);
+            } else {
+                tracing::warn!(%error, "projection failed; catching up from the log");
+            }
         }
         // Whatever went wrong before (or now), the log has the truth: fill any gap from it.
         let log_frontier = LogStore::<MetaOp>::frontier(&self.store);
-        if log_frontier.count_missing_from(self.projection.applied()) > 0 {
-            catch_up(&self.store, &mut self.projection).map_err(|error| {
+        if self.disk_full.is_none()
+            && log_frontier.count_missing_from(self.projection.applied()) > 0
+            && let Err(error) = catch_up(&self.store, &mut self.projection)
+        {
+            if error.is_disk_full() {
+                self.disk_full_found(&error);
+            } else {
                 tracing::error!(%error, "projection failed; retrying from the log with the next write");
-                ApiError::internal(error)
-            })?;
+            }
         }
         self.frontier.send_if_modified(|published| {
             let changed = published != self.projection.applied();
@@ -528,6 +826,5 @@ impl Worker {
             }
             changed
         });
-        Ok(())
     }
 }

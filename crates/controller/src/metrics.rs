@@ -5,6 +5,8 @@
 //! things happen; the gauges that describe state are filled from [`ClusterStatus`] at scrape
 //! time.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -92,6 +94,10 @@ pub struct Metrics {
     /// Bytes of replication messages received.
     pub gossip_received_bytes: Counter,
     log_operations: Gauge,
+    log_disk_full: Gauge,
+    clock_offset: Gauge<f64, AtomicU64>,
+    peer_clock_offset: Family<NodeLabels, Gauge<f64, AtomicU64>>,
+    peer_clock_refused: Family<NodeLabels, Gauge>,
     peer_behind: Family<NodeLabels, Gauge>,
     peer_ahead: Family<NodeLabels, Gauge>,
     peer_reachable: Family<NodeLabels, Gauge>,
@@ -178,6 +184,10 @@ impl Metrics {
             gauge
         };
         let log_operations = gauge("log_operations", "Operations in the event log");
+        let log_disk_full = gauge(
+            "log_disk_full",
+            "1 while the disk under the event log or read model is full: writes get 507 and peers' operations wait",
+        );
         let referenced_chunks = gauge("chunks_referenced", "Chunks live files reference");
         let under_replicated = gauge(
             "chunks_under_replicated",
@@ -235,6 +245,22 @@ impl Metrics {
             "chunkserver_missing_chunks",
             "Referenced chunks a chunkserver lacked at the last repair round",
         );
+        let peer_clock_refused = family(
+            "peer_clock_refused",
+            "1 while this controller refuses a peer's operations for stamps too far ahead of its clock",
+        );
+        let clock_offset = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "clock_offset_seconds",
+            "This controller's wall clock minus the median of its peers' (0 before any peer said)",
+            clock_offset.clone(),
+        );
+        let peer_clock_offset = Family::<NodeLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "peer_clock_offset_seconds",
+            "A peer's wall clock minus this controller's, from its newest message that said",
+            peer_clock_offset.clone(),
+        );
         Self {
             registry,
             http_responses,
@@ -246,6 +272,10 @@ impl Metrics {
             gossip_received,
             gossip_received_bytes,
             log_operations,
+            log_disk_full,
+            clock_offset,
+            peer_clock_offset,
+            peer_clock_refused,
             peer_behind,
             peer_ahead,
             peer_reachable,
@@ -273,6 +303,13 @@ impl Metrics {
             gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
         };
         set(&self.log_operations, status.operations);
+        set(&self.log_disk_full, u64::from(status.disk_full.is_some()));
+        self.clock_offset.set(
+            status
+                .clock
+                .as_ref()
+                .map_or(0.0, |clock| clock.offset_ms as f64 / 1000.0),
+        );
         let r = &status.replication;
         set(&self.referenced_chunks, r.referenced_chunks);
         set(&self.under_replicated, r.under_replicated_chunks);
@@ -285,9 +322,15 @@ impl Metrics {
         set(&self.gc_candidates, p.gc_candidates);
         set(&self.gc_waiting, p.gc_waiting);
         set(&self.gc_deleted, p.gc_deleted);
-        for family in [&self.peer_behind, &self.peer_ahead, &self.peer_reachable] {
+        for family in [
+            &self.peer_behind,
+            &self.peer_ahead,
+            &self.peer_reachable,
+            &self.peer_clock_refused,
+        ] {
             family.clear();
         }
+        self.peer_clock_offset.clear();
         for c in status.controllers.iter().filter(|c| !c.is_self) {
             let labels = NodeLabels {
                 node: c.node_id.clone(),
@@ -302,6 +345,15 @@ impl Metrics {
                 &self.peer_reachable.get_or_create(&labels),
                 u64::from(c.reachable),
             );
+            set(
+                &self.peer_clock_refused.get_or_create(&labels),
+                u64::from(c.refused_ahead_ms.is_some()),
+            );
+            if let Some(offset_ms) = c.clock_offset_ms {
+                self.peer_clock_offset
+                    .get_or_create(&labels)
+                    .set(offset_ms as f64 / 1000.0);
+            }
         }
         for family in [
             &self.chunkserver_healthy,

@@ -26,6 +26,11 @@ use crate::meta::MetaOp;
 pub const NODE_HEADER: &str = "x-redcloud-node";
 /// The header giving the sending controller's address on gossip requests.
 pub const ADVERTISE_HEADER: &str = "x-redcloud-advertise";
+/// The header giving the sending controller's wall clock (milliseconds since the Unix epoch)
+/// when it sent a gossip request: the receiver compares it with its own clock to tell how far
+/// apart the two are. A header rather than a message field, so that a controller of an
+/// earlier version still decodes the message (it refuses a message longer than it knows).
+pub const WALL_CLOCK_HEADER: &str = "x-redcloud-wall-ms";
 /// Longest a peer may take to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Longest a peer may take to answer.
@@ -182,6 +187,7 @@ pub async fn run_sender(
     metrics: Arc<crate::metrics::Metrics>,
     mut outbound: mpsc::Receiver<Transmit<MetaOp>>,
     link: ClusterLink,
+    clock: crate::clock::WallClock,
     shutdown: CancellationToken,
 ) {
     // One client, and so one connection pool, per peer: when a request to a peer fails, its
@@ -230,6 +236,10 @@ pub async fn run_sender(
             (
                 HeaderName::from_static(ADVERTISE_HEADER),
                 membership.address(),
+            ),
+            (
+                HeaderName::from_static(WALL_CLOCK_HEADER),
+                clock.now_ms().to_string(),
             ),
             (CONTENT_TYPE, "application/msgpack".to_owned()),
         ];

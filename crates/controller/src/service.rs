@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::chunks::ChunkIo;
+use crate::clock::WallClock;
 use crate::error::ApiError;
 use crate::limits::{check_credentials, check_file_name, check_file_tag_count, check_tags};
 use crate::log_worker::LogHandle;
@@ -39,6 +40,8 @@ pub struct Service {
     pub(crate) registering: tokio::sync::Mutex<()>,
     /// Rate limits of login and registration, and the Argon2 slots.
     pub(crate) auth: AuthGate,
+    /// Dates new files.
+    pub(crate) clock: WallClock,
 }
 
 /// What a registration or login gave the caller.
@@ -362,12 +365,14 @@ impl Service {
         self.record_file(owner, name, tags, stored).await
     }
 
-    /// Streams a file's bytes to chunkservers.
+    /// Streams a file's bytes to chunkservers; refused at once while this controller's disk
+    /// is full, since the file could not be recorded.
     pub async fn store_data<S, E>(&self, body: S) -> Result<StoredData, ApiError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        self.log.refuse_if_disk_full()?;
         store_stream(&self.chunks, self.limits, body).await
     }
 
@@ -402,7 +407,7 @@ impl Service {
             chunk_size: self.limits.chunk_size as u64,
             chunks: stored.chunks,
             tags: tags.clone(),
-            created_at_ms: now_ms(),
+            created_at_ms: self.clock.now_ms(),
             replaces: replaced.into_iter().collect(),
         };
         self.log.append(vec![op]).await?;
@@ -552,13 +557,6 @@ impl Service {
     pub async fn read_chunk(&self, id: ChunkId) -> Result<Bytes, ApiError> {
         self.chunks.read(id).await
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// `created_at` as the wire contract writes it: UTC, ISO-8601, microseconds, no offset.

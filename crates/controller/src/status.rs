@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::Registry;
-use crate::log_worker::PeerView;
+use crate::log_worker::{DiskFull, PeerView};
 use crate::peers::Membership;
+use crate::service::format_timestamp;
 
 /// A peer silent for longer than this is shown as unreachable.
 const REACHABLE_WITHIN: Duration = Duration::from_secs(10);
@@ -33,6 +34,37 @@ pub struct ClusterStatus {
     /// The answering controller runs `--insecure`: its cluster listener takes anyone.
     #[serde(default)]
     pub insecure: bool,
+    /// Since when the answering controller's disk has been full (none while it has room).
+    #[serde(default)]
+    pub disk_full: Option<DiskFullStatus>,
+    /// The answering controller's wall clock against its peers' (none before any peer sent
+    /// its clock).
+    #[serde(default)]
+    pub clock: Option<ClockStatus>,
+}
+
+/// The answering controller's disk is full: it refuses writes until space is freed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskFullStatus {
+    /// When it was found full, in milliseconds since the Unix epoch.
+    pub since_unix_ms: u64,
+    /// How long it has been full, in milliseconds.
+    pub for_ms: u64,
+    /// What refused to write.
+    pub reason: String,
+}
+
+/// The answering controller's wall clock against its peers'.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockStatus {
+    /// Its clock minus the median peer's, in milliseconds (positive: ahead).
+    pub offset_ms: i64,
+    /// How many peers' clocks the median is taken over.
+    pub peers: u64,
+    /// Whether the offset is beyond the warning threshold.
+    pub skewed: bool,
+    /// Controllers whose clocks are so far behind that they refuse its new operations.
+    pub refused_by: Vec<String>,
 }
 
 /// One controller.
@@ -52,6 +84,17 @@ pub struct ControllerStatus {
     pub operations_behind: Option<u64>,
     /// Operations this one held at its last report that the answering controller lacks.
     pub operations_ahead: Option<u64>,
+    /// Its wall clock minus the answering controller's, in milliseconds, from its newest
+    /// message that said (none for itself or if never).
+    #[serde(default)]
+    pub clock_offset_ms: Option<i64>,
+    /// Whether that offset is beyond the warning threshold.
+    #[serde(default)]
+    pub clock_skewed: bool,
+    /// While the answering controller refuses this one's operations for stamps too far ahead
+    /// of its clock: how far ahead the last refused one was, in milliseconds.
+    #[serde(default)]
+    pub refused_ahead_ms: Option<u64>,
 }
 
 /// One chunkserver.
@@ -197,16 +240,36 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// The parts of a controller that `/status` reports on.
+pub struct Sources<'a> {
+    /// The other controllers.
+    pub membership: &'a Membership,
+    /// The chunkservers.
+    pub registry: &'a Registry,
+    /// What repair and collection found.
+    pub ledger: &'a RepairLedger,
+    /// How the log worker sees itself and its peers.
+    pub frontiers: &'a crate::log_worker::PeerFrontiers,
+    /// Whether the controller runs `--insecure` with an exposed cluster listener.
+    pub insecure: bool,
+    /// Whether its disk is full.
+    pub disk_full: Option<DiskFull>,
+}
+
 /// Assembles the status from the live parts of a controller.
-pub fn gather(
-    membership: &Membership,
-    registry: &Registry,
-    ledger: &RepairLedger,
-    frontiers: &crate::log_worker::PeerFrontiers,
-    insecure: bool,
-) -> ClusterStatus {
+pub fn gather(sources: Sources<'_>) -> ClusterStatus {
+    let Sources {
+        membership,
+        registry,
+        ledger,
+        frontiers,
+        insecure,
+        disk_full,
+    } = sources;
     let now = Instant::now();
     let me = membership.me();
+    let warning_ms = millis(frontiers.clock_skew_warning);
+    let skewed = |offset_ms: i64| offset_ms.unsigned_abs() > warning_ms;
     let mut controllers = vec![ControllerStatus {
         node_id: me.to_string(),
         address: membership.address().to_owned(),
@@ -215,6 +278,9 @@ pub fn gather(
         last_heard_ms_ago: None,
         operations_behind: Some(0),
         operations_ahead: Some(0),
+        clock_offset_ms: None,
+        clock_skewed: false,
+        refused_ahead_ms: None,
     }];
     for peer in membership.peers() {
         let view: Option<&PeerView> = peer
@@ -230,6 +296,9 @@ pub fn gather(
             last_heard_ms_ago: last_heard.map(millis),
             operations_behind: report.map(|(_, theirs)| frontiers.local.count_missing_from(theirs)),
             operations_ahead: report.map(|(_, theirs)| theirs.count_missing_from(&frontiers.local)),
+            clock_offset_ms: view.and_then(|v| v.clock_offset_ms),
+            clock_skewed: view.and_then(|v| v.clock_offset_ms).is_some_and(skewed),
+            refused_ahead_ms: view.and_then(|v| v.refused_ahead_ms),
             node_id: peer.node_id,
             address: peer.address,
             is_self: false,
@@ -263,7 +332,104 @@ pub fn gather(
         replication,
         repair,
         insecure,
+        disk_full: disk_full.map(|full| DiskFullStatus {
+            since_unix_ms: full.since_unix_ms,
+            for_ms: millis(now.saturating_duration_since(full.since)),
+            reason: full.reason,
+        }),
+        clock: frontiers.clock.as_ref().map(|clock| ClockStatus {
+            offset_ms: clock.offset_ms,
+            peers: clock.peers as u64,
+            skewed: skewed(clock.offset_ms),
+            refused_by: clock.refused_by.iter().map(ToString::to_string).collect(),
+        }),
     }
+}
+
+/// A span of time as people say it: `850 ms`, `12.3 s`, `15 min 0 s`, `2 h 5 min`, `3 d 4 h`
+/// (from a minute on, to the nearest second, then cut to two units).
+pub fn human_duration(ms: u64) -> String {
+    const MINUTE: u64 = 60;
+    const HOUR: u64 = 60 * MINUTE;
+    const DAY: u64 = 24 * HOUR;
+    if ms < 1000 {
+        return format!("{ms} ms");
+    }
+    if ms < 60_000 {
+        return format!("{:.1} s", ms as f64 / 1000.0);
+    }
+    match ms / 1000 + u64::from(ms % 1000 >= 500) {
+        secs if secs < HOUR => format!("{} min {} s", secs / MINUTE, secs % MINUTE),
+        secs if secs < DAY => format!("{} h {} min", secs / HOUR, secs % HOUR / MINUTE),
+        secs => format!("{} d {} h", secs / DAY, secs % DAY / HOUR),
+    }
+}
+
+/// A signed clock offset: `+15 min 0 s`, `-850 ms`.
+pub fn signed_duration(offset_ms: i64) -> String {
+    let sign = if offset_ms < 0 { '-' } else { '+' };
+    format!("{sign}{}", human_duration(offset_ms.unsigned_abs()))
+}
+
+/// What an operator must hear of, as sentences: the page and `redcloud status` show the same.
+pub fn warnings(status: &ClusterStatus) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if status.insecure {
+        warnings.push("Insecure: this controller runs without a cluster secret (--insecure); anyone who can reach its cluster listener can read and change all metadata and data.".to_owned());
+    }
+    if let Some(full) = &status.disk_full {
+        warnings.push(format!(
+            "Disk full since {} UTC ({}): this controller refuses changes (507 INSUFFICIENT_STORAGE) and takes no operations from peers until space is freed in its data directory; reads still work, and it resumes by itself. ({})",
+            format_timestamp(full.since_unix_ms),
+            human_duration(full.for_ms),
+            full.reason,
+        ));
+    }
+    if let Some(clock) = status.clock.as_ref().filter(|clock| clock.skewed) {
+        let direction = if clock.offset_ms > 0 {
+            "ahead of"
+        } else {
+            "behind"
+        };
+        let mut sentence = format!(
+            "Clock: this controller's clock is {} {direction} the median of its {} peer(s)",
+            human_duration(clock.offset_ms.unsigned_abs()),
+            clock.peers,
+        );
+        if !clock.refused_by.is_empty() {
+            let _ = write!(
+                sentence,
+                "; {} refuse its new operations until their clocks catch up",
+                clock.refused_by.join(", ")
+            );
+        }
+        sentence.push_str(". Check its time source (NTP).");
+        warnings.push(sentence);
+    }
+    for c in &status.controllers {
+        if !c.clock_skewed && c.refused_ahead_ms.is_none() {
+            continue;
+        }
+        let mut sentence = format!("Controller {}", c.node_id);
+        if let Some(offset) = c.clock_offset_ms {
+            let direction = if offset > 0 { "ahead of" } else { "behind" };
+            let _ = write!(
+                sentence,
+                ": its clock is {} {direction} this one's",
+                human_duration(offset.unsigned_abs())
+            );
+        }
+        if let Some(ahead) = c.refused_ahead_ms {
+            let _ = write!(
+                sentence,
+                "; its operations are refused (the last was stamped {} ahead of this clock) until this clock catches up",
+                human_duration(ahead)
+            );
+        }
+        sentence.push('.');
+        warnings.push(sentence);
+    }
+    warnings
 }
 
 /// Escapes text for HTML element content and attribute values.
@@ -350,7 +516,7 @@ td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 code {{ font-size: .95em; }}
 </style></head><body>
 <h1>RedCloud Files — cluster status</h1>
-{insecure}<div class="sub">As seen by controller <code>{node}</code> · {ops} operations in its log · refreshes every {REFRESH_SECONDS} s</div>
+{alerts}<div class="sub">As seen by controller <code>{node}</code> · {ops} operations in its log · refreshes every {REFRESH_SECONDS} s</div>
 <div class="cards">
 <div class="card">Controllers reachable<b>{reachable} / {controllers}</b></div>
 <div class="card">Chunkservers healthy<b>{healthy} / {chunkservers}</b></div>
@@ -358,14 +524,13 @@ code {{ font-size: .95em; }}
 <div class="card">Repair queue<b>{queued}</b>{made} copies made, {failed} failed</div>
 </div>
 <h2>Controllers</h2>
-<table><tr><th>Node</th><th>Address</th><th>State</th><th>Last heard</th><th>Ops it lacks</th><th>Ops we lack</th></tr>
+<table><tr><th>Node</th><th>Address</th><th>State</th><th>Last heard</th><th>Ops it lacks</th><th>Ops we lack</th><th>Clock</th></tr>
 "#,
         node = escape(&status.node_id),
-        insecure = if status.insecure {
-            "<p class=\"bad\" role=\"alert\">Insecure: this controller runs without a cluster secret (--insecure). Anyone who can reach its cluster listener can read and change all metadata and data.</p>\n"
-        } else {
-            ""
-        },
+        alerts = warnings(status)
+            .iter()
+            .map(|warning| format!("<p class=\"bad\" role=\"alert\">{}</p>\n", escape(warning)))
+            .collect::<String>(),
         ops = status.operations,
         controllers = status.controllers.len(),
         chunkservers = status.chunkservers.len(),
@@ -381,9 +546,17 @@ code {{ font-size: .95em; }}
             (false, true) => r#"<span class="ok">reachable</span>"#,
             (false, false) => r#"<span class="bad">unreachable</span>"#,
         };
+        let clock = c
+            .clock_offset_ms
+            .map_or_else(|| "–".to_owned(), signed_duration);
+        let clock = if c.clock_skewed || c.refused_ahead_ms.is_some() {
+            format!(r#"<span class="bad">{clock}</span>"#)
+        } else {
+            clock
+        };
         let _ = writeln!(
             html,
-            r#"<tr><td><code>{}</code></td><td>{}</td><td>{state}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
+            r#"<tr><td><code>{}</code></td><td>{}</td><td>{state}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{clock}</td></tr>"#,
             escape(&c.node_id),
             escape(&c.address),
             ago(c.last_heard_ms_ago),
@@ -461,11 +634,16 @@ mod tests {
                 last_heard_ms_ago: None,
                 operations_behind: Some(0),
                 operations_ahead: Some(0),
+                clock_offset_ms: None,
+                clock_skewed: false,
+                refused_ahead_ms: None,
             }],
             chunkservers: Vec::new(),
             replication: ReplicationStatus::default(),
             repair: RepairStatus::default(),
             insecure: false,
+            disk_full: None,
+            clock: None,
         };
         let html = render_html(&status);
         assert!(!html.contains("<script>"));
@@ -477,6 +655,112 @@ mod tests {
             ..status
         });
         assert!(insecure.contains("runs without a cluster secret (--insecure)"));
+    }
+
+    fn peer(
+        node_id: &str,
+        clock_offset_ms: Option<i64>,
+        refused_ahead_ms: Option<u64>,
+    ) -> ControllerStatus {
+        ControllerStatus {
+            node_id: node_id.to_owned(),
+            address: "127.0.0.1:8001".to_owned(),
+            is_self: false,
+            reachable: true,
+            last_heard_ms_ago: Some(10),
+            operations_behind: Some(0),
+            operations_ahead: Some(0),
+            clock_offset_ms,
+            clock_skewed: clock_offset_ms.is_some_and(|offset| offset.abs() > 5_000),
+            refused_ahead_ms,
+        }
+    }
+
+    fn status_with(controllers: Vec<ControllerStatus>) -> ClusterStatus {
+        ClusterStatus {
+            node_id: "00000000000000aa".to_owned(),
+            operations: 3,
+            controllers,
+            chunkservers: Vec::new(),
+            replication: ReplicationStatus::default(),
+            repair: RepairStatus::default(),
+            insecure: false,
+            disk_full: None,
+            clock: None,
+        }
+    }
+
+    #[test]
+    fn a_full_disk_and_skewed_clocks_are_warned_of_in_sentences() {
+        const FIFTEEN_MINUTES_MS: i64 = 15 * 60 * 1000;
+        let mut receiver = status_with(vec![peer(
+            "00000000000000bb",
+            Some(FIFTEEN_MINUTES_MS),
+            Some(900_250),
+        )]);
+        receiver.disk_full = Some(DiskFullStatus {
+            since_unix_ms: 1_800_000_000_000,
+            for_ms: 185_000,
+            reason: "the disk holding the log is full: no space left on device (ENOSPC)".to_owned(),
+        });
+        receiver.clock = Some(ClockStatus {
+            offset_ms: -FIFTEEN_MINUTES_MS,
+            peers: 1,
+            skewed: true,
+            refused_by: Vec::new(),
+        });
+        let said = warnings(&receiver);
+        assert_eq!(said.len(), 3, "{said:?}");
+        assert!(
+            said[0].starts_with("Disk full since 2027-01-15T08:00:00.000000 UTC (3 min 5 s)"),
+            "{said:?}"
+        );
+        assert_eq!(
+            said[1],
+            "Clock: this controller's clock is 15 min 0 s behind the median of its 1 peer(s). Check its time source (NTP)."
+        );
+        assert_eq!(
+            said[2],
+            "Controller 00000000000000bb: its clock is 15 min 0 s ahead of this one's; its operations are refused (the last was stamped 15 min 0 s ahead of this clock) until this clock catches up."
+        );
+        let html = render_html(&receiver);
+        assert!(html.contains("Disk full since"), "{html}");
+        assert!(html.contains(r#"<span class="bad">+15 min 0 s</span>"#));
+
+        let mut sender = status_with(vec![peer(
+            "00000000000000aa",
+            Some(-FIFTEEN_MINUTES_MS),
+            None,
+        )]);
+        sender.clock = Some(ClockStatus {
+            offset_ms: FIFTEEN_MINUTES_MS,
+            peers: 1,
+            skewed: true,
+            refused_by: vec!["00000000000000aa".to_owned()],
+        });
+        assert_eq!(
+            warnings(&sender)[0],
+            "Clock: this controller's clock is 15 min 0 s ahead of the median of its 1 peer(s); 00000000000000aa refuse its new operations until their clocks catch up. Check its time source (NTP)."
+        );
+
+        let calm = status_with(vec![peer("00000000000000bb", Some(-40), None)]);
+        assert!(warnings(&calm).is_empty());
+    }
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(human_duration(850), "850 ms");
+        assert_eq!(human_duration(12_345), "12.3 s");
+        assert_eq!(human_duration(900_000), "15 min 0 s");
+        assert_eq!(
+            human_duration(899_700),
+            "15 min 0 s",
+            "to the nearest second"
+        );
+        assert_eq!(human_duration(7_500_000), "2 h 5 min");
+        assert_eq!(human_duration(273_600_000), "3 d 4 h");
+        assert_eq!(signed_duration(-850), "-850 ms");
+        assert_eq!(signed_duration(i64::MIN), "-106751991167 d 7 h");
     }
 
     #[test]

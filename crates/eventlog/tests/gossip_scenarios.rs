@@ -136,3 +136,125 @@ fn a_peers_frontier_is_remembered_with_its_arrival_time() {
     assert_eq!(at, later);
     assert_eq!(frontier, store_b.frontier());
 }
+
+/// Hands every message `from` (whose wall clock reads `from_wall_ms`) has for `to` over, as
+/// the transport does: with the sender's clock beside each, at `to`'s wall clock `to_wall_ms`.
+fn deliver(
+    (from, from_wall_ms): (&mut Gossip<String, StdRng>, u64),
+    (to, to_store, to_wall_ms): (&mut Gossip<String, StdRng>, &MemStore<String>, u64),
+    now: Instant,
+) {
+    let sender = from.id();
+    for transmit in std::iter::from_fn(|| from.poll_transmit()) {
+        assert_eq!(transmit.to, to.id());
+        to.handle_message(now, to_wall_ms, sender, transmit.message, to_store)
+            .unwrap();
+        to.handle_clock(to_wall_ms, sender, from_wall_ms);
+    }
+}
+
+fn events(core: &mut Gossip<String, StdRng>) -> Vec<Event<String>> {
+    std::iter::from_fn(|| core.poll_event()).collect()
+}
+
+#[test]
+fn a_clock_fifteen_minutes_ahead_is_reported_on_both_sides() {
+    const FIFTEEN_MINUTES_MS: u64 = 15 * 60 * 1000;
+    let ahead = FIFTEEN_MINUTES_MS as i64;
+    let now = Instant::now();
+    let (fast_id, slow_id) = (NodeId::new(1), NodeId::new(2));
+    let (fast_store, slow_store) = (MemStore::new(), MemStore::new());
+    let mut fast = core(1, &fast_store, now);
+    let mut slow = core(2, &slow_store, now);
+    fast.add_peer(slow_id);
+    slow.add_peer(fast_id);
+    let fast_wall = WALL_MS + FIFTEEN_MINUTES_MS;
+
+    // The receiver refuses the fast node's write and names the peer and the offset.
+    let written = fast
+        .append_local(fast_wall, vec!["from the future".to_owned()], &fast_store)
+        .unwrap();
+    deliver(
+        (&mut fast, fast_wall),
+        (&mut slow, &slow_store, WALL_MS),
+        now,
+    );
+    assert!(slow_store.frontier().is_empty());
+    let slow_view = slow.peers().find(|(id, _)| *id == fast_id).unwrap().1;
+    assert_eq!(
+        slow_view.refused.map(|r| (r.dot, r.ahead_ms)),
+        Some((written[0].dot, FIFTEEN_MINUTES_MS))
+    );
+    assert_eq!(slow_view.clock_offset_ms, Some(ahead));
+    assert!(events(&mut slow).contains(&Event::PeerClockSkewed {
+        peer: fast_id,
+        offset_ms: ahead
+    }));
+    let slow_skew = slow.clock_skew().unwrap();
+    assert_eq!(
+        (slow_skew.offset_ms, slow_skew.peers, slow_skew.refused_by),
+        (-ahead, 1, vec![])
+    );
+
+    // The fast node learns from the other's frontier that it is ahead, and that its writes
+    // are refused.
+    slow.sync_now(now, &slow_store);
+    deliver(
+        (&mut slow, WALL_MS),
+        (&mut fast, &fast_store, fast_wall),
+        now,
+    );
+    assert!(events(&mut fast).contains(&Event::PeerClockSkewed {
+        peer: slow_id,
+        offset_ms: -ahead
+    }));
+    let fast_skew = fast.clock_skew().unwrap();
+    assert_eq!(
+        (fast_skew.offset_ms, fast_skew.peers, fast_skew.refused_by),
+        (ahead, 1, vec![slow_id])
+    );
+    deliver(
+        (&mut fast, fast_wall),
+        (&mut slow, &slow_store, WALL_MS),
+        now,
+    );
+    assert!(
+        slow_store.frontier().is_empty(),
+        "the page offered it again, refused again"
+    );
+
+    // The fast clock is set right: both sides say so at the next round, while the operation
+    // it stamped in the future waits until the other's clock reaches its stamp.
+    let fixed = WALL_MS + 1000;
+    slow.sync_now(now, &slow_store);
+    deliver((&mut slow, fixed), (&mut fast, &fast_store, fixed), now);
+    deliver((&mut fast, fixed), (&mut slow, &slow_store, fixed), now);
+    assert!(events(&mut fast).contains(&Event::PeerClockAgrees {
+        peer: slow_id,
+        offset_ms: 0
+    }));
+    assert!(events(&mut slow).contains(&Event::PeerClockAgrees {
+        peer: fast_id,
+        offset_ms: 0
+    }));
+    assert_eq!(fast.clock_skew().unwrap().refused_by, vec![]);
+    assert!(slow_store.frontier().is_empty());
+    let slow_view = slow.peers().find(|(id, _)| *id == fast_id).unwrap().1;
+    assert!(slow_view.refused.is_some());
+
+    let caught_up = WALL_MS + FIFTEEN_MINUTES_MS;
+    slow.sync_now(now, &slow_store);
+    deliver(
+        (&mut slow, caught_up),
+        (&mut fast, &fast_store, caught_up),
+        now,
+    );
+    deliver(
+        (&mut fast, caught_up),
+        (&mut slow, &slow_store, caught_up),
+        now,
+    );
+    assert_eq!(slow_store.frontier(), fast_store.frontier());
+    let slow_view = slow.peers().find(|(id, _)| *id == fast_id).unwrap().1;
+    assert_eq!(slow_view.refused, None, "taken in at last");
+}

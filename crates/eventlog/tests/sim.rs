@@ -36,6 +36,8 @@ enum Ev {
         from: usize,
         to: usize,
         bytes: Vec<u8>,
+        /// The sender's wall clock when it sent, which the transport carries beside the bytes.
+        sent_wall_ms: u64,
     },
     Tick {
         node: usize,
@@ -158,6 +160,7 @@ impl Sim {
             suspect_after: Duration::from_millis(rng.random_range(1000..=3000)),
             max_clock_drift: Duration::from_millis(rng.random_range(60_000..=600_000)),
             buffer_ttl: Duration::from_millis(rng.random_range(500..=30_000)),
+            ..GossipConfig::default()
         };
         let faults = Faults {
             loss: rng.random_range(0.0..0.3),
@@ -344,12 +347,13 @@ impl Sim {
                     format!("transmit to unknown node {}", transmit.to),
                 ));
             };
-            self.send(node, to, transmit.message.encode());
+            let sent_wall_ms = self.wall_ms(node);
+            self.send(node, to, transmit.message.encode(), sent_wall_ms);
         }
         Ok(())
     }
 
-    fn send(&mut self, from: usize, to: usize, mut bytes: Vec<u8>) {
+    fn send(&mut self, from: usize, to: usize, mut bytes: Vec<u8>, sent_wall_ms: u64) {
         self.stats.messages += 1;
         if !self.connected(from, to) || self.rng.random_bool(self.faults.loss) {
             self.stats.dropped += 1;
@@ -376,6 +380,7 @@ impl Sim {
                     from,
                     to,
                     bytes: bytes.clone(),
+                    sent_wall_ms,
                 },
             );
         }
@@ -383,7 +388,12 @@ impl Sim {
 
     fn step(&mut self, ev: Ev) -> Result<(), String> {
         match ev {
-            Ev::Deliver { from, to, bytes } => {
+            Ev::Deliver {
+                from,
+                to,
+                bytes,
+                sent_wall_ms,
+            } => {
                 if !self.replicas[to].up() || !self.connected(from, to) {
                     self.stats.dropped += 1;
                     return Ok(());
@@ -404,6 +414,7 @@ impl Sim {
                     .map_err(|e| {
                         fail(self.seed, format!("{} handling a message: {e}", replica.id))
                     })?;
+                core.handle_clock(wall_ms, from_id, sent_wall_ms);
                 self.after_input(to)
             }
             Ev::Tick { node } => {
@@ -586,6 +597,32 @@ impl Sim {
                 ),
             ));
         }
+        // Every reading of a peer's clock is the true offset between the two clocks, read low
+        // by the message's time in flight.
+        for replica in &self.replicas {
+            let Some(core) = &replica.core else {
+                continue;
+            };
+            for (peer, status) in core.peers() {
+                let (Some(offset_ms), Some(sender)) = (
+                    status.clock_offset_ms,
+                    self.replicas.iter().find(|r| r.id == peer),
+                ) else {
+                    continue;
+                };
+                let truth = sender.clock_skew_ms - replica.clock_skew_ms;
+                let in_flight = truth - offset_ms;
+                if !(0..=self.faults.max_delay_ms as i64).contains(&in_flight) {
+                    return Err(fail(
+                        seed,
+                        format!(
+                            "{} reads {peer}'s clock {offset_ms} ms off, but it is {truth} ms off",
+                            replica.id
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(self.stats)
     }
 
@@ -670,7 +707,9 @@ impl Sim {
 
 fn describe(ev: &Ev) -> String {
     match ev {
-        Ev::Deliver { from, to, bytes } => {
+        Ev::Deliver {
+            from, to, bytes, ..
+        } => {
             let kind = match GossipMessage::<Payload>::decode(bytes) {
                 Ok(GossipMessage::Push { ops }) => format!("push of {}", ops.len()),
                 Ok(GossipMessage::Page { ops, more }) => {

@@ -5,10 +5,11 @@ pub mod log;
 pub mod shell;
 pub mod up;
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow};
-use redcloud_controller::status::{ClusterStatus, human_bytes};
+use redcloud_controller::status::{ClusterStatus, human_bytes, signed_duration, warnings};
 use serde_json::Value;
 
 use crate::client::Client;
@@ -262,7 +263,7 @@ pub async fn status(ctx: &Context) -> anyhow::Result<()> {
             body["ready"]["healthy_chunkservers"],
             body["ready"]["node_id"].as_str().unwrap_or("?"),
         );
-        print_cluster(&cluster);
+        print!("{}", cluster_screen(&cluster));
     });
     if !ready {
         return Err(anyhow!("the controller is not ready to store data"));
@@ -291,21 +292,22 @@ fn count(n: Option<u64>) -> String {
     n.map_or_else(|| "-".to_owned(), |n| n.to_string())
 }
 
-/// The cluster on one screen.
-fn print_cluster(cluster: &ClusterStatus) {
-    if cluster.insecure {
-        println!(
-            "\nINSECURE: this controller runs without a cluster secret (--insecure); anyone who can reach its cluster listener can read and change everything."
-        );
+/// The cluster on one screen, warnings first.
+fn cluster_screen(cluster: &ClusterStatus) -> String {
+    let mut out = String::new();
+    for warning in warnings(cluster) {
+        let _ = writeln!(out, "\nWARNING: {warning}");
     }
     let reachable = cluster.controllers.iter().filter(|c| c.reachable).count();
-    println!(
+    let _ = writeln!(
+        out,
         "\nControllers ({reachable}/{} reachable)",
         cluster.controllers.len()
     );
-    println!(
-        "  {:<16}  {:<21}  {:<11}  {:>12}  {:>12}  {:>11}",
-        "NODE", "ADDRESS", "STATE", "LAST HEARD", "OPS IT LACKS", "OPS WE LACK"
+    let _ = writeln!(
+        out,
+        "  {:<16}  {:<21}  {:<11}  {:>12}  {:>12}  {:>11}  {:>13}",
+        "NODE", "ADDRESS", "STATE", "LAST HEARD", "OPS IT LACKS", "OPS WE LACK", "CLOCK"
     );
     for c in &cluster.controllers {
         let state = match (c.is_self, c.reachable) {
@@ -313,8 +315,17 @@ fn print_cluster(cluster: &ClusterStatus) {
             (false, true) => "reachable",
             (false, false) => "UNREACHABLE",
         };
-        println!(
-            "  {:<16}  {:<21}  {state:<11}  {:>12}  {:>12}  {:>11}",
+        let clock = c
+            .clock_offset_ms
+            .map_or_else(|| "-".to_owned(), signed_duration);
+        let clock = if c.clock_skewed || c.refused_ahead_ms.is_some() {
+            format!("{clock} !")
+        } else {
+            clock
+        };
+        let _ = writeln!(
+            out,
+            "  {:<16}  {:<21}  {state:<11}  {:>12}  {:>12}  {:>11}  {clock:>13}",
             c.node_id,
             c.address,
             ago(c.last_heard_ms_ago),
@@ -323,16 +334,19 @@ fn print_cluster(cluster: &ClusterStatus) {
         );
     }
     let healthy = cluster.chunkservers.iter().filter(|c| c.healthy).count();
-    println!(
+    let _ = writeln!(
+        out,
         "\nChunkservers ({healthy}/{} healthy)",
         cluster.chunkservers.len()
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  {:<16}  {:<21}  {:<7}  {:>14}  {:>10}  {:>10}  {:>7}  {:>7}",
         "NODE", "ADDRESS", "STATE", "LAST HEARTBEAT", "CAPACITY", "USED", "CHUNKS", "MISSING"
     );
     for c in &cluster.chunkservers {
-        println!(
+        let _ = writeln!(
+            out,
             "  {:<16}  {:<21}  {:<7}  {:>14}  {:>10}  {:>10}  {:>7}  {:>7}",
             c.node_id,
             c.address,
@@ -350,7 +364,8 @@ fn print_cluster(cluster: &ClusterStatus) {
     } else {
         r.fully_replicated_chunks as f64 * 100.0 / r.referenced_chunks as f64
     };
-    println!(
+    let _ = writeln!(
+        out,
         "\nReplication: {}/{} chunks on every live chunkserver ({percent:.1}%), {} under-replicated, {} on no live chunkserver (as of {})",
         r.fully_replicated_chunks,
         r.referenced_chunks,
@@ -359,7 +374,8 @@ fn print_cluster(cluster: &ClusterStatus) {
         ago(r.as_of_ms_ago),
     );
     let p = &cluster.repair;
-    println!(
+    let _ = writeln!(
+        out,
         "Repair: {} copies queued, {} made, {} failed in {} rounds; collection: {} candidates, {} waiting for every controller, {} collected{}",
         p.queued_copies,
         p.copies_made,
@@ -373,4 +389,73 @@ fn print_cluster(cluster: &ClusterStatus) {
             .map(|why| format!(" (waiting: {why})"))
             .unwrap_or_default(),
     );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use redcloud_controller::status::{
+        ClockStatus, ControllerStatus, DiskFullStatus, RepairStatus, ReplicationStatus,
+    };
+
+    use super::*;
+
+    fn controller(node_id: &str, is_self: bool, clock_offset_ms: Option<i64>) -> ControllerStatus {
+        ControllerStatus {
+            node_id: node_id.to_owned(),
+            address: "127.0.0.1:8001".to_owned(),
+            is_self,
+            reachable: true,
+            last_heard_ms_ago: None,
+            operations_behind: Some(0),
+            operations_ahead: Some(0),
+            clock_offset_ms,
+            clock_skewed: clock_offset_ms.is_some(),
+            refused_ahead_ms: clock_offset_ms.map(|_| 900_000),
+        }
+    }
+
+    #[test]
+    fn the_screen_opens_with_a_full_disk_and_a_clock_far_off() {
+        let cluster = ClusterStatus {
+            node_id: "00000000000000aa".to_owned(),
+            operations: 7,
+            controllers: vec![
+                controller("00000000000000aa", true, None),
+                controller("00000000000000bb", false, Some(900_000)),
+            ],
+            chunkservers: Vec::new(),
+            replication: ReplicationStatus::default(),
+            repair: RepairStatus::default(),
+            insecure: false,
+            disk_full: Some(DiskFullStatus {
+                since_unix_ms: 1_800_000_000_000,
+                for_ms: 65_000,
+                reason: "the disk holding the log is full: no space left on device (ENOSPC)"
+                    .to_owned(),
+            }),
+            clock: Some(ClockStatus {
+                offset_ms: -900_000,
+                peers: 1,
+                skewed: true,
+                refused_by: Vec::new(),
+            }),
+        };
+        let screen = cluster_screen(&cluster);
+        assert!(
+            screen.starts_with(
+                "\nWARNING: Disk full since 2027-01-15T08:00:00.000000 UTC (1 min 5 s)"
+            ),
+            "{screen}"
+        );
+        assert!(
+            screen.contains("\nWARNING: Controller 00000000000000bb: its clock is 15 min 0 s ahead of this one's; its operations are refused"),
+            "{screen}"
+        );
+        let peer_row = screen
+            .lines()
+            .find(|line| line.trim_start().starts_with("00000000000000bb"))
+            .unwrap();
+        assert!(peer_row.ends_with("+15 min 0 s !"), "{peer_row}");
+    }
 }

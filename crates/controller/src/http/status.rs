@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::AppState;
 use crate::error::ApiError;
 use crate::metrics::{ResponseLabels, RouteLabels};
-use crate::status::{ClusterStatus, gather, render_html};
+use crate::status::{ClusterStatus, Sources, gather, render_html};
 
 /// The query of `/status`.
 #[derive(Debug, Deserialize)]
@@ -26,13 +26,14 @@ pub struct StatusQuery {
 
 async fn cluster_status(app: &AppState) -> Result<ClusterStatus, ApiError> {
     let frontiers = app.service.log.peer_frontiers().await?;
-    Ok(gather(
-        &app.membership,
-        &app.registry,
-        &app.ledger,
-        &frontiers,
-        app.insecure,
-    ))
+    Ok(gather(Sources {
+        membership: &app.membership,
+        registry: &app.registry,
+        ledger: &app.ledger,
+        frontiers: &frontiers,
+        insecure: app.insecure,
+        disk_full: app.service.log.disk_full(),
+    }))
 }
 
 /// `GET /status`: a self-contained page that refreshes itself; `?format=json` for the data.

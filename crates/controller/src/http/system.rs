@@ -21,10 +21,16 @@ pub async fn health() -> Json<Value> {
 }
 
 /// `GET /ready`: the log and read model are open (they are, or the process would not be
-/// serving) and at least one chunkserver is healthy.
+/// serving) and at least one chunkserver is healthy. A full disk leaves the node ready, since
+/// reads still work; `log` says `disk full` then.
 pub async fn ready(State(app): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
     let healthy = app.registry.healthy(Instant::now()).len();
     let ready = healthy > 0;
+    let log = if app.service.log.disk_full().is_some() {
+        "disk full"
+    } else {
+        "open"
+    };
     let status = if ready {
         StatusCode::OK
     } else {
@@ -33,7 +39,7 @@ pub async fn ready(State(app): State<Arc<AppState>>) -> (StatusCode, Json<Value>
     let body = json!({
         "ready": ready,
         "node_id": app.node_id.to_string(),
-        "log": "open",
+        "log": log,
         "healthy_chunkservers": healthy,
     });
     (status, Json(body))

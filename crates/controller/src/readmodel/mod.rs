@@ -61,6 +61,18 @@ pub enum ReadModelError {
     },
 }
 
+impl ReadModelError {
+    /// Whether SQLite found the disk full (`SQLITE_FULL`): the transaction was rolled back,
+    /// and the same operations apply once there is room again.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(
+            self,
+            ReadModelError::Sqlite(rusqlite::Error::SqliteFailure(failure, _))
+                if failure.code == rusqlite::ErrorCode::DiskFull
+        )
+    }
+}
+
 /// The 20-byte, byte-ordered form of an operation's LWW stamp.
 pub type StampBytes = [u8; 20];
 

@@ -44,6 +44,10 @@ pub struct GossipConfig {
     /// Buffered operations whose causal past has not come within this long are dropped;
     /// anti-entropy delivers them again in causal order.
     pub buffer_ttl: Duration,
+    /// A peer whose wall clock is further than this from this node's is reported
+    /// ([`Event::PeerClockSkewed`]): well below `max_clock_drift`, so an operator hears of a
+    /// drifting clock before its operations are refused.
+    pub clock_skew_warning: Duration,
 }
 
 impl GossipConfig {
@@ -58,6 +62,7 @@ impl GossipConfig {
         self.suspect_after = self.suspect_after.min(DAY);
         self.max_clock_drift = self.max_clock_drift.min(DAY * 365);
         self.buffer_ttl = self.buffer_ttl.min(DAY);
+        self.clock_skew_warning = self.clock_skew_warning.min(DAY * 365);
         self
     }
 }
@@ -73,6 +78,7 @@ impl Default for GossipConfig {
             suspect_after: Duration::from_secs(5),
             max_clock_drift: Duration::from_secs(600),
             buffer_ttl: Duration::from_secs(30),
+            clock_skew_warning: Duration::from_secs(5),
         }
     }
 }
@@ -116,6 +122,44 @@ pub enum Event<P> {
         /// How far ahead of the local wall clock its stamp is.
         ahead_ms: u64,
     },
+    /// A peer's wall clock was found further than `clock_skew_warning` from this node's
+    /// (reported once, when it gets there).
+    PeerClockSkewed {
+        /// The peer.
+        peer: NodeId,
+        /// Its clock minus this node's, in milliseconds.
+        offset_ms: i64,
+    },
+    /// A peer reported by [`Event::PeerClockSkewed`] is back within `clock_skew_warning`.
+    PeerClockAgrees {
+        /// The peer.
+        peer: NodeId,
+        /// Its clock minus this node's, in milliseconds.
+        offset_ms: i64,
+    },
+}
+
+/// A peer's operation this node refused because its stamp was too far ahead of the local
+/// wall clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockRefusal {
+    /// The operation.
+    pub dot: Dot,
+    /// How far ahead of the local wall clock its stamp was, in milliseconds.
+    pub ahead_ms: u64,
+}
+
+/// This node's wall clock against its peers', from each peer's latest reading.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClockSkew {
+    /// This node's clock minus the median peer's, in milliseconds (positive: this node is
+    /// ahead). With an even number of peers, the later of the two middle clocks counts.
+    pub offset_ms: i64,
+    /// How many peers' readings there are.
+    pub peers: usize,
+    /// Peers whose clocks are more than `max_clock_drift` behind this node's: they refuse
+    /// this node's new operations until their clocks catch up.
+    pub refused_by: Vec<NodeId>,
 }
 
 /// How this node sees a peer.
@@ -131,6 +175,13 @@ pub struct PeerStatus {
     /// the peer's log at that moment. Lets the application tell which operations every node
     /// already knows.
     pub reported_frontier: Option<(Instant, VersionVector)>,
+    /// Its wall clock minus this node's, in milliseconds (positive: it is ahead), from its
+    /// newest message that carried its clock. The message's time in flight makes it read a
+    /// little low: noise against a warning threshold of seconds.
+    pub clock_offset_ms: Option<i64>,
+    /// The last of its operations this node refused for a stamp too far ahead of the local
+    /// clock, until that operation is taken in.
+    pub refused: Option<ClockRefusal>,
 }
 
 /// The replication core of one node.
@@ -138,7 +189,8 @@ pub struct PeerStatus {
 /// It owns no socket, clock, thread or entropy source: time comes in as `now`, randomness from
 /// the injected `rng`, and the log through a [`LogStore`]. Usage:
 ///
-/// 1. Feed inputs: [`Gossip::handle_message`] for each message received,
+/// 1. Feed inputs: [`Gossip::handle_message`] for each message received (then
+///    [`Gossip::handle_clock`] if the transport says when the peer sent it),
 ///    [`Gossip::handle_tick`] when the deadline from [`Gossip::poll_timeout`] passes, and
 ///    [`Gossip::append_local`] for the node's own writes.
 /// 2. After each input, drain [`Gossip::poll_event`] (project applied operations before
@@ -198,6 +250,33 @@ impl<P: Clone + serde::Serialize, R: Rng> Gossip<P, R> {
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.me
+    }
+
+    /// The configuration in force (brought into workable ranges).
+    pub fn config(&self) -> &GossipConfig {
+        &self.config
+    }
+
+    /// This node's wall clock against its peers', from the latest reading of each; `None`
+    /// before any peer sent its clock.
+    pub fn clock_skew(&self) -> Option<ClockSkew> {
+        let mut readings: Vec<(i64, NodeId)> = self
+            .peers
+            .iter()
+            .filter_map(|(peer, status)| status.clock_offset_ms.map(|offset| (offset, *peer)))
+            .collect();
+        readings.sort_unstable();
+        let (median, _) = *readings.get(readings.len() / 2)?;
+        let max_drift = i64::try_from(self.config.max_clock_drift.as_millis()).unwrap_or(i64::MAX);
+        Some(ClockSkew {
+            offset_ms: median.saturating_neg(),
+            peers: readings.len(),
+            refused_by: readings
+                .iter()
+                .filter(|(offset, _)| offset.saturating_neg() > max_drift)
+                .map(|(_, peer)| *peer)
+                .collect(),
+        })
     }
 
     /// Starts gossiping with `peer` (no effect if known already or if it is this node).
@@ -300,6 +379,40 @@ impl<P: Clone + serde::Serialize, R: Rng> Gossip<P, R> {
             }
         }
         Ok(())
+    }
+
+    /// Takes note of a peer's wall clock: a message from `from`, received when this node's
+    /// wall clock read `wall_ms`, was sent when the peer's read `sent_wall_ms` (the
+    /// transport carries it beside the message, so nodes that do not send it still talk to
+    /// this one). Reports when the offset crosses `clock_skew_warning`, either way. A peer
+    /// not known yet (call [`Gossip::handle_message`] first) is ignored.
+    pub fn handle_clock(&mut self, wall_ms: u64, from: NodeId, sent_wall_ms: u64) {
+        let warning = self.config.clock_skew_warning.as_millis();
+        let skewed = |offset: i64| u128::from(offset.unsigned_abs()) > warning;
+        let Some(status) = self.peers.get_mut(&from) else {
+            return;
+        };
+        // The peer's reading is whatever it says: saturate rather than wrap.
+        let offset_ms = i64::try_from(i128::from(sent_wall_ms) - i128::from(wall_ms)).unwrap_or(
+            if sent_wall_ms > wall_ms {
+                i64::MAX
+            } else {
+                i64::MIN
+            },
+        );
+        let was_skewed = status.clock_offset_ms.is_some_and(skewed);
+        status.clock_offset_ms = Some(offset_ms);
+        match (was_skewed, skewed(offset_ms)) {
+            (false, true) => self.events.push_back(Event::PeerClockSkewed {
+                peer: from,
+                offset_ms,
+            }),
+            (true, false) => self.events.push_back(Event::PeerClockAgrees {
+                peer: from,
+                offset_ms,
+            }),
+            _ => {}
+        }
     }
 
     /// Advances time: starts an anti-entropy round when one is due, updates suspicion and
@@ -409,6 +522,12 @@ impl<P: Clone + serde::Serialize, R: Rng> Gossip<P, R> {
             }
             if op.hlc.wall_ms > latest_acceptable {
                 let ahead_ms = op.hlc.wall_ms - wall_ms;
+                if let Some(origin) = self.peers.get_mut(&op.dot.origin) {
+                    origin.refused = Some(ClockRefusal {
+                        dot: op.dot,
+                        ahead_ms,
+                    });
+                }
                 self.events.push_back(Event::ClockAhead {
                     dot: op.dot,
                     ahead_ms,
@@ -432,6 +551,13 @@ impl<P: Clone + serde::Serialize, R: Rng> Gossip<P, R> {
             self.clock.observe(op.hlc);
         }
         store.append(&ready)?;
+        for op in &ready {
+            if let Some(origin) = self.peers.get_mut(&op.dot.origin)
+                && origin.refused.is_some_and(|r| r.dot.seq <= op.dot.seq)
+            {
+                origin.refused = None;
+            }
+        }
         self.events.push_back(Event::Applied { ops: ready.clone() });
         Ok(ready)
     }
