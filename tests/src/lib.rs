@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod history;
+
 /// The cluster secret every node of a harness cluster gets, so that every scenario runs over
 /// mutual TLS exactly as a deployment does.
 pub const CLUSTER_SECRET: &str = "redcloud test cluster secret 0123456789";
