@@ -152,6 +152,20 @@ impl Node {
         self.child = Some(child);
     }
 
+    /// Kills the node and empties its data directory, as a container without a volume loses
+    /// it: started again, the node comes back under a new id.
+    pub fn wipe(&mut self) {
+        self.kill();
+        for entry in std::fs::read_dir(&self.data_dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).unwrap();
+            } else {
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -24,6 +24,7 @@ use crate::cluster::Registry;
 use crate::error::ApiError;
 use crate::meta::MetaOp;
 use crate::readmodel::{Projection, ReadModelError};
+use crate::retired::Retired;
 
 /// Largest encoded operation the log takes. A gossip message carries up to
 /// `GossipConfig::page_max_bytes` of operations plus at most one more, and the cluster
@@ -120,6 +121,7 @@ pub struct LogSnapshot {
 pub struct LogHandle {
     tx: mpsc::Sender<Command>,
     frontier: watch::Receiver<VersionVector>,
+    retired: Arc<Retired>,
 }
 
 impl LogHandle {
@@ -153,6 +155,9 @@ impl LogHandle {
     /// operation larger than [`MAX_OP_BYTES`] is refused before anything is written: it could
     /// never travel to another controller.
     pub async fn append(&self, ops: Vec<MetaOp>) -> Result<VersionVector, ApiError> {
+        if self.retired.me() {
+            return Err(ApiError::Retired);
+        }
         if let Some(size) = ops
             .iter()
             .map(encoded_len)
@@ -228,6 +233,8 @@ pub struct Shared {
     pub registry: Arc<Registry>,
     /// Appended operations are counted here.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Retired controllers learned from the log are recorded here.
+    pub retired: Arc<Retired>,
 }
 
 /// Opens the log and the read model under `data_dir`, brings the read model up to the log
@@ -260,6 +267,7 @@ pub fn start(
         rx,
         registry: shared.registry,
         metrics: shared.metrics,
+        retired: Arc::clone(&shared.retired),
         me: node_id,
         outbound,
         frontier: frontier_tx,
@@ -274,7 +282,11 @@ pub fn start(
                 reason: e.to_string(),
             })
         })?;
-    Ok(LogHandle { tx, frontier })
+    Ok(LogHandle {
+        tx,
+        frontier,
+        retired: shared.retired,
+    })
 }
 
 /// Projects whatever the log holds beyond what the read model has applied.
@@ -316,6 +328,7 @@ struct Worker {
     rx: mpsc::Receiver<Command>,
     registry: Arc<Registry>,
     metrics: Arc<crate::metrics::Metrics>,
+    retired: Arc<Retired>,
     me: NodeId,
     outbound: mpsc::Sender<Transmit<MetaOp>>,
     frontier: watch::Sender<VersionVector>,
@@ -478,6 +491,30 @@ impl Worker {
         }
     }
 
+    /// Hands what an applied operation says about the cluster's nodes to those who act on it.
+    fn learn_membership(&mut self, op: &MetaOp) {
+        match op {
+            MetaOp::ChunkserverSeen { node_id, address } => self.registry.learn(node_id, address),
+            MetaOp::ChunkserverRetired { node_id, reason } if self.registry.forget(node_id) => {
+                tracing::info!(chunkserver = %node_id, %reason, "chunkserver retired");
+            }
+            MetaOp::ControllerRetired { node_id, reason } => {
+                let Ok(node) = node_id.parse::<NodeId>() else {
+                    return;
+                };
+                self.core.remove_peer(node);
+                if self.retired.retire(node) {
+                    if node == self.me {
+                        tracing::error!(%reason, "this controller was retired from the cluster: it takes no more writes; restart it on an empty data directory to rejoin under a new id");
+                    } else {
+                        tracing::info!(controller = %node, %reason, "controller retired");
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Projects every applied operation the core reports.
     fn project_events(&mut self) -> Result<(), ApiError> {
         let mut applied: Vec<Op<MetaOp>> = Vec::new();
@@ -494,9 +531,7 @@ impl Worker {
                         }
                     }
                     for op in &ops {
-                        if let MetaOp::ChunkserverSeen { node_id, address } = &op.payload {
-                            self.registry.learn(node_id, address);
-                        }
+                        self.learn_membership(&op.payload);
                     }
                     applied.extend(ops);
                 }
