@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod history;
+
 /// The cluster secret every node of a harness cluster gets, so that every scenario runs over
 /// mutual TLS exactly as a deployment does.
 pub const CLUSTER_SECRET: &str = "redcloud test cluster secret 0123456789";
@@ -191,6 +193,20 @@ impl Node {
             .spawn()
             .unwrap();
         self.child = Some(child);
+    }
+
+    /// Kills the node and empties its data directory, as a container without a volume loses
+    /// it: started again, the node comes back under a new id.
+    pub fn wipe(&mut self) {
+        self.kill();
+        for entry in std::fs::read_dir(&self.data_dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).unwrap();
+            } else {
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
     }
 
     /// SIGKILL: no shutdown code runs.

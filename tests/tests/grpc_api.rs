@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use redcloud_proto::files::files_client::FilesClient;
 use redcloud_proto::files::{
-    Credentials, DownloadRequest, TagChange, TagQuery, UploadRequest, download_request,
+    Credentials, DownloadRequest, MeRequest, TagChange, TagQuery, UploadRequest, download_request,
 };
 use redcloud_tests::{ClusterBuilder, test_data};
 use tokio_stream::StreamExt;
@@ -38,12 +38,25 @@ async fn every_operation_over_grpc() {
     assert_eq!(registered.api_key.len(), 40);
     let exists = client.register(credentials.clone()).await.unwrap_err();
     assert_eq!(exists.code(), tonic::Code::AlreadyExists);
-    let key = client
-        .login(credentials)
+    assert!(!registered.username_conflict);
+    let login = client.login(credentials).await.unwrap().into_inner();
+    assert!(!login.username_conflict);
+    let key = login.api_key;
+    let me = client
+        .me(authed(MeRequest {}, &key))
         .await
         .unwrap()
-        .into_inner()
-        .api_key;
+        .into_inner();
+    assert_eq!(
+        (
+            me.user_id.as_str(),
+            me.username.as_str(),
+            me.username_conflict
+        ),
+        (registered.user_id.as_str(), "gina", false)
+    );
+    let stranger = client.me(MeRequest {}).await.unwrap_err();
+    assert_eq!(stranger.code(), tonic::Code::Unauthenticated);
 
     let data = test_data(9, 3_500_000);
     let mut messages = vec![UploadRequest {

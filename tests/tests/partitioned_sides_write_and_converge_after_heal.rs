@@ -1,12 +1,13 @@
 //! [C0, C1, CS0] | [C2, CS1]: uploads, tag changes and deletes on both sides while cut off;
 //! after the heal every controller has the same read model, and every acknowledged upload
-//! downloads byte-identical from every controller.
+//! downloads byte-identical from every controller, and the history checker finds every request's
+//! answer kept.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
-use redcloud_tests::{ClusterBuilder, Member, status_json, test_data};
-use serde_json::json;
+use redcloud_tests::history::{History, tags};
+use redcloud_tests::{ClusterBuilder, Member, test_data};
 
 #[tokio::test]
 async fn partitioned_sides_write_and_converge_after_heal() {
@@ -21,12 +22,18 @@ async fn partitioned_sides_write_and_converge_after_heal() {
         ])
         .start()
         .await;
-    let key = c.register("alice", "pw").await;
-    assert_eq!(
-        c.upload(&key, "before.bin", test_data(0, 50_000), "old,shared")
-            .await
-            .status(),
-        201
+    let history = History::default();
+    let mut left = history.client(&c, 0);
+    assert!(left.register("alice", "pw").await);
+    let key = left.api_key().to_owned();
+    assert!(
+        left.upload(
+            "before.bin",
+            test_data(0, 50_000),
+            &tags(&["old", "shared"])
+        )
+        .await
+        .is_some()
     );
     c.converged(Duration::from_secs(10)).await;
 
@@ -41,55 +48,31 @@ async fn partitioned_sides_write_and_converge_after_heal() {
     // Let each side notice the other side's chunkserver is gone, so writes stop trying it.
     tokio::time::sleep(Duration::from_millis(2000)).await;
 
+    let mut right = left.same_session_at(&c, 2);
     let mut acknowledged = Vec::new();
-    for (side, controller) in [("left", 0), ("right", 2)] {
+    for (side, client) in [("left", &mut left), ("right", &mut right)] {
         for i in 0..3u64 {
             let name = format!("{side}-{i}.bin");
-            let data = test_data(i + controller as u64 * 10, 250_000);
-            let (status, body) = status_json(
-                c.upload_at(
-                    controller,
-                    &key,
-                    &name,
-                    data.clone(),
-                    &format!("{side},shared"),
-                )
-                .await,
-            )
-            .await;
-            assert_eq!(status, 201, "{name}: {body}");
+            let data = test_data(i + client.controller() as u64 * 10, 250_000);
+            let stored = client
+                .upload(&name, data.clone(), &tags(&[side, "shared"]))
+                .await;
+            assert!(stored.is_some(), "{name}: {:?}", history.entries().last());
             acknowledged.push((name, data));
         }
-        let tagged = c
-            .http
-            .post(format!("{}/files/tags", c.url_of(controller)))
-            .bearer_auth(&key)
-            .json(&json!({"query_tags": [side], "new_tags": [format!("{side}-extra")]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(tagged.status(), 200);
+        let extra = format!("{side}-extra");
+        let tagged = client.add_tags(&tags(&[side]), &tags(&[&extra])).await;
+        assert_eq!(tagged.map(|ids| ids.len()), Some(3));
     }
     // Delete on the left a file the right keeps tagging: the delete wins after the heal.
-    let deleted = c
-        .http
-        .delete(format!("{}/files?tags=old", c.url_of(0)))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(status_json(deleted).await.1["deleted_count"], 1);
-    let retagged = c
-        .http
-        .post(format!("{}/files/tags", c.url_of(2)))
-        .bearer_auth(&key)
-        .json(&json!({"query_tags": ["old"], "new_tags": ["still-here?"]}))
-        .send()
-        .await
-        .unwrap();
+    let deleted = left.delete(&tags(&["old"])).await;
+    assert_eq!(deleted.map(|ids| ids.len()), Some(1));
+    let retagged = right
+        .add_tags(&tags(&["old"]), &tags(&["still-here?"]))
+        .await;
     assert_eq!(
-        status_json(retagged).await.1["updated_count"],
-        1,
+        retagged.map(|ids| ids.len()),
+        Some(1),
         "the right side does not know of the delete yet"
     );
     assert_eq!(
@@ -117,4 +100,5 @@ async fn partitioned_sides_write_and_converge_after_heal() {
             assert!(body == *data, "{name} differs on controller {controller}");
         }
     }
+    history.check(&c).await;
 }

@@ -91,6 +91,9 @@ enum Command {
     /// Read a controller's event log: operations, frontier, digest, rebuilds, diffs between
     /// nodes and the history of an entity.
     Log(commands::log::LogArgs),
+    /// Operator commands on the cluster (through a controller's cluster listener, with the
+    /// cluster secret).
+    Cluster(commands::cluster::ClusterArgs),
 }
 
 #[tokio::main]
@@ -145,6 +148,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Shell => commands::shell::run(&ctx).await,
         Command::Up(args) => commands::up::run(args).await,
         Command::Log(args) => commands::log::run(args, &cli.server, cli.json).await,
+        Command::Cluster(args) => commands::cluster::run(args, &cli.server, cli.json).await,
     };
     commands::remember_frontier(&ctx)?;
     outcome

@@ -475,3 +475,52 @@ fn the_cli_speaks_https_to_a_controller_whose_ca_it_is_given() {
         .unwrap();
     assert!(!plain.status.success());
 }
+
+#[test]
+fn cluster_forget_retires_a_node_and_names_what_it_refuses() {
+    let local = Local::start();
+    let status = json(&local.ok(&["--json", "status"]));
+    let cluster = format!(
+        "http://{}",
+        status["cluster"]["controllers"][0]["address"]
+            .as_str()
+            .unwrap()
+    );
+    let chunkserver = status["cluster"]["chunkservers"][0]["node_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let forget = |server: &str, args: &[&str]| {
+        local
+            .command()
+            .args(["--server", server, "cluster", "forget"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let stderr = |output: Output| {
+        assert!(!output.status.success());
+        String::from_utf8(output.stderr).unwrap()
+    };
+    assert!(
+        stderr(forget(&cluster, &["00000000000000ff"]))
+            .contains("No controller or chunkserver 00000000000000ff is known"),
+    );
+    let alive = stderr(forget(&cluster, &[&chunkserver]));
+    assert!(
+        alive.contains(&format!("chunkserver {chunkserver} was heard from"))
+            && alive.contains("force"),
+        "{alive}"
+    );
+    assert!(
+        stderr(forget(&local.server, &[&chunkserver]))
+            .contains("name a controller's cluster listener"),
+    );
+    let retired = forget(&cluster, &[&chunkserver, "--force"]);
+    assert!(retired.status.success(), "{retired:?}");
+    assert!(
+        String::from_utf8(retired.stdout)
+            .unwrap()
+            .contains(&format!("Retired chunkserver {chunkserver}")),
+    );
+}

@@ -154,6 +154,26 @@ impl Registry {
         entries.insert(node_id.to_owned(), Entry { info, client });
     }
 
+    /// Drops a retired chunkserver; whether it was known. A heartbeat from it makes it known
+    /// again.
+    pub fn forget(&self, node_id: &str) -> bool {
+        self.entries
+            .write()
+            .expect("registry lock poisoned by a panic in another thread")
+            .remove(node_id)
+            .is_some()
+    }
+
+    /// When `node_id` last sent this controller a heartbeat, if it ever did (since this
+    /// process started).
+    pub fn last_heartbeat(&self, node_id: &str) -> Option<Instant> {
+        self.entries
+            .read()
+            .expect("registry lock poisoned by a panic in another thread")
+            .get(node_id)
+            .and_then(|e| e.info.last_heartbeat)
+    }
+
     fn is_healthy(&self, info: &ChunkserverInfo, now: Instant) -> bool {
         info.last_heartbeat
             .is_some_and(|at| now.saturating_duration_since(at) < self.timeout)

@@ -27,6 +27,7 @@ const DEFAULT_REPAIR_CONCURRENCY_MAX: usize = 4;
 const DEFAULT_GC_GRACE_MS: u64 = 2 * 60 * 60 * 1000;
 const DEFAULT_GC_REPORT_MAX_AGE_MS: u64 = 60_000;
 const DEFAULT_GC_DELETIONS_PER_ROUND: usize = 1024;
+const DEFAULT_RETIRE_AFTER: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 const DEFAULT_AUTH_RATE_ADDRESS_BURST: u32 = 300;
 const DEFAULT_AUTH_RATE_ADDRESS_PER_MINUTE: u32 = 600;
 const DEFAULT_AUTH_RATE_USERNAME_BURST: u32 = 10;
@@ -154,6 +155,15 @@ pub struct Config {
     #[arg(long, env = "REDCLOUD_CONTROLLER_GC_DELETIONS_PER_ROUND", default_value_t = DEFAULT_GC_DELETIONS_PER_ROUND)]
     pub gc_deletions_per_round: usize,
 
+    /// Retire a controller or chunkserver silent this long (`7d`, `36h`, `90m`; `0`: never),
+    /// as `redcloud cluster forget` would: collection of deleted data waits for every
+    /// controller, so one that is gone for good would hold it back forever. The risk: a
+    /// controller cut off for longer than this that comes back takes no more writes (it must
+    /// rejoin on an empty data directory), and the data of files uploaded through it while it
+    /// was away may have been collected by then; its metadata operations stay valid.
+    #[arg(long, env = "REDCLOUD_CONTROLLER_RETIRE_AFTER", default_value = "7d")]
+    pub retire_after: humantime::Duration,
+
     /// Login and registration attempts one client address (an IPv6 /64) may make at once
     /// before it is slowed to `--auth-rate-address-per-minute` (429 beyond); 0 turns the
     /// limit off, e.g. behind a proxy that hides client addresses.
@@ -226,6 +236,7 @@ impl Config {
             gc_grace_ms: DEFAULT_GC_GRACE_MS,
             gc_report_max_age_ms: DEFAULT_GC_REPORT_MAX_AGE_MS,
             gc_deletions_per_round: DEFAULT_GC_DELETIONS_PER_ROUND,
+            retire_after: DEFAULT_RETIRE_AFTER.into(),
             auth_rate_address_burst: DEFAULT_AUTH_RATE_ADDRESS_BURST,
             auth_rate_address_per_minute: DEFAULT_AUTH_RATE_ADDRESS_PER_MINUTE,
             auth_rate_username_burst: DEFAULT_AUTH_RATE_USERNAME_BURST,
@@ -240,6 +251,11 @@ impl Config {
     /// The longest an upload may take from its first chunk write to its record in the log.
     pub fn upload_deadline(&self) -> Duration {
         Duration::from_millis(self.gc_grace_ms / 2)
+    }
+
+    /// `--retire-after`, `None` for never.
+    pub fn retire_after(&self) -> Option<Duration> {
+        Some(*self.retire_after).filter(|d| !d.is_zero())
     }
 
     /// Checks the settings that must agree with each other.

@@ -117,6 +117,27 @@ pub enum ApiError {
         /// How many of its origins are unknown here.
         unknown_origins: usize,
     },
+    /// This controller was retired from the cluster and takes no more writes (503).
+    #[error(
+        "This controller was retired from the cluster and takes no more writes; use another controller"
+    )]
+    Retired,
+    /// A node to retire is unknown (404).
+    #[error("No controller or chunkserver {0} is known to this cluster")]
+    NodeNotFound(String),
+    /// A node to retire was heard from recently (409): retiring a live node would let it be
+    /// collected around while it still serves.
+    #[error(
+        "{kind} {node_id} was heard from {seconds_ago} s ago; retire only a node that is gone for good (or force it)"
+    )]
+    NodeAlive {
+        /// "controller" or "chunkserver".
+        kind: &'static str,
+        /// Its id.
+        node_id: String,
+        /// Seconds since it was last heard from.
+        seconds_ago: u64,
+    },
     /// Anything else (500). The detail is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -153,6 +174,8 @@ pub enum ErrorCode {
     AlreadyExists,
     /// 413 / OUT_OF_RANGE.
     TooLarge,
+    /// 409 / FAILED_PRECONDITION.
+    Conflict,
     /// 429 / RESOURCE_EXHAUSTED.
     TooManyRequests,
     /// 503 / UNAVAILABLE.
@@ -173,6 +196,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Full => StatusCode::INSUFFICIENT_STORAGE,
@@ -189,6 +213,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => tonic::Code::PermissionDenied,
             ErrorCode::NotFound => tonic::Code::NotFound,
             ErrorCode::TooLarge => tonic::Code::OutOfRange,
+            ErrorCode::Conflict => tonic::Code::FailedPrecondition,
             ErrorCode::Unavailable => tonic::Code::Unavailable,
             ErrorCode::Full | ErrorCode::TooManyRequests => tonic::Code::ResourceExhausted,
             ErrorCode::Internal => tonic::Code::Internal,
@@ -210,9 +235,12 @@ impl ApiError {
             | ApiError::UploadWithoutTags
             | ApiError::OverLimit(_)
             | ApiError::InvalidFrontier { .. } => ErrorCode::BadRequest,
-            ApiError::FileNotFound(_) => ErrorCode::NotFound,
+            ApiError::FileNotFound(_) | ApiError::NodeNotFound(_) => ErrorCode::NotFound,
+            ApiError::NodeAlive { .. } => ErrorCode::Conflict,
             ApiError::Forbidden => ErrorCode::Forbidden,
-            ApiError::ChunkserverUnavailable(_) | ApiError::NotCaughtUp => ErrorCode::Unavailable,
+            ApiError::ChunkserverUnavailable(_) | ApiError::NotCaughtUp | ApiError::Retired => {
+                ErrorCode::Unavailable
+            }
             ApiError::StorageFull | ApiError::InsufficientStorage { .. } => ErrorCode::Full,
             ApiError::PayloadTooLarge { .. } => ErrorCode::TooLarge,
             ApiError::RateLimited { .. } => ErrorCode::TooManyRequests,
@@ -234,6 +262,9 @@ impl ApiError {
             ApiError::RateLimited { .. } => Some("RATE_LIMITED"),
             ApiError::NotCaughtUp => Some("NOT_CAUGHT_UP"),
             ApiError::InvalidFrontier { .. } => Some("INVALID_FRONTIER"),
+            ApiError::Retired => Some("CONTROLLER_RETIRED"),
+            ApiError::NodeNotFound(_) => Some("NODE_NOT_FOUND"),
+            ApiError::NodeAlive { .. } => Some("NODE_ALIVE"),
             ApiError::Internal(_) => Some("INTERNAL_ERROR"),
             ApiError::ChecksumMismatch { .. } => Some("CHECKSUM_MISMATCH"),
             ApiError::Validation(_)
@@ -415,6 +446,21 @@ mod tests {
                 ApiError::InvalidFrontier { unknown_origins: 3 },
                 400,
                 Some("INVALID_FRONTIER"),
+            ),
+            (ApiError::Retired, 503, Some("CONTROLLER_RETIRED")),
+            (
+                ApiError::NodeNotFound("00aa".into()),
+                404,
+                Some("NODE_NOT_FOUND"),
+            ),
+            (
+                ApiError::NodeAlive {
+                    kind: "chunkserver",
+                    node_id: "00aa".into(),
+                    seconds_ago: 2,
+                },
+                409,
+                Some("NODE_ALIVE"),
             ),
             (
                 ApiError::Internal("disk /secret/path exploded".into()),

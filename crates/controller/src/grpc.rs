@@ -9,9 +9,9 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use redcloud_proto::files::files_server::Files;
 use redcloud_proto::files::{
-    Credentials, DeleteResponse, DownloadRequest, DownloadResponse, FileInfo, ListResponse,
-    LoginResponse, RegisterResponse, SkippedFile, TagChange, TagChangeResponse, TagQuery,
-    UploadRequest, download_request,
+    Account, Credentials, DeleteResponse, DownloadRequest, DownloadResponse, FileInfo,
+    ListResponse, LoginResponse, MeRequest, RegisterResponse, SkippedFile, TagChange,
+    TagChangeResponse, TagQuery, UploadRequest, download_request,
 };
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
@@ -88,6 +88,7 @@ impl Files for FilesApi {
         Ok(Response::new(RegisterResponse {
             api_key: session.api_key,
             user_id: session.user_id.to_string(),
+            username_conflict: session.username_conflict,
         }))
     }
 
@@ -100,6 +101,17 @@ impl Files for FilesApi {
         let session = self.state.service.login(client, username, password).await?;
         Ok(Response::new(LoginResponse {
             api_key: session.api_key,
+            username_conflict: session.username_conflict,
+        }))
+    }
+
+    async fn me(&self, request: Request<MeRequest>) -> Result<Response<Account>, Status> {
+        let user = self.caller(&request).await?;
+        let account = self.state.service.account(user).await?;
+        Ok(Response::new(Account {
+            user_id: account.user_id.to_string(),
+            username: account.username,
+            username_conflict: account.username_conflict,
         }))
     }
 

@@ -110,7 +110,10 @@ impl Matcher {
             MetaOp::TagsAdded { file_ids, tags } | MetaOp::TagsRemoved { file_ids, tags } => {
                 any_file(file_ids) || has_tag(tags)
             }
-            MetaOp::ControllerSeen { .. } | MetaOp::ChunkserverSeen { .. } => false,
+            MetaOp::ControllerSeen { .. }
+            | MetaOp::ChunkserverSeen { .. }
+            | MetaOp::ControllerRetired { .. }
+            | MetaOp::ChunkserverRetired { .. } => false,
         }
     }
 }
@@ -160,6 +163,12 @@ pub fn describe(op: &MetaOp) -> String {
         }
         MetaOp::ChunkserverSeen { node_id, address } => {
             format!("chunkserver {node_id} seen at {address}")
+        }
+        MetaOp::ControllerRetired { node_id, reason } => {
+            format!("controller {node_id} retired: {reason}")
+        }
+        MetaOp::ChunkserverRetired { node_id, reason } => {
+            format!("chunkserver {node_id} retired: {reason}")
         }
     }
 }
@@ -296,6 +305,10 @@ fn rule(op: &Op<MetaOp>, ops: &[Op<MetaOp>], matcher: &Matcher) -> String {
         }
         MetaOp::ControllerSeen { .. } | MetaOp::ChunkserverSeen { .. } => {
             "LWW address by stamp".to_owned()
+        }
+        MetaOp::ControllerRetired { .. } => "retired for good".to_owned(),
+        MetaOp::ChunkserverRetired { .. } => {
+            "retired until a newer sighting (LWW by stamp)".to_owned()
         }
     }
 }

@@ -33,6 +33,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/internal/state", get(self::state))
         .route("/internal/peers", get(peers))
         .route("/internal/log", post(read_log))
+        .route("/internal/forget", post(forget))
         .route(
             "/internal/gossip",
             post(gossip).layer(DefaultBodyLimit::max(GOSSIP_BODY_LIMIT_BYTES)),
@@ -95,6 +96,116 @@ pub async fn state(State(app): State<Arc<AppState>>) -> Result<Json<serde_json::
         "operations": snapshot.frontier.op_count(),
         "digest": hex::encode(snapshot.digest),
     })))
+}
+
+/// The body of `POST /internal/forget`.
+#[derive(serde::Deserialize)]
+struct ForgetRequest {
+    node_id: String,
+    #[serde(default)]
+    force: bool,
+}
+
+/// `POST /internal/forget` (`redcloud cluster forget`): retires a controller or a chunkserver
+/// that is gone for good, so that collection no longer waits for it. A node heard from within
+/// `--gc-report-max-age-ms` (the bound collection waits for) is refused (409 NODE_ALIVE)
+/// unless `force` is set; retiring a node twice is harmless.
+pub async fn forget(
+    State(app): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let request: ForgetRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::InvalidRequest(format!("bad forget request: {e}")))?;
+    let node_id = request.node_id.trim().to_ascii_lowercase();
+    if node_id.is_empty() || node_id.len() > 64 {
+        return Err(ApiError::InvalidRequest(
+            "node_id must be 1 to 64 characters".to_owned(),
+        ));
+    }
+    if node_id == app.node_id.to_string() {
+        return Err(ApiError::InvalidRequest(
+            "a controller cannot retire itself; ask another controller".to_owned(),
+        ));
+    }
+    let (controllers, chunkservers, retired) = app
+        .service
+        .read(|r| Ok((r.controllers()?, r.chunkservers()?, r.retired()?)))
+        .await?;
+    let reason = format!("retired by an operator through controller {}", app.node_id);
+    let controller = node_id
+        .parse::<redcloud_eventlog::NodeId>()
+        .ok()
+        .filter(|id| controllers.contains(id) || app.membership.ids().contains(id));
+    let (kind, op) = if let Some(id) = controller {
+        let frontiers = app.service.log.peer_frontiers().await?;
+        let heard = frontiers.peers.get(&id).and_then(|view| view.last_heard);
+        refuse_if_alive(
+            "controller",
+            &node_id,
+            heard,
+            app.alive_within,
+            request.force,
+        )?;
+        let op = MetaOp::ControllerRetired {
+            node_id: node_id.clone(),
+            reason,
+        };
+        ("controller", op)
+    } else if chunkservers.iter().any(|(id, _)| *id == node_id) {
+        let heard = app
+            .registry
+            .last_heartbeat(&node_id)
+            .map(|at| Instant::now().saturating_duration_since(at));
+        refuse_if_alive(
+            "chunkserver",
+            &node_id,
+            heard,
+            app.alive_within,
+            request.force,
+        )?;
+        let op = MetaOp::ChunkserverRetired {
+            node_id: node_id.clone(),
+            reason,
+        };
+        ("chunkserver", op)
+    } else if let Some(node) = retired.iter().find(|n| n.node_id == node_id) {
+        let kind = if node.controller {
+            "controller"
+        } else {
+            "chunkserver"
+        };
+        return Ok(Json(json!({
+            "node_id": node_id,
+            "kind": kind,
+            "already_retired": true,
+        })));
+    } else {
+        return Err(ApiError::NodeNotFound(node_id));
+    };
+    app.service.log.append(vec![op]).await?;
+    tracing::warn!(node = %node_id, kind, "node retired by an operator");
+    Ok(Json(json!({
+        "node_id": node_id,
+        "kind": kind,
+        "already_retired": false,
+    })))
+}
+
+fn refuse_if_alive(
+    kind: &'static str,
+    node_id: &str,
+    heard: Option<std::time::Duration>,
+    alive_within: std::time::Duration,
+    force: bool,
+) -> Result<(), ApiError> {
+    match heard {
+        Some(ago) if ago < alive_within && !force => Err(ApiError::NodeAlive {
+            kind,
+            node_id: node_id.to_owned(),
+            seconds_ago: ago.as_secs(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// `GET /internal/peers`: this controller and the controllers it knows.

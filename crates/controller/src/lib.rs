@@ -18,6 +18,7 @@ mod metrics;
 mod peers;
 mod readmodel;
 mod repair;
+mod retired;
 mod service;
 pub mod status;
 mod throttle;
@@ -136,6 +137,8 @@ pub async fn run(
             "wall clock shifted by --clock-offset-ms, a test aid"
         );
     }
+    let retired = Arc::new(retired::Retired::new(node_id));
+    let worker_retired = Arc::clone(&retired);
     let log = tokio::task::spawn_blocking(move || {
         log_worker::start(
             &data_dir,
@@ -145,6 +148,7 @@ pub async fn run(
                 registry: worker_registry,
                 metrics: worker_metrics,
                 clock,
+                retired: worker_retired,
             },
             outbound,
             runtime,
@@ -155,15 +159,20 @@ pub async fn run(
     let reads = Arc::new(readmodel::ReadPool::new(
         &config.data_dir.join("readmodel.sqlite"),
     ));
-    let known = {
+    let (known, retired_nodes) = {
         let reads = Arc::clone(&reads);
-        tokio::task::spawn_blocking(move || reads.read(|r| r.chunkservers()))
+        tokio::task::spawn_blocking(move || reads.read(|r| Ok((r.chunkservers()?, r.retired()?))))
             .await
             .map_err(|e| RunError::Config(format!("read model task failed: {e}")))?
             .map_err(|e| RunError::Config(format!("read model: {e}")))?
     };
     for (id, address) in &known {
         registry.learn(id, address);
+    }
+    for node in retired_nodes.iter().filter(|n| n.controller) {
+        if let Ok(id) = node.node_id.parse() {
+            retired.retire(id);
+        }
     }
     let chunk_io = chunks::ChunkIo::new(
         Arc::clone(&registry),
@@ -203,7 +212,11 @@ pub async fn run(
         cluster_local,
         &redcloud_types::resolve_all(&seeds).await,
     );
-    let membership = Arc::new(peers::Membership::new(node_id, advertise.clone()));
+    let membership = Arc::new(peers::Membership::new(
+        node_id,
+        advertise.clone(),
+        Arc::clone(&retired),
+    ));
     tokio::spawn(peers::run_sender(
         Arc::clone(&membership),
         Arc::clone(&metrics),
@@ -256,8 +269,10 @@ pub async fn run(
             gc_grace: Duration::from_millis(config.gc_grace_ms),
             gc_report_max_age: Duration::from_millis(config.gc_report_max_age_ms),
             gc_deletions_per_round: config.gc_deletions_per_round,
+            retire_after: config.retire_after(),
         },
         Arc::clone(&ledger),
+        Arc::clone(&retired),
     );
     tokio::spawn(repair::run(repair, shutdown.clone()));
     let state = Arc::new(http::AppState {
@@ -270,6 +285,8 @@ pub async fn run(
         catch_up_waiters: tokio::sync::Semaphore::new(http::CATCH_UP_WAITERS),
         metrics,
         ledger,
+        retired,
+        alive_within: Duration::from_millis(config.gc_report_max_age_ms),
     });
 
     tracing::info!(

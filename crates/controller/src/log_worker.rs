@@ -28,6 +28,7 @@ use crate::cluster::Registry;
 use crate::error::ApiError;
 use crate::meta::MetaOp;
 use crate::readmodel::{Projection, ReadModelError};
+use crate::retired::Retired;
 
 /// Largest encoded operation the log takes. A gossip message carries up to
 /// `GossipConfig::page_max_bytes` of operations plus at most one more, and the cluster
@@ -185,6 +186,7 @@ pub struct LogHandle {
     tx: mpsc::Sender<Command>,
     frontier: watch::Receiver<VersionVector>,
     disk_full: watch::Receiver<Option<DiskFull>>,
+    retired: Arc<Retired>,
 }
 
 impl LogHandle {
@@ -245,6 +247,9 @@ impl LogHandle {
     /// operation larger than [`MAX_OP_BYTES`] is refused before anything is written: it could
     /// never travel to another controller.
     pub async fn append(&self, ops: Vec<MetaOp>) -> Result<VersionVector, ApiError> {
+        if self.retired.me() {
+            return Err(ApiError::Retired);
+        }
         if let Some(size) = ops
             .iter()
             .map(encoded_len)
@@ -322,6 +327,8 @@ pub struct Shared {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Stamps operations and gossip.
     pub clock: WallClock,
+    /// Retired controllers learned from the log are recorded here.
+    pub retired: Arc<Retired>,
 }
 
 /// Opens the log and the read model under `data_dir`, brings the read model up to the log
@@ -367,6 +374,7 @@ pub fn start(
         registry: shared.registry,
         metrics: shared.metrics,
         clock,
+        retired: Arc::clone(&shared.retired),
         me: node_id,
         outbound,
         frontier: frontier_tx,
@@ -390,6 +398,7 @@ pub fn start(
         tx,
         frontier,
         disk_full: disk_full_rx,
+        retired: shared.retired,
     })
 }
 
@@ -436,6 +445,7 @@ struct Worker {
     registry: Arc<Registry>,
     metrics: Arc<crate::metrics::Metrics>,
     clock: WallClock,
+    retired: Arc<Retired>,
     me: NodeId,
     outbound: mpsc::Sender<Transmit<MetaOp>>,
     frontier: watch::Sender<VersionVector>,
@@ -750,6 +760,30 @@ impl Worker {
         self.core.sync_now(now, &self.store);
     }
 
+    /// Hands what an applied operation says about the cluster's nodes to those who act on it.
+    fn learn_membership(&mut self, op: &MetaOp) {
+        match op {
+            MetaOp::ChunkserverSeen { node_id, address } => self.registry.learn(node_id, address),
+            MetaOp::ChunkserverRetired { node_id, reason } if self.registry.forget(node_id) => {
+                tracing::info!(chunkserver = %node_id, %reason, "chunkserver retired");
+            }
+            MetaOp::ControllerRetired { node_id, reason } => {
+                let Ok(node) = node_id.parse::<NodeId>() else {
+                    return;
+                };
+                self.core.remove_peer(node);
+                if self.retired.retire(node) {
+                    if node == self.me {
+                        tracing::error!(%reason, "this controller was retired from the cluster: it takes no more writes; restart it on an empty data directory to rejoin under a new id");
+                    } else {
+                        tracing::info!(controller = %node, %reason, "controller retired");
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Projects every applied operation the core reports, then fills any gap between the
     /// read model and the log from the log (unless the disk is full: the probe does that).
     fn project_events(&mut self) {
@@ -767,9 +801,7 @@ impl Worker {
                         }
                     }
                     for op in &ops {
-                        if let MetaOp::ChunkserverSeen { node_id, address } = &op.payload {
-                            self.registry.learn(node_id, address);
-                        }
+                        self.learn_membership(&op.payload);
                     }
                     applied.extend(ops);
                 }

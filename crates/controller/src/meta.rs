@@ -89,4 +89,24 @@ pub enum MetaOp {
         /// Its gRPC address.
         address: String,
     },
+    /// A controller was retired (`redcloud cluster forget`, or silent for longer than
+    /// `--retire-after`): it no longer holds back collection and leaves frontier tokens, peer
+    /// lists and the status page. The operations it made stay valid wherever they arrive.
+    /// Retirement is for good: the node rejoins only on an empty data directory, under a new
+    /// id.
+    ControllerRetired {
+        /// Its node id (16 hex digits).
+        node_id: String,
+        /// Who retired it and why, for the operator.
+        reason: String,
+    },
+    /// A chunkserver was retired: it leaves the registry and the status page, and no chunk
+    /// waits for a copy on it. A heartbeat from it later makes it known again (a newer
+    /// `ChunkserverSeen`).
+    ChunkserverRetired {
+        /// Its node id.
+        node_id: String,
+        /// Who retired it and why, for the operator.
+        reason: String,
+    },
 }

@@ -111,6 +111,7 @@ pub struct Metrics {
     gc_candidates: Gauge,
     gc_waiting: Gauge,
     gc_deleted: Gauge,
+    gc_blocked: Family<NodeLabels, Gauge>,
     chunkserver_healthy: Family<NodeLabels, Gauge>,
     chunkserver_capacity: Family<NodeLabels, Gauge>,
     chunkserver_used: Family<NodeLabels, Gauge>,
@@ -233,6 +234,10 @@ impl Metrics {
             "peer_reachable",
             "1 when a peer controller answered recently",
         );
+        let gc_blocked = family(
+            "gc_blocked_seconds",
+            "Seconds collection has waited for this controller (it never reported, reported long ago, or holds operations this one lacks); `redcloud cluster forget` retires a controller that is gone for good",
+        );
         let chunkserver_healthy = family(
             "chunkserver_healthy",
             "1 when a chunkserver was heard from within the failure timeout",
@@ -289,6 +294,7 @@ impl Metrics {
             gc_candidates,
             gc_waiting,
             gc_deleted,
+            gc_blocked,
             chunkserver_healthy,
             chunkserver_capacity,
             chunkserver_used,
@@ -322,6 +328,11 @@ impl Metrics {
         set(&self.gc_candidates, p.gc_candidates);
         set(&self.gc_waiting, p.gc_waiting);
         set(&self.gc_deleted, p.gc_deleted);
+        self.gc_blocked.clear();
+        if let (Some(node), Some(for_ms)) = (&p.gc_blocked_by, p.gc_blocked_for_ms) {
+            let labels = NodeLabels { node: node.clone() };
+            set(&self.gc_blocked.get_or_create(&labels), for_ms / 1000);
+        }
         for family in [
             &self.peer_behind,
             &self.peer_ahead,

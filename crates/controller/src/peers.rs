@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{HeardFrom, Registry};
 use crate::meta::MetaOp;
+use crate::retired::Retired;
 
 /// The header naming the sending controller on gossip requests.
 pub const NODE_HEADER: &str = "x-redcloud-node";
@@ -70,16 +71,32 @@ pub struct Membership {
     me: NodeId,
     address: RwLock<Advertise>,
     peers: RwLock<BTreeMap<NodeId, String>>,
+    /// Retired controllers are neither learned nor listed: a new controller may serve at a
+    /// retired one's address.
+    retired: Arc<Retired>,
 }
 
 impl Membership {
     /// Membership of `me`, reachable at `address`.
-    pub fn new(me: NodeId, address: Advertise) -> Self {
+    pub fn new(me: NodeId, address: Advertise, retired: Arc<Retired>) -> Self {
         Self {
             me,
             address: RwLock::new(address),
             peers: RwLock::new(BTreeMap::new()),
+            retired,
         }
+    }
+
+    /// The live peers and their addresses.
+    fn live(&self) -> Vec<(NodeId, String)> {
+        let retired = self.retired.controllers();
+        self.peers
+            .read()
+            .expect("membership lock poisoned by a panic in another thread")
+            .iter()
+            .filter(|(id, _)| !retired.contains(id))
+            .map(|(id, address)| (*id, address.clone()))
+            .collect()
     }
 
     /// This controller's id.
@@ -110,7 +127,7 @@ impl Membership {
 
     /// Records `peer` at `address`; returns whether it was new.
     pub fn learn(&self, peer: NodeId, address: &str) -> bool {
-        if peer == self.me || address.is_empty() {
+        if peer == self.me || address.is_empty() || self.retired.contains(peer) {
             return false;
         }
         let mut peers = self
@@ -129,25 +146,18 @@ impl Membership {
             .cloned()
     }
 
-    /// The ids of every known peer.
+    /// The ids of every known live peer.
     pub fn ids(&self) -> Vec<NodeId> {
-        self.peers
-            .read()
-            .expect("membership lock poisoned by a panic in another thread")
-            .keys()
-            .copied()
-            .collect()
+        self.live().into_iter().map(|(id, _)| id).collect()
     }
 
-    /// Every known peer.
+    /// Every known live peer.
     pub fn peers(&self) -> Vec<PeerInfo> {
-        self.peers
-            .read()
-            .expect("membership lock poisoned by a panic in another thread")
-            .iter()
+        self.live()
+            .into_iter()
             .map(|(id, address)| PeerInfo {
                 node_id: id.to_string(),
-                address: address.clone(),
+                address,
             })
             .collect()
     }
@@ -166,13 +176,7 @@ impl Membership {
     }
 
     fn knows_address(&self, address: &str) -> bool {
-        address == self.address()
-            || self
-                .peers
-                .read()
-                .expect("membership lock poisoned by a panic in another thread")
-                .values()
-                .any(|a| a == address)
+        address == self.address() || self.live().iter().any(|(_, a)| a == address)
     }
 }
 

@@ -6,11 +6,13 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use redcloud_eventlog::NodeId;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::Registry;
 use crate::log_worker::{DiskFull, PeerView};
 use crate::peers::Membership;
+use crate::repair::gc::Blocked;
 use crate::service::format_timestamp;
 
 /// A peer silent for longer than this is shown as unreachable.
@@ -152,6 +154,12 @@ pub struct RepairStatus {
     pub gc_deleted: u64,
     /// Why collection waits, if it does.
     pub gc_blocked: Option<String>,
+    /// The controller collection waits for.
+    pub gc_blocked_by: Option<String>,
+    /// How long collection has waited for it, in milliseconds.
+    pub gc_blocked_for_ms: Option<u64>,
+    /// What unblocks collection if that controller is gone for good.
+    pub gc_unblock: Option<String>,
 }
 
 /// What the last repair round found, kept for `/status` and `/metrics`.
@@ -166,6 +174,8 @@ struct LedgerInner {
     repair: RepairStatus,
     missing: Vec<(String, u64)>,
     round_at: Option<Instant>,
+    /// The controller collection waits for, and since when.
+    blocked_since: Option<(NodeId, Instant)>,
 }
 
 /// One round's findings.
@@ -218,12 +228,40 @@ impl RepairLedger {
     }
 
     /// Records what collection found and did.
-    pub fn collection(&self, candidates: u64, waiting: u64, deleted: u64, blocked: Option<String>) {
+    pub fn collection(
+        &self,
+        candidates: u64,
+        waiting: u64,
+        deleted: u64,
+        blocked: Option<Blocked>,
+    ) {
+        let now = Instant::now();
         let mut inner = self.lock();
         inner.repair.gc_candidates = candidates;
         inner.repair.gc_waiting = waiting;
         inner.repair.gc_deleted += deleted;
-        inner.repair.gc_blocked = blocked;
+        inner.repair.gc_blocked = blocked.as_ref().map(ToString::to_string);
+        let Some(blocked) = blocked else {
+            inner.blocked_since = None;
+            inner.repair.gc_blocked_by = None;
+            inner.repair.gc_blocked_for_ms = None;
+            inner.repair.gc_unblock = None;
+            return;
+        };
+        let node = blocked.node();
+        // A stale report says how long the controller has been silent; otherwise the wait
+        // counts from the first round that found it.
+        let since = match (inner.blocked_since, &blocked) {
+            (_, Blocked::StaleReport(_, age)) => now.checked_sub(*age).unwrap_or(now),
+            (Some((was, since)), _) if was == node => since,
+            _ => now,
+        };
+        inner.blocked_since = Some((node, since));
+        inner.repair.gc_blocked_by = Some(node.to_string());
+        inner.repair.gc_blocked_for_ms = Some(millis(now.saturating_duration_since(since)));
+        inner.repair.gc_unblock = Some(format!(
+            "if controller {node} is gone for good: redcloud cluster forget {node} --server <any controller>:8001"
+        ));
     }
 
     fn snapshot(&self, now: Instant) -> (ReplicationStatus, RepairStatus, Vec<(String, u64)>) {
@@ -596,7 +634,7 @@ code {{ font-size: .95em; }}
 <tr><th>Last repair round</th><td class="num">{as_of} (round {rounds})</td></tr>
 <tr><th>Garbage-collection candidates</th><td class="num">{candidates} ({waiting} waiting for every controller)</td></tr>
 <tr><th>Chunk copies collected</th><td class="num">{deleted}</td></tr>
-<tr><th>Collection</th><td>{blocked}</td></tr>
+<tr><th>Collection</th><td>{blocked}{unblock}</td></tr>
 </table>
 </body></html>
 "#,
@@ -611,8 +649,19 @@ code {{ font-size: .95em; }}
         deleted = p.gc_deleted,
         blocked = p.gc_blocked.as_deref().map_or_else(
             || "running".to_owned(),
-            |why| format!("waiting: {}", escape(why))
+            |why| format!(
+                "waiting for {} s: {}",
+                p.gc_blocked_for_ms.unwrap_or(0) / 1000,
+                escape(why)
+            )
         ),
+        unblock = p
+            .gc_unblock
+            .as_deref()
+            .map_or_else(String::new, |hint| format!(
+                "<br><code>{}</code>",
+                escape(hint)
+            )),
     );
     html
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, anyhow};
+use anyhow::anyhow;
 use clap::{Args, Subcommand};
 use redcloud_cli::logtool::{self, Filter, Reader, Source};
 use redcloud_controller::inspect::{self, Entity};
@@ -82,15 +82,7 @@ fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
 
 /// Runs `redcloud log`; `server` is the global `--server`.
 pub async fn run(args: LogArgs, server: &str, json: bool) -> anyhow::Result<()> {
-    let token = args
-        .token
-        .resolve()
-        .context("cannot read the cluster secret file")?;
-    let secret = token
-        .as_deref()
-        .map(redcloud_link::ClusterSecret::new)
-        .transpose()?;
-    let link = redcloud_link::ClusterLink::new(secret.as_ref())?;
+    let link = super::cluster_link(&args.token)?;
     let source = match &args.data_dir {
         Some(dir) => Source::Dir(dir.clone()),
         None => Source::parse(server),

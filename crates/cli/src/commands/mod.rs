@@ -1,6 +1,7 @@
 //! The one-shot commands: each calls the controller and prints a human answer, or the server's
 //! JSON with `--json`.
 
+pub mod cluster;
 pub mod log;
 pub mod shell;
 pub mod up;
@@ -21,6 +22,20 @@ pub struct Context {
     pub client: Client,
     /// Print the server's JSON instead of sentences.
     pub json: bool,
+}
+
+/// The link to the cluster listeners, keyed by the secret the flags or environment name.
+fn cluster_link(
+    token: &redcloud_types::ClusterTokenArgs,
+) -> anyhow::Result<redcloud_link::ClusterLink> {
+    let token = token
+        .resolve()
+        .context("cannot read the cluster secret file")?;
+    let secret = token
+        .as_deref()
+        .map(redcloud_link::ClusterSecret::new)
+        .transpose()?;
+    Ok(redcloud_link::ClusterLink::new(secret.as_ref())?)
 }
 
 fn print_json(value: &Value) {
@@ -386,9 +401,15 @@ fn cluster_screen(cluster: &ClusterStatus) -> String {
         p.gc_deleted,
         p.gc_blocked
             .as_deref()
-            .map(|why| format!(" (waiting: {why})"))
+            .map(|why| format!(
+                " (waiting {} s: {why})",
+                p.gc_blocked_for_ms.unwrap_or(0) / 1000
+            ))
             .unwrap_or_default(),
     );
+    if let Some(unblock) = &p.gc_unblock {
+        let _ = writeln!(out, "  To unblock collection, {unblock}");
+    }
     out
 }
 

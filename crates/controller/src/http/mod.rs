@@ -46,6 +46,11 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// What the repair service found last.
     pub ledger: Arc<crate::status::RepairLedger>,
+    /// The retired controllers.
+    pub retired: Arc<crate::retired::Retired>,
+    /// A node heard from within this long counts as alive (`--gc-report-max-age-ms`, the bound
+    /// collection waits for): `redcloud cluster forget` refuses it unless forced.
+    pub alive_within: std::time::Duration,
 }
 
 /// The client listener's router.

@@ -3,7 +3,8 @@
 //! yet waits (bounded) while the node catches up from its peers, or gets 503 NOT_CAUGHT_UP.
 //! A token is only waited for when it names origins this node knows (in its log or as peers):
 //! anything else is 400 INVALID_FRONTIER at once, and at most [`CATCH_UP_WAITERS`] requests
-//! wait at a time, so forged tokens cannot hold requests or memory.
+//! wait at a time, so forged tokens cannot hold requests or memory. Retired controllers are
+//! left out of tokens both ways, so a token's size follows the live controllers.
 
 use std::sync::Arc;
 
@@ -57,6 +58,8 @@ pub async fn read_your_writes(
             .into_response();
         }
     };
+    // Nobody waits for a retired controller: what it made arrives when it arrives.
+    let wanted = wanted.map(|w| app.retired.without_retired(&w));
     let mut watch = app.service.log.frontier();
     if let Some(wanted) = wanted.filter(|w| !watch.borrow().dominates(w)) {
         let peers = app.membership.ids();
@@ -86,7 +89,10 @@ pub async fn read_your_writes(
     }
     let mut response = next.run(request).await;
     if response.status().is_success() {
-        let token = encode_token(&app.service.log.frontier().borrow());
+        let frontier = app
+            .retired
+            .without_retired(&app.service.log.frontier().borrow());
+        let token = encode_token(&frontier);
         if let Ok(value) = HeaderValue::from_str(&token) {
             response.headers_mut().insert(FRONTIER_HEADER, value);
         }

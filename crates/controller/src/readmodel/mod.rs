@@ -36,8 +36,8 @@ const SCHEMA: &str = include_str!("schema.sql");
 /// The read model's format, kept in SQLite's `user_version`. Bump it whenever the tables or a
 /// rule change: a read model of another format is emptied when opened and rebuilt from the
 /// log, the source of truth. 2: tags record whether the file ever carried them. 3: conflict
-/// names unique among the owner's live files.
-const FORMAT: i64 = 3;
+/// names unique among the owner's live files. 4: retired nodes.
+const FORMAT: i64 = 4;
 const APPLIED_FRONTIER_KEY: &str = "applied_frontier";
 /// Prepared statements kept per connection: more than the projection and queries use.
 const STATEMENT_CACHE_CAPACITY: usize = 64;
@@ -359,7 +359,35 @@ fn apply_one(tx: &Transaction<'_>, op: &Op<MetaOp>) -> Result<(), ReadModelError
                  WHERE excluded.stamp > chunkservers.stamp")?.execute(params![node_id, address, stamp],
             )?;
         }
+        MetaOp::ControllerRetired { node_id, reason } => {
+            retire(tx, RETIRED_CONTROLLER, node_id, reason, &stamp)?;
+        }
+        MetaOp::ChunkserverRetired { node_id, reason } => {
+            retire(tx, RETIRED_CHUNKSERVER, node_id, reason, &stamp)?;
+        }
     }
+    Ok(())
+}
+
+/// `retired_nodes.kind` of a controller.
+pub(crate) const RETIRED_CONTROLLER: &str = "controller";
+/// `retired_nodes.kind` of a chunkserver.
+pub(crate) const RETIRED_CHUNKSERVER: &str = "chunkserver";
+
+/// Records a retirement; the newest one of a node wins (last writer wins by stamp).
+fn retire(
+    tx: &Transaction<'_>,
+    kind: &str,
+    node_id: &str,
+    reason: &str,
+    stamp: &[u8],
+) -> Result<(), ReadModelError> {
+    tx.prepare_cached(
+        "INSERT INTO retired_nodes (kind, node_id, stamp, reason) VALUES (?1, ?2, ?3, ?4)
+           ON CONFLICT (kind, node_id) DO UPDATE SET stamp = excluded.stamp, reason = excluded.reason
+           WHERE excluded.stamp > retired_nodes.stamp",
+    )?
+    .execute(params![kind, node_id, stamp, reason])?;
     Ok(())
 }
 
@@ -571,6 +599,10 @@ pub fn digest(conn: &Connection) -> Result<[u8; 32], ReadModelError> {
         (
             "chunkservers",
             "SELECT node_id, address, stamp FROM chunkservers ORDER BY node_id",
+        ),
+        (
+            "retired_nodes",
+            "SELECT kind, node_id, stamp, reason FROM retired_nodes ORDER BY kind, node_id",
         ),
     ];
     let mut hasher = Sha256::new();

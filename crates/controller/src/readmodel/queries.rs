@@ -15,6 +15,19 @@ use super::{ReadModelError, open_connection};
 use crate::meta::KeyHash;
 use crate::repair::gc::ChunkPast;
 
+/// A node retired from the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetiredNode {
+    /// A controller (else a chunkserver).
+    pub controller: bool,
+    /// Its node id.
+    pub node_id: String,
+    /// When (the retiring operation's stamp), milliseconds since the Unix epoch.
+    pub retired_at_ms: u64,
+    /// Who retired it and why.
+    pub reason: String,
+}
+
 /// Most idle connections kept for reuse.
 const POOL_MAX_IDLE: usize = 8;
 
@@ -281,11 +294,13 @@ impl Reader<'_> {
         .collect()
     }
 
-    /// Every controller that ever joined.
+    /// Every controller that ever joined and was not retired.
     pub fn controllers(&self) -> Result<Vec<NodeId>, ReadModelError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT node_id FROM controllers ORDER BY node_id")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT node_id FROM controllers WHERE node_id NOT IN
+               (SELECT node_id FROM retired_nodes WHERE kind = 'controller')
+             ORDER BY node_id",
+        )?;
         let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
         rows.map(|id| {
             let id = id?;
@@ -341,11 +356,50 @@ impl Reader<'_> {
 
     /// Every chunkserver ever seen, with its last known address.
     pub fn chunkservers(&self) -> Result<Vec<(String, String)>, ReadModelError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT node_id, address FROM chunkservers ORDER BY node_id")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT c.node_id, c.address FROM chunkservers c WHERE NOT EXISTS
+               (SELECT 1 FROM retired_nodes r WHERE r.kind = 'chunkserver'
+                  AND r.node_id = c.node_id AND r.stamp > c.stamp)
+             ORDER BY c.node_id",
+        )?;
         let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every node retired now: controllers for good, chunkservers not seen again since.
+    pub fn retired(&self) -> Result<Vec<RetiredNode>, ReadModelError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT r.kind, r.node_id, r.stamp, r.reason FROM retired_nodes r
+             WHERE r.kind = 'controller' OR NOT EXISTS
+               (SELECT 1 FROM chunkservers c WHERE c.node_id = r.node_id AND c.stamp > r.stamp)
+             ORDER BY r.kind DESC, r.node_id",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, Vec<u8>>(2)?,
+                row.get::<_, String>(3)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (kind, node_id, stamp, reason) = row?;
+            let wall: [u8; 8] =
+                stamp
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| ReadModelError::Corrupt {
+                        what: "retired_nodes.stamp",
+                        reason: format!("{} bytes", stamp.len()),
+                    })?;
+            Ok(RetiredNode {
+                controller: kind == super::RETIRED_CONTROLLER,
+                node_id,
+                retired_at_ms: u64::from_be_bytes(wall),
+                reason,
+            })
+        })
+        .collect()
     }
 
     fn with_tags(&self, mut file: FileRecord) -> Result<FileRecord, ReadModelError> {

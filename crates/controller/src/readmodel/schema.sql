@@ -86,3 +86,14 @@ CREATE TABLE IF NOT EXISTS chunkservers (
     address TEXT NOT NULL,
     stamp BLOB NOT NULL
 ) WITHOUT ROWID;
+
+-- Retired nodes (`ControllerRetired`, `ChunkserverRetired`), with the newest retirement. A
+-- controller is retired for good; a chunkserver only while its newest retirement is newer
+-- than its newest `ChunkserverSeen`.
+CREATE TABLE IF NOT EXISTS retired_nodes (
+    kind TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    stamp BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (kind, node_id)
+) WITHOUT ROWID;

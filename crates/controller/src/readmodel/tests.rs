@@ -321,6 +321,76 @@ fn a_delete_wins_over_a_concurrent_tag_change() {
     }
 }
 
+/// A retired controller is gone for good; a retired chunkserver is back once seen again after
+/// its retirement; every arrival order ends in the same read model.
+#[test]
+fn retirements_take_controllers_out_for_good_and_chunkservers_until_seen_again() {
+    let mut h = History::new(2);
+    let seen = |node: &str| MetaOp::ControllerSeen {
+        node_id: node.into(),
+        address: "a:8001".into(),
+    };
+    let chunkserver_seen = |address: &str| MetaOp::ChunkserverSeen {
+        node_id: "cs".into(),
+        address: address.into(),
+    };
+    h.op(0, 1, seen("00000000000000aa"));
+    h.op(0, 2, seen("00000000000000bb"));
+    h.op(0, 3, chunkserver_seen("cs:50051"));
+    h.merge(1, 0);
+    h.op(
+        1,
+        5,
+        MetaOp::ControllerRetired {
+            node_id: "00000000000000bb".into(),
+            reason: "gone".into(),
+        },
+    );
+    h.op(
+        1,
+        6,
+        MetaOp::ChunkserverRetired {
+            node_id: "cs".into(),
+            reason: "gone".into(),
+        },
+    );
+    // Concurrently, the other side sees the controller again: it stays retired.
+    h.op(0, 7, seen("00000000000000bb"));
+    let mut digests = std::collections::BTreeSet::new();
+    for seed in 0..8 {
+        let order = random_causal_order(&h.all, &mut rand::rngs::StdRng::seed_from_u64(seed));
+        let mut p = memory();
+        p.apply(&order).unwrap();
+        let r = reader_of(&p);
+        assert_eq!(r.controllers().unwrap(), vec![NodeId::new(0xaa)]);
+        assert!(r.chunkservers().unwrap().is_empty());
+        let retired: Vec<(bool, String)> = r
+            .retired()
+            .unwrap()
+            .into_iter()
+            .map(|n| (n.controller, n.node_id))
+            .collect();
+        assert_eq!(
+            retired,
+            vec![(true, "00000000000000bb".into()), (false, "cs".into())]
+        );
+        digests.insert(p.digest().unwrap());
+    }
+    assert_eq!(digests.len(), 1);
+
+    h.merge(0, 1);
+    h.op(0, 9, chunkserver_seen("cs:50052"));
+    let mut p = memory();
+    p.apply(&h.all).unwrap();
+    let r = reader_of(&p);
+    assert_eq!(
+        r.chunkservers().unwrap(),
+        vec![("cs".to_owned(), "cs:50052".to_owned())],
+        "a heartbeat after the retirement brings the chunkserver back"
+    );
+    assert_eq!(r.retired().unwrap().len(), 1);
+}
+
 /// A user with one file, projected into a read model at `path`: the history and its digest.
 fn one_user_one_file_at(path: &Path) -> (History, [u8; 32]) {
     let mut h = History::new(1);

@@ -41,6 +41,15 @@ pub enum Blocked {
     AheadOfUs(NodeId),
 }
 
+impl Blocked {
+    /// The controller collection waits for.
+    pub fn node(&self) -> NodeId {
+        match self {
+            Self::NoReport(node) | Self::StaleReport(node, _) | Self::AheadOfUs(node) => *node,
+        }
+    }
+}
+
 impl std::fmt::Display for Blocked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

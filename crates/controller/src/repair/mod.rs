@@ -20,9 +20,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{ChunkserverInfo, Registry};
 use crate::log_worker::LogHandle;
+use crate::meta::MetaOp;
 use crate::peers::Membership;
 use crate::readmodel::ReadPool;
+use crate::retired::Retired;
 use crate::status::{RepairLedger, RoundFindings};
+
+/// Which kind of node.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Controller,
+    Chunkserver,
+}
 
 /// How the repair service runs.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +50,8 @@ pub struct RepairConfig {
     pub gc_report_max_age: Duration,
     /// Most chunk copies deleted in one round.
     pub gc_deletions_per_round: usize,
+    /// Nodes silent for longer than this are retired (`--retire-after`; `None`: never).
+    pub retire_after: Option<Duration>,
 }
 
 /// What the repair service reads and talks to.
@@ -57,6 +68,10 @@ pub struct Repair {
     pub config: RepairConfig,
     /// Where each round's findings are kept for `/status` and `/metrics`.
     pub ledger: Arc<RepairLedger>,
+    /// The retired controllers.
+    pub retired: Arc<Retired>,
+    /// When this process started: a node never heard from has been silent at least since.
+    started: Instant,
     /// Copies a chunkserver kept as recently written, and when to ask again: a chunk stays
     /// fresh for the whole grace period, so asking every round would only cost calls.
     kept: std::sync::Mutex<BTreeMap<(ChunkId, String), Instant>>,
@@ -91,6 +106,7 @@ impl Repair {
         membership: Arc<Membership>,
         config: RepairConfig,
         ledger: Arc<RepairLedger>,
+        retired: Arc<Retired>,
     ) -> Self {
         Self {
             registry,
@@ -99,6 +115,8 @@ impl Repair {
             membership,
             config,
             ledger,
+            retired,
+            started: Instant::now(),
             kept: std::sync::Mutex::default(),
         }
     }
@@ -139,6 +157,9 @@ impl Repair {
     }
 
     async fn round(&self) {
+        if self.config.retire_after.is_some() {
+            self.retire_silent_chunkservers().await;
+        }
         let healthy = self.registry.healthy(Instant::now());
         if healthy.is_empty() {
             return;
@@ -237,33 +258,96 @@ impl Repair {
         tracing::info!(made, failed = copies.len() - made, "repair round done");
     }
 
-    /// What every controller ever seen has reported of its frontier.
+    /// What every live controller ever seen has reported of its frontier. Controllers silent
+    /// for longer than `--retire-after` are retired on the way.
     async fn knowledge(&self) -> Result<gc::Knowledge, crate::error::ApiError> {
         let frontiers = self.log.peer_frontiers().await?;
         let me = self.membership.me();
-        let mut controllers: BTreeSet<NodeId> = self
-            .read(|r| r.controllers())
+        let (known, retired) = self
+            .read(|r| Ok((r.controllers()?, r.retired()?)))
             .await
-            .ok_or_else(|| crate::error::ApiError::internal("cannot read the known controllers"))?
-            .into_iter()
-            .collect();
+            .ok_or_else(|| crate::error::ApiError::internal("cannot read the known controllers"))?;
+        // The log worker learns retirements as they arrive; a projection that caught up from
+        // the log in bulk is picked up here.
+        for node in retired.iter().filter(|n| n.controller) {
+            if let Ok(id) = node.node_id.parse() {
+                self.retired.retire(id);
+            }
+        }
+        let mut controllers: BTreeSet<NodeId> = known.into_iter().collect();
         controllers.extend(self.membership.ids());
         controllers.extend(frontiers.peers.keys().copied());
         controllers.remove(&me);
-        let reports = controllers
-            .into_iter()
-            .map(|node| {
-                let report = frontiers
-                    .peers
-                    .get(&node)
-                    .and_then(|view| view.report.clone());
-                (node, report)
-            })
-            .collect();
+        for gone in self.retired.controllers() {
+            controllers.remove(&gone);
+        }
+        let mut reports = BTreeMap::new();
+        for node in controllers {
+            let view = frontiers.peers.get(&node);
+            let report = view.and_then(|view| view.report.clone());
+            let silent_for = view
+                .and_then(|view| view.last_heard)
+                .or(report.as_ref().map(|(age, _)| *age))
+                .unwrap_or_else(|| self.started.elapsed());
+            if self
+                .retire_if_silent(Kind::Controller, &node.to_string(), silent_for)
+                .await
+            {
+                continue;
+            }
+            reports.insert(node, report);
+        }
         Ok(gc::Knowledge {
             local: frontiers.local,
             reports,
         })
+    }
+
+    /// Retires the chunkservers silent for longer than `--retire-after`.
+    async fn retire_silent_chunkservers(&self) {
+        let now = Instant::now();
+        for (info, _) in self.registry.snapshot(now) {
+            let silent_for = info.last_heartbeat.map_or_else(
+                || self.started.elapsed(),
+                |at| now.saturating_duration_since(at),
+            );
+            self.retire_if_silent(Kind::Chunkserver, &info.node_id, silent_for)
+                .await;
+        }
+    }
+
+    /// Appends the retirement of a node silent for `silent_for` if that is longer than
+    /// `--retire-after`; whether it did.
+    async fn retire_if_silent(&self, kind: Kind, node_id: &str, silent_for: Duration) -> bool {
+        let Some(limit) = self.config.retire_after.filter(|l| silent_for > *l) else {
+            return false;
+        };
+        let reason = format!(
+            "silent for {} s, longer than --retire-after ({} s), as seen by controller {}",
+            silent_for.as_secs(),
+            limit.as_secs(),
+            self.membership.me()
+        );
+        let op = match kind {
+            Kind::Controller => MetaOp::ControllerRetired {
+                node_id: node_id.to_owned(),
+                reason: reason.clone(),
+            },
+            Kind::Chunkserver => MetaOp::ChunkserverRetired {
+                node_id: node_id.to_owned(),
+                reason: reason.clone(),
+            },
+        };
+        match self.log.append(vec![op]).await {
+            Ok(_) => {
+                tracing::warn!(node = %node_id, kind = ?kind, %reason, "node retired automatically");
+                true
+            }
+            Err(error) => {
+                tracing::warn!(node = %node_id, %error, "could not retire a silent node");
+                false
+            }
+        }
     }
 
     /// Deletes copies of chunks that no controller can need any more.
@@ -290,8 +374,7 @@ impl Repair {
             Ok(stable) => stable,
             Err(blocked) => {
                 tracing::debug!(candidates = candidates.len(), %blocked, "collection waits");
-                self.ledger
-                    .collection(candidate_count, 0, 0, Some(blocked.to_string()));
+                self.ledger.collection(candidate_count, 0, 0, Some(blocked));
                 return;
             }
         };

@@ -1,0 +1,253 @@
+//! A controller's data directory is wiped and it starts again, as every `docker rm` + `docker
+//! run` of the seed's ephemeral controllers does: it comes back under a new id, and the old id
+//! holds back garbage collection for good. `/status` names the old id, since when, and the
+//! command that unblocks it; `redcloud cluster forget` (here its route, `POST
+//! /internal/forget` on the cluster listener) retires it, the deleted file's data is collected,
+//! and the old id leaves frontier tokens and the status page. With `--retire-after` the same
+//! happens by itself.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use redcloud_eventlog::{NodeId, Seq, VersionVector};
+use redcloud_tests::{Cluster, ClusterBuilder, status_json, test_data};
+use serde_json::{Value, json};
+
+const GRACE_MS: u64 = 3000;
+
+/// Starts two controllers and two chunkservers, uploads a file through controller 0, wipes
+/// controller 1 and starts it again; returns the cluster, the key, the doomed file's chunks and
+/// controller 1's old id.
+async fn wiped(extra: &[&str]) -> (Cluster, String, std::collections::BTreeSet<String>, NodeId) {
+    let mut c = ClusterBuilder::new(env!("CARGO_BIN_EXE_redcloud-test-node"))
+        .controllers(2)
+        .chunkservers(2)
+        .quick_gc(GRACE_MS)
+        .controller_args(extra)
+        .start()
+        .await;
+    let key = c.register("alice", "pw").await;
+    c.upload_id_at(0, &key, "doomed.bin", test_data(1, 200_000), "doomed")
+        .await;
+    let chunks = c.chunks_everywhere(Duration::from_secs(20)).await;
+    c.converged(Duration::from_secs(10)).await;
+    let old: NodeId = c.state_of(1).await["node_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let node = &mut c.more_controllers[0];
+    node.wipe();
+    node.start();
+    c.wait_ready(2).await;
+    let new: NodeId = c.state_of(1).await["node_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(old, new, "a wiped controller comes back under a new id");
+    c.converged(Duration::from_secs(20)).await;
+    (c, key, chunks, old)
+}
+
+/// Controller `i`'s status page as JSON.
+async fn status_of(c: &Cluster, i: usize) -> Value {
+    let page = c
+        .http
+        .get(format!("{}/status?format=json", c.url_of(i)))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_json(page).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// The origins of the frontier token controller `i` hands a client.
+async fn token_origins(c: &Cluster, i: usize, key: &str) -> Vec<NodeId> {
+    let answer = c.get_at(i, key, "/files?tags=doomed").await;
+    let token = answer.headers()["x-redcloud-frontier"].to_str().unwrap();
+    let frontier: VersionVector = rmp_serde::from_slice(&hex::decode(token).unwrap()).unwrap();
+    frontier.iter().map(|(origin, _)| origin).collect()
+}
+
+async fn forget(c: &Cluster, node: &str, force: bool) -> (u16, Value) {
+    let reply = c
+        .cluster_http
+        .post(
+            &c.controller.cluster_address(),
+            "/internal/forget",
+            &[],
+            json!({"node_id": node, "force": force}).to_string().into(),
+            1 << 16,
+        )
+        .await
+        .unwrap();
+    let body = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+    (reply.status.as_u16(), body)
+}
+
+#[tokio::test]
+async fn a_wiped_controller_is_forgotten_and_collection_resumes() {
+    let (c, key, chunks, old) = wiped(&["--retire-after", "0"]).await;
+    let (status, body) = c.delete_at(0, &key, "doomed").await;
+    assert_eq!((status, body["deleted_count"].clone()), (200, json!(1)));
+    assert!(token_origins(&c, 0, &key).await.contains(&old));
+
+    // Collection waits for the old id, and the status page says what to do about it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let repair = loop {
+        let repair = status_of(&c, 0).await["repair"].clone();
+        if repair["gc_blocked_by"] == json!(old.to_string())
+            && repair["gc_blocked_for_ms"].as_u64() > Some(GRACE_MS)
+        {
+            break repair;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "collection never named the old id as its blocker: {repair}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(
+        repair["gc_unblock"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("redcloud cluster forget {old}")),
+        "{repair}"
+    );
+    for cs in &c.chunkservers {
+        assert!(cs.chunk_ids().is_superset(&chunks), "nothing collected yet");
+    }
+    let metrics = c
+        .http
+        .get(format!("{}/metrics", c.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!("redcloud_gc_blocked_seconds{{node=\"{old}\"}}")),
+        "the metric names the blocker"
+    );
+
+    // Unknown ids and live nodes are refused; the old id is retired.
+    assert_eq!(forget(&c, "00000000000000ff", false).await.0, 404);
+    let new = c.state_of(1).await["node_id"].as_str().unwrap().to_owned();
+    let (status, body) = forget(&c, &new, false).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (409, &json!("NODE_ALIVE")),
+        "{body}"
+    );
+    let (status, body) = forget(&c, &old.to_string(), false).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["kind"], &body["already_retired"]),
+        (&json!("controller"), &json!(false))
+    );
+    assert_eq!(
+        forget(&c, &old.to_string(), false).await.1["already_retired"],
+        true
+    );
+
+    c.wait_collected(&chunks, Duration::from_secs(30)).await;
+    for i in 0..2 {
+        assert!(
+            !token_origins(&c, i, &key).await.contains(&old),
+            "controller {i} still puts the retired id in tokens"
+        );
+        let status = status_of(&c, i).await;
+        let listed: Vec<&str> = status["controllers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["node_id"].as_str().unwrap())
+            .collect();
+        assert!(!listed.contains(&old.to_string().as_str()), "{listed:?}");
+        assert!(status["repair"]["gc_blocked_by"].is_null(), "{status}");
+    }
+    // Nobody waits for a retired controller: a token naming operations of the old id that no
+    // live controller holds is answered at once, not after a catch-up that cannot succeed.
+    let mut ahead = VersionVector::new();
+    ahead.raise(old, Seq::new(1_000_000));
+    let token = hex::encode(rmp_serde::to_vec(&ahead).unwrap());
+    let answer = c
+        .http
+        .get(format!("{}/files?tags=doomed", c.url()))
+        .bearer_auth(&key)
+        .header("x-redcloud-frontier", token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+}
+
+#[tokio::test]
+async fn a_controller_silent_for_longer_than_retire_after_is_retired_by_itself() {
+    let (c, key, chunks, old) = wiped(&["--retire-after", "4s"]).await;
+    let (status, _) = c.delete_at(0, &key, "doomed").await;
+    assert_eq!(status, 200);
+    c.wait_collected(&chunks, Duration::from_secs(30)).await;
+    for i in 0..2 {
+        assert!(!token_origins(&c, i, &key).await.contains(&old));
+    }
+    let reply = c
+        .cluster_http
+        .post(
+            &c.controller.cluster_address(),
+            "/internal/forget",
+            &[],
+            json!({"node_id": old.to_string()}).to_string().into(),
+            1 << 16,
+        )
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["already_retired"], true, "{body}");
+}
+
+#[tokio::test]
+async fn a_controller_retired_while_alive_takes_no_more_writes_and_its_operations_stay() {
+    let c = ClusterBuilder::new(env!("CARGO_BIN_EXE_redcloud-test-node"))
+        .controllers(2)
+        .chunkservers(1)
+        .start()
+        .await;
+    let key = c.register("alice", "pw").await;
+    c.converged(Duration::from_secs(10)).await;
+    c.upload_id_at(1, &key, "before.txt", b"kept".to_vec(), "t")
+        .await;
+    c.converged(Duration::from_secs(10)).await;
+    let retiree = c.state_of(1).await["node_id"].as_str().unwrap().to_owned();
+    let (status, body) = forget(&c, &retiree, true).await;
+    assert_eq!(status, 200, "{body}");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = status_json(
+            c.upload_at(1, &key, "after.txt", b"refused".to_vec(), "t")
+                .await,
+        )
+        .await;
+        if status == 503 {
+            assert_eq!(body["code"], "CONTROLLER_RETIRED", "{body}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the retired controller still takes writes: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for i in 0..2 {
+        assert_eq!(
+            c.download_at(i, &key, "before.txt").await,
+            (200, b"kept".to_vec()),
+            "controller {i}"
+        );
+    }
+}
