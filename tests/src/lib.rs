@@ -977,6 +977,18 @@ impl Cluster {
         body
     }
 
+    /// Controller `i`'s status page as JSON (`/status?format=json`).
+    pub async fn status_page_of(&self, i: usize) -> Value {
+        let (status, body) = status_json(self.get_at(i, "", "/status?format=json").await).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Controller `i`'s `/metrics` text.
+    pub async fn metrics_of(&self, i: usize) -> String {
+        self.get_at(i, "", "/metrics").await.text().await.unwrap()
+    }
+
     /// Waits until every controller has the same read-model digest and operation count.
     pub async fn converged(&self, within: Duration) -> Vec<Value> {
         let deadline = Instant::now() + within;

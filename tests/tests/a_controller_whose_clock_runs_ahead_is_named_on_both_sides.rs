@@ -6,18 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use redcloud_tests::{Cluster, ClusterBuilder};
+use redcloud_tests::ClusterBuilder;
 use serde_json::Value;
 
 const AHEAD_MS: i64 = 15 * 60 * 1000;
-
-async fn status_of(c: &Cluster, i: usize) -> Value {
-    c.get_at(i, "", "/status?format=json")
-        .await
-        .json()
-        .await
-        .unwrap()
-}
 
 /// Whether `value` is `expected` give or take the time a message spends in flight.
 fn about(value: &Value, expected: i64) -> bool {
@@ -50,7 +42,7 @@ async fn a_controller_whose_clock_runs_ahead_is_named_on_both_sides() {
     // minutes ahead of the other's clock; anti-entropy rounds carry both clocks.
     let deadline = Instant::now() + Duration::from_secs(20);
     let (on_slow, on_fast) = loop {
-        let (on_slow, on_fast) = (status_of(&c, 0).await, status_of(&c, 1).await);
+        let (on_slow, on_fast) = (c.status_page_of(0).await, c.status_page_of(1).await);
         let fast_seen_from_slow = controller(&on_slow, &fast);
         let slow_seen_from_fast = controller(&on_fast, &slow);
         if about(&fast_seen_from_slow["clock_offset_ms"], AHEAD_MS)
@@ -93,7 +85,7 @@ async fn a_controller_whose_clock_runs_ahead_is_named_on_both_sides() {
         "{fast_page}"
     );
 
-    let slow_metrics = c.get_at(0, "", "/metrics").await.text().await.unwrap();
+    let slow_metrics = c.metrics_of(0).await;
     let refused = format!(r#"redcloud_peer_clock_refused{{node="{fast}"}} 1"#);
     assert!(slow_metrics.lines().any(|l| l == refused), "{slow_metrics}");
     let offset_prefix = format!(r#"redcloud_peer_clock_offset_seconds{{node="{fast}"}} "#);
@@ -104,7 +96,7 @@ async fn a_controller_whose_clock_runs_ahead_is_named_on_both_sides() {
         .parse()
         .unwrap();
     assert!((offset - 900.0).abs() < 2.0, "{offset}");
-    let fast_metrics = c.get_at(1, "", "/metrics").await.text().await.unwrap();
+    let fast_metrics = c.metrics_of(1).await;
     let own: f64 = fast_metrics
         .lines()
         .find_map(|l| l.strip_prefix("redcloud_clock_offset_seconds "))

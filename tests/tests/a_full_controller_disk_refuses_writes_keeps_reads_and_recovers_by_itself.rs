@@ -19,18 +19,6 @@ async fn names_at(c: &Cluster, i: usize, key: &str) -> BTreeSet<String> {
         .collect()
 }
 
-async fn status_of(c: &Cluster, i: usize) -> Value {
-    c.get_at(i, "", "/status?format=json")
-        .await
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn metrics_of(c: &Cluster, i: usize) -> String {
-    c.get_at(i, "", "/metrics").await.text().await.unwrap()
-}
-
 /// `t` and 99 tags of noise: an operation larger than a page of the filesystem, which
 /// the log cannot compress away, so that the log, not only the read model, finds the disk
 /// full.
@@ -119,7 +107,7 @@ async fn a_full_controller_disk_refuses_writes_keeps_reads_and_recovers_by_itsel
         c.download_at(0, &key, "before.txt").await,
         (200, test_data(1, 1000))
     );
-    let status = status_of(&c, 0).await;
+    let status = c.status_page_of(0).await;
     assert!(
         status["disk_full"]["since_unix_ms"].as_u64().is_some(),
         "{status}"
@@ -134,7 +122,7 @@ async fn a_full_controller_disk_refuses_writes_keeps_reads_and_recovers_by_itsel
     let page = c.get_at(0, "", "/status").await.text().await.unwrap();
     assert!(page.contains("Disk full since"), "{page}");
     assert!(
-        metrics_of(&c, 0)
+        c.metrics_of(0)
             .await
             .lines()
             .any(|l| l == "redcloud_log_disk_full 1"),
@@ -181,9 +169,9 @@ async fn a_full_controller_disk_refuses_writes_keeps_reads_and_recovers_by_itsel
     for i in 0..2 {
         assert_eq!(names_at(&c, i, &key).await, stored, "controller {i}");
     }
-    assert_eq!(status_of(&c, 0).await["disk_full"], Value::Null);
+    assert_eq!(c.status_page_of(0).await["disk_full"], Value::Null);
     assert!(
-        metrics_of(&c, 0)
+        c.metrics_of(0)
             .await
             .lines()
             .any(|l| l == "redcloud_log_disk_full 0")

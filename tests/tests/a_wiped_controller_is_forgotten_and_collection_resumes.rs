@@ -51,19 +51,6 @@ async fn wiped(extra: &[&str]) -> (Cluster, String, std::collections::BTreeSet<S
     (c, key, chunks, old)
 }
 
-/// Controller `i`'s status page as JSON.
-async fn status_of(c: &Cluster, i: usize) -> Value {
-    let page = c
-        .http
-        .get(format!("{}/status?format=json", c.url_of(i)))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = status_json(page).await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
 /// The origins of the frontier token controller `i` hands a client.
 async fn token_origins(c: &Cluster, i: usize, key: &str) -> Vec<NodeId> {
     let answer = c.get_at(i, key, "/files?tags=doomed").await;
@@ -98,7 +85,7 @@ async fn a_wiped_controller_is_forgotten_and_collection_resumes() {
     // Collection waits for the old id, and the status page says what to do about it.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let repair = loop {
-        let repair = status_of(&c, 0).await["repair"].clone();
+        let repair = c.status_page_of(0).await["repair"].clone();
         if repair["gc_blocked_by"] == json!(old.to_string())
             && repair["gc_blocked_for_ms"].as_u64() > Some(GRACE_MS)
         {
@@ -120,15 +107,7 @@ async fn a_wiped_controller_is_forgotten_and_collection_resumes() {
     for cs in &c.chunkservers {
         assert!(cs.chunk_ids().is_superset(&chunks), "nothing collected yet");
     }
-    let metrics = c
-        .http
-        .get(format!("{}/metrics", c.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = c.metrics_of(0).await;
     assert!(
         metrics.contains(&format!("redcloud_gc_blocked_seconds{{node=\"{old}\"}}")),
         "the metric names the blocker"
@@ -163,7 +142,7 @@ async fn a_wiped_controller_is_forgotten_and_collection_resumes() {
         // The status page shows the last repair round, which may predate the retirement.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let status = status_of(&c, i).await;
+            let status = c.status_page_of(i).await;
             let listed: Vec<&str> = status["controllers"]
                 .as_array()
                 .unwrap()
@@ -206,19 +185,12 @@ async fn a_controller_silent_for_longer_than_retire_after_is_retired_by_itself()
     for i in 0..2 {
         assert!(!token_origins(&c, i, &key).await.contains(&old));
     }
-    let reply = c
-        .cluster_http
-        .post(
-            &c.controller.cluster_address(),
-            "/internal/forget",
-            &[],
-            json!({"node_id": old.to_string()}).to_string().into(),
-            1 << 16,
-        )
-        .await
-        .unwrap();
-    let body: Value = serde_json::from_slice(&reply.body).unwrap();
-    assert_eq!(body["already_retired"], true, "{body}");
+    let (status, body) = forget(&c, &old.to_string(), false).await;
+    assert_eq!(
+        (status, &body["already_retired"]),
+        (200, &json!(true)),
+        "{body}"
+    );
 }
 
 #[tokio::test]

@@ -169,11 +169,7 @@ pub async fn run(
     for (id, address) in &known {
         registry.learn(id, address);
     }
-    for node in retired_nodes.iter().filter(|n| n.controller) {
-        if let Ok(id) = node.node_id.parse() {
-            retired.retire(id);
-        }
-    }
+    retired.learn(&retired_nodes);
     let chunk_io = chunks::ChunkIo::new(
         Arc::clone(&registry),
         chunks::ChunkTimeouts {

@@ -32,6 +32,15 @@ impl Retired {
             .insert(node)
     }
 
+    /// Records the retired controllers among `nodes`, as the read model lists them.
+    pub fn learn(&self, nodes: &[crate::readmodel::RetiredNode]) {
+        for node in nodes.iter().filter(|n| n.controller) {
+            if let Ok(id) = node.node_id.parse() {
+                self.retire(id);
+            }
+        }
+    }
+
     /// Whether `node` is retired.
     pub fn contains(&self, node: NodeId) -> bool {
         self.controllers

@@ -672,28 +672,13 @@ mod tests {
 
     #[test]
     fn the_page_escapes_what_nodes_report() {
-        let status = ClusterStatus {
+        let status = status_with(vec![ControllerStatus {
             node_id: "00000000000000aa".to_owned(),
-            operations: 3,
-            controllers: vec![ControllerStatus {
-                node_id: "00000000000000aa".to_owned(),
-                address: "<script>alert(1)</script>".to_owned(),
-                is_self: true,
-                reachable: true,
-                last_heard_ms_ago: None,
-                operations_behind: Some(0),
-                operations_ahead: Some(0),
-                clock_offset_ms: None,
-                clock_skewed: false,
-                refused_ahead_ms: None,
-            }],
-            chunkservers: Vec::new(),
-            replication: ReplicationStatus::default(),
-            repair: RepairStatus::default(),
-            insecure: false,
-            disk_full: None,
-            clock: None,
-        };
+            address: "<script>alert(1)</script>".to_owned(),
+            is_self: true,
+            last_heard_ms_ago: None,
+            ..peer("00000000000000aa", None, None)
+        }]);
         let html = render_html(&status);
         assert!(!html.contains("<script>"));
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));

@@ -28,7 +28,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-pub use queries::{Account, FileRecord, ReadPool, Reader};
+pub use queries::{Account, FileRecord, ReadPool, Reader, RetiredNode};
 
 use crate::meta::MetaOp;
 

@@ -269,11 +269,7 @@ impl Repair {
             .ok_or_else(|| crate::error::ApiError::internal("cannot read the known controllers"))?;
         // The log worker learns retirements as they arrive; a projection that caught up from
         // the log in bulk is picked up here.
-        for node in retired.iter().filter(|n| n.controller) {
-            if let Ok(id) = node.node_id.parse() {
-                self.retired.retire(id);
-            }
-        }
+        self.retired.learn(&retired);
         let mut controllers: BTreeSet<NodeId> = known.into_iter().collect();
         controllers.extend(self.membership.ids());
         controllers.extend(frontiers.peers.keys().copied());
