@@ -113,7 +113,25 @@ async fn a_wiped_controller_is_forgotten_and_collection_resumes() {
         "the metric names the blocker"
     );
 
-    // Unknown ids and live nodes are refused; the old id is retired.
+    // Malformed and oversized requests, unknown ids and live nodes are refused; the old id is
+    // retired.
+    assert_eq!(forget(&c, "", false).await.0, 400);
+    assert_eq!(forget(&c, &"a".repeat(65), false).await.0, 400);
+    let oversized = c
+        .cluster_http
+        .post(
+            &c.controller.cluster_address(),
+            "/internal/forget",
+            &[],
+            vec![b' '; 100 * 1024].into(),
+            1 << 16,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        oversized.status, 413,
+        "the cluster listener reads 64 KiB at most"
+    );
     assert_eq!(forget(&c, "00000000000000ff", false).await.0, 404);
     let new = c.state_of(1).await["node_id"].as_str().unwrap().to_owned();
     let (status, body) = forget(&c, &new, false).await;

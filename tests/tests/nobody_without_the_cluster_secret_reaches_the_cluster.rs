@@ -46,6 +46,7 @@ async fn the_client_listener_serves_no_internal_route() {
         ("POST", "/internal/log"),
         ("POST", "/internal/gossip"),
         ("POST", "/internal/heartbeat"),
+        ("POST", "/internal/forget"),
         ("GET", "/internal/state"),
         ("GET", "/internal/peers"),
     ] {
@@ -72,6 +73,7 @@ async fn outsiders_read_no_metadata_and_forge_no_operation() {
         .await;
     let before = c.converged(Duration::from_secs(10)).await;
     let cluster = c.controller.cluster_address();
+    let other_controller = c.state_of(1).await["node_id"].clone();
 
     // An empty frontier asks for every operation: usernames, hashes, names, tags.
     let everything = redcloud_eventlog::GossipMessage::<redcloud_controller::MetaOp>::Frontier {
@@ -92,6 +94,13 @@ async fn outsiders_read_no_metadata_and_forge_no_operation() {
                         "capacity_bytes": 1u64 << 40, "used_bytes": 0, "chunk_count": 0
                     })
                     .to_string(),
+                ),
+            ),
+            // Retiring the other controller would stop it taking writes.
+            (
+                "/internal/forget",
+                Bytes::from(
+                    serde_json::json!({"node_id": other_controller, "force": true}).to_string(),
                 ),
             ),
         ] {
