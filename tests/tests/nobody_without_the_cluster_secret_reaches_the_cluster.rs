@@ -35,6 +35,8 @@ async fn start() -> Cluster {
     ClusterBuilder::new(env!("CARGO_BIN_EXE_redcloud-test-node"))
         .controllers(2)
         .chunkservers(1)
+        // So that there is a snapshot to be refused.
+        .controller_args(&["--snapshot-interval", "200ms"])
         .start()
         .await
 }
@@ -47,6 +49,7 @@ async fn the_client_listener_serves_no_internal_route() {
         ("POST", "/internal/gossip"),
         ("POST", "/internal/heartbeat"),
         ("POST", "/internal/forget"),
+        ("GET", "/internal/snapshot"),
         ("GET", "/internal/state"),
         ("GET", "/internal/peers"),
     ] {
@@ -110,8 +113,11 @@ async fn outsiders_read_no_metadata_and_forge_no_operation() {
                 "{who} got an answer from {path}: {answer:?}"
             );
         }
-        let state = outsider.get(&cluster, "/internal/state", 1 << 20).await;
-        assert!(state.is_err(), "{who} read /internal/state: {state:?}");
+        // The snapshot holds every user's hashes, names and tags.
+        for path in ["/internal/state", "/internal/snapshot"] {
+            let answer = outsider.get(&cluster, path, 1 << 20).await;
+            assert!(answer.is_err(), "{who} read {path}: {answer:?}");
+        }
     }
 
     // Nothing changed: no operation, no chunkserver at the attacker's address, the key works.

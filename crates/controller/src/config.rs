@@ -28,6 +28,8 @@ const DEFAULT_GC_GRACE_MS: u64 = 2 * 60 * 60 * 1000;
 const DEFAULT_GC_REPORT_MAX_AGE_MS: u64 = 60_000;
 const DEFAULT_GC_DELETIONS_PER_ROUND: usize = 1024;
 const DEFAULT_RETIRE_AFTER: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(10 * 60);
+const DEFAULT_LOG_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 const DEFAULT_AUTH_RATE_ADDRESS_BURST: u32 = 300;
 const DEFAULT_AUTH_RATE_ADDRESS_PER_MINUTE: u32 = 600;
 const DEFAULT_AUTH_RATE_USERNAME_BURST: u32 = 10;
@@ -164,6 +166,21 @@ pub struct Config {
     #[arg(long, env = "REDCLOUD_CONTROLLER_RETIRE_AFTER", default_value = "7d")]
     pub retire_after: humantime::Duration,
 
+    /// Time between snapshots of the read model at the frontier every live controller has
+    /// reached (`10m`, `30s`). Each one lets the log drop what it covers (beyond
+    /// `--log-retention`), and is what a new controller starts from.
+    #[arg(
+        long,
+        env = "REDCLOUD_CONTROLLER_SNAPSHOT_INTERVAL",
+        default_value = "10m"
+    )]
+    pub snapshot_interval: humantime::Duration,
+
+    /// Operations younger than this stay in the log even when a snapshot covers them, for
+    /// `redcloud log` to show (`7d`, `12h`; `0`: keep only what no snapshot covers).
+    #[arg(long, env = "REDCLOUD_CONTROLLER_LOG_RETENTION", default_value = "7d")]
+    pub log_retention: humantime::Duration,
+
     /// Login and registration attempts one client address (an IPv6 /64) may make at once
     /// before it is slowed to `--auth-rate-address-per-minute` (429 beyond); 0 turns the
     /// limit off, e.g. behind a proxy that hides client addresses.
@@ -237,6 +254,8 @@ impl Config {
             gc_report_max_age_ms: DEFAULT_GC_REPORT_MAX_AGE_MS,
             gc_deletions_per_round: DEFAULT_GC_DELETIONS_PER_ROUND,
             retire_after: DEFAULT_RETIRE_AFTER.into(),
+            snapshot_interval: DEFAULT_SNAPSHOT_INTERVAL.into(),
+            log_retention: DEFAULT_LOG_RETENTION.into(),
             auth_rate_address_burst: DEFAULT_AUTH_RATE_ADDRESS_BURST,
             auth_rate_address_per_minute: DEFAULT_AUTH_RATE_ADDRESS_PER_MINUTE,
             auth_rate_username_burst: DEFAULT_AUTH_RATE_USERNAME_BURST,
@@ -256,6 +275,15 @@ impl Config {
     /// `--retire-after`, `None` for never.
     pub fn retire_after(&self) -> Option<Duration> {
         Some(*self.retire_after).filter(|d| !d.is_zero())
+    }
+
+    /// How snapshots are taken and the log truncated.
+    pub fn snapshots(&self) -> crate::snapshot::SnapshotConfig {
+        crate::snapshot::SnapshotConfig {
+            // A round costs a pass over new operations and a copy of the read model.
+            interval: (*self.snapshot_interval).max(Duration::from_millis(100)),
+            retention: *self.log_retention,
+        }
     }
 
     /// Checks the settings that must agree with each other.

@@ -138,6 +138,9 @@ pub enum ApiError {
         /// Seconds since it was last heard from.
         seconds_ago: u64,
     },
+    /// This controller has taken no snapshot yet (404).
+    #[error("This controller has no snapshot yet")]
+    NoSnapshot,
     /// Anything else (500). The detail is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -235,7 +238,9 @@ impl ApiError {
             | ApiError::UploadWithoutTags
             | ApiError::OverLimit(_)
             | ApiError::InvalidFrontier { .. } => ErrorCode::BadRequest,
-            ApiError::FileNotFound(_) | ApiError::NodeNotFound(_) => ErrorCode::NotFound,
+            ApiError::FileNotFound(_) | ApiError::NodeNotFound(_) | ApiError::NoSnapshot => {
+                ErrorCode::NotFound
+            }
             ApiError::NodeAlive { .. } => ErrorCode::Conflict,
             ApiError::Forbidden => ErrorCode::Forbidden,
             ApiError::ChunkserverUnavailable(_) | ApiError::NotCaughtUp | ApiError::Retired => {
@@ -264,6 +269,7 @@ impl ApiError {
             ApiError::InvalidFrontier { .. } => Some("INVALID_FRONTIER"),
             ApiError::Retired => Some("CONTROLLER_RETIRED"),
             ApiError::NodeNotFound(_) => Some("NODE_NOT_FOUND"),
+            ApiError::NoSnapshot => Some("SNAPSHOT_NOT_FOUND"),
             ApiError::NodeAlive { .. } => Some("NODE_ALIVE"),
             ApiError::Internal(_) => Some("INTERNAL_ERROR"),
             ApiError::ChecksumMismatch { .. } => Some("CHECKSUM_MISMATCH"),

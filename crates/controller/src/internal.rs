@@ -34,6 +34,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/internal/peers", get(peers))
         .route("/internal/log", post(read_log))
         .route("/internal/forget", post(forget))
+        .route("/internal/snapshot", get(snapshot))
         .route(
             "/internal/gossip",
             post(gossip).layer(DefaultBodyLimit::max(GOSSIP_BODY_LIMIT_BYTES)),
@@ -95,6 +96,8 @@ pub async fn state(State(app): State<Arc<AppState>>) -> Result<Json<serde_json::
         "frontier": frontier,
         "operations": snapshot.frontier.op_count(),
         "digest": hex::encode(snapshot.digest),
+        "log_base_operations": snapshot.base.op_count(),
+        "snapshot_operations": app.snapshots.current().map_or(0, |s| s.base.frontier.op_count()),
     })))
 }
 
@@ -248,6 +251,32 @@ pub async fn gossip(
         .and_then(|v| v.parse().ok());
     app.service.log.gossip(from, sent_wall_ms, message)?;
     Ok(StatusCode::ACCEPTED)
+}
+
+/// `GET /internal/snapshot`: the snapshot this controller serves, streamed from its file,
+/// its frontier, newest stamp and digest in headers. For a controller that lacks operations
+/// this one truncated; the receiver checks the digest before it installs anything.
+pub async fn snapshot(
+    State(app): State<Arc<AppState>>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let info = app.snapshots.current().ok_or(ApiError::NoSnapshot)?;
+    // Opened before the answer starts: a newer snapshot may replace the file meanwhile, and
+    // the open file stays this one.
+    let file = tokio::fs::File::open(&info.path)
+        .await
+        .map_err(|e| ApiError::internal(format!("snapshot {}: {e}", info.path.display())))?;
+    let mut headers = axum::http::HeaderMap::new();
+    for (name, value) in crate::snapshot::snapshot_headers(&info) {
+        let value = value.parse().map_err(ApiError::internal)?;
+        headers.insert(name, value);
+    }
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/vnd.sqlite3"),
+    );
+    headers.insert(axum::http::header::CONTENT_LENGTH, info.bytes.into());
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok((headers, body))
 }
 
 /// Most operations `/internal/log` returns per request.

@@ -20,6 +20,7 @@ mod readmodel;
 mod repair;
 mod retired;
 mod service;
+mod snapshot;
 pub mod status;
 mod throttle;
 mod upload;
@@ -139,7 +140,14 @@ pub async fn run(
     }
     let retired = Arc::new(retired::Retired::new(node_id));
     let worker_retired = Arc::clone(&retired);
-    let log = tokio::task::spawn_blocking(move || {
+    let snapshots = Arc::new(
+        snapshot::Snapshots::open(&config.data_dir, clock)
+            .map_err(|e| RunError::Config(e.to_string()))?,
+    );
+    let worker_snapshots = Arc::clone(&snapshots);
+    // One request at a time: the core asks again at every round while it needs a snapshot.
+    let (snapshot_needed, snapshot_needed_rx) = tokio::sync::mpsc::channel(1);
+    let (log, store) = tokio::task::spawn_blocking(move || {
         log_worker::start(
             &data_dir,
             node_id,
@@ -149,6 +157,8 @@ pub async fn run(
                 metrics: worker_metrics,
                 clock,
                 retired: worker_retired,
+                snapshots: worker_snapshots,
+                snapshot_needed,
             },
             outbound,
             runtime,
@@ -156,6 +166,14 @@ pub async fn run(
     })
     .await
     .map_err(|e| RunError::Config(format!("log start task failed: {e}")))??;
+    let snapshotter = snapshot::Snapshotter::open(
+        &config.data_dir,
+        store,
+        Arc::clone(&snapshots),
+        config.snapshots().retention,
+        clock,
+    )
+    .map_err(|e| RunError::Config(e.to_string()))?;
     let reads = Arc::new(readmodel::ReadPool::new(
         &config.data_dir.join("readmodel.sqlite"),
     ));
@@ -271,6 +289,21 @@ pub async fn run(
         Arc::clone(&retired),
     );
     tokio::spawn(repair::run(repair, shutdown.clone()));
+    tokio::spawn(snapshot::run_rounds(
+        service.log.clone(),
+        snapshotter,
+        config.snapshots(),
+        Arc::clone(&metrics),
+        shutdown.clone(),
+    ));
+    tokio::spawn(snapshot::run_bootstrap(
+        service.log.clone(),
+        Arc::clone(&membership),
+        Arc::clone(&snapshots),
+        snapshot::snapshot_client(&link),
+        snapshot_needed_rx,
+        shutdown.clone(),
+    ));
     let state = Arc::new(http::AppState {
         service,
         registry,
@@ -282,6 +315,7 @@ pub async fn run(
         metrics,
         ledger,
         retired,
+        snapshots,
         alive_within: Duration::from_millis(config.gc_report_max_age_ms),
     });
 

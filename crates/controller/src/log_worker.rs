@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use redcloud_eventlog::{
-    ClockSkew, Event, FjallStore, Gossip, GossipConfig, GossipMessage, LogStore, NodeId, Op,
-    StoreError, Transmit, VersionVector, read_causal,
+    ClockSkew, Event, FjallStore, Gossip, GossipConfig, GossipMessage, LogBase, LogStore, NodeId,
+    Op, StoreError, Transmit, VersionVector, read_causal,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -29,6 +29,7 @@ use crate::error::ApiError;
 use crate::meta::MetaOp;
 use crate::readmodel::{Projection, ReadModelError};
 use crate::retired::Retired;
+use crate::snapshot::{SnapshotNeeded, Snapshots};
 
 /// Largest encoded operation the log takes. A gossip message carries up to
 /// `GossipConfig::page_max_bytes` of operations plus at most one more, and the cluster
@@ -131,6 +132,15 @@ enum Command {
         max_ops: usize,
         reply: oneshot::Sender<Result<LogPage, ApiError>>,
     },
+    StableFrontier {
+        reply: oneshot::Sender<Option<VersionVector>>,
+    },
+    InstallSnapshot {
+        file: std::path::PathBuf,
+        base: LogBase,
+        digest: [u8; 32],
+        reply: oneshot::Sender<Result<Option<LogBase>, ApiError>>,
+    },
 }
 
 /// This node's frontier and how it sees each peer.
@@ -169,6 +179,8 @@ pub struct LogPage {
     pub ops: Vec<Op<MetaOp>>,
     /// Whether more remain beyond them.
     pub more: bool,
+    /// Where the log's history starts: older operations are covered by its snapshot only.
+    pub base: VersionVector,
 }
 
 /// The log's frontier and the read model's digest, taken together.
@@ -178,6 +190,8 @@ pub struct LogSnapshot {
     pub frontier: VersionVector,
     /// The canonical digest of the read model.
     pub digest: [u8; 32],
+    /// Where the log's history starts: the operations it covers are held by the snapshot only.
+    pub base: VersionVector,
 }
 
 /// A handle to the log worker.
@@ -306,6 +320,43 @@ impl LogHandle {
             .map_err(|_| ApiError::internal("the log worker dropped a request"))?
     }
 
+    /// The frontier every live controller is known to have reached (`None` while one has not
+    /// reported yet).
+    pub async fn stable_frontier(&self) -> Result<Option<VersionVector>, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::StableFrontier { reply })
+            .await
+            .map_err(|_| ApiError::internal("the log worker has stopped"))?;
+        answer
+            .await
+            .map_err(|_| ApiError::internal("the log worker dropped a request"))
+    }
+
+    /// Starts this controller from the downloaded snapshot in `file` (at `base`, with
+    /// `digest`, which is checked): the read model becomes the snapshot plus what the log
+    /// holds beyond it, and the log starts at it. `None` when the log had caught up meanwhile.
+    pub async fn install_snapshot(
+        &self,
+        file: std::path::PathBuf,
+        base: LogBase,
+        digest: [u8; 32],
+    ) -> Result<Option<LogBase>, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::InstallSnapshot {
+                file,
+                base,
+                digest,
+                reply,
+            })
+            .await
+            .map_err(|_| ApiError::internal("the log worker has stopped"))?;
+        answer
+            .await
+            .map_err(|_| ApiError::internal("the log worker dropped a request"))?
+    }
+
     /// The log's frontier with the digest of the read model that projects exactly it.
     pub async fn snapshot(&self) -> Result<LogSnapshot, ApiError> {
         let (reply, answer) = oneshot::channel();
@@ -329,11 +380,16 @@ pub struct Shared {
     pub clock: WallClock,
     /// Retired controllers learned from the log are recorded here.
     pub retired: Arc<Retired>,
+    /// The snapshot this controller serves, and where snapshots are installed from.
+    pub snapshots: Arc<Snapshots>,
+    /// Peers' snapshots this controller needs are asked for here.
+    pub snapshot_needed: mpsc::Sender<SnapshotNeeded>,
 }
 
 /// Opens the log and the read model under `data_dir`, brings the read model up to the log
-/// (rebuilding it from scratch when it was deleted), and starts the worker thread. The thread
-/// stops when every handle is dropped.
+/// (rebuilding it from scratch, or from the snapshot where the log was truncated, when it was
+/// deleted), and starts the worker thread. The thread stops when every handle is dropped.
+/// Returns the handle and the log, which the snapshotter reads and truncates.
 pub fn start(
     data_dir: &Path,
     node_id: NodeId,
@@ -341,13 +397,33 @@ pub fn start(
     shared: Shared,
     outbound: mpsc::Sender<Transmit<MetaOp>>,
     runtime: tokio::runtime::Handle,
-) -> Result<LogHandle, LogOpenError> {
-    let store = FjallStore::<MetaOp>::open(&data_dir.join("log"))?;
+) -> Result<(LogHandle, Arc<FjallStore<MetaOp>>), LogOpenError> {
+    let store = Arc::new(FjallStore::<MetaOp>::open(&data_dir.join("log"))?);
     let mut projection = Projection::open(&data_dir.join("readmodel.sqlite"))?;
+    let base = LogStore::<MetaOp>::base(store.as_ref());
+    if !projection.applied().dominates(&base.frontier) {
+        // The read model was lost or is of another format, and the log starts at a snapshot:
+        // the read model starts there too.
+        let Some(snapshot) = shared
+            .snapshots
+            .current()
+            .filter(|s| s.base.frontier.dominates(&base.frontier))
+        else {
+            return Err(LogOpenError::ReadModel(ReadModelError::Corrupt {
+                what: "read model",
+                reason: format!(
+                    "the log starts at {} and no snapshot in the data directory covers it; start this controller on an empty data directory to fetch one from a peer",
+                    base.frontier
+                ),
+            }));
+        };
+        tracing::info!(snapshot = %snapshot.path.display(), "rebuilding the read model from the snapshot and the log");
+        projection.install(&snapshot.path, &snapshot.digest)?;
+    }
     let clock = shared.clock;
     // A read model that cannot catch up for lack of room still serves what it has: the node
     // starts with its disk full and catches up once there is room.
-    let disk_full = match catch_up(&store, &mut projection) {
+    let disk_full = match catch_up(store.as_ref(), &mut projection) {
         Ok(()) => None,
         Err(error) if error.is_disk_full() => Some(DiskFull {
             since_unix_ms: clock.now_ms(),
@@ -361,13 +437,13 @@ pub fn start(
         gossip,
         StdRng::from_os_rng(),
         Instant::now(),
-        &store,
+        store.as_ref(),
     )?;
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
     let (frontier_tx, frontier) = watch::channel(projection.applied().clone());
     let (disk_full_tx, disk_full_rx) = watch::channel(None);
     let mut worker = Worker {
-        store,
+        store: Arc::clone(&store),
         core,
         projection,
         rx,
@@ -375,6 +451,8 @@ pub fn start(
         metrics: shared.metrics,
         clock,
         retired: Arc::clone(&shared.retired),
+        snapshots: shared.snapshots,
+        snapshot_needed: shared.snapshot_needed,
         me: node_id,
         outbound,
         frontier: frontier_tx,
@@ -394,12 +472,13 @@ pub fn start(
                 reason: e.to_string(),
             })
         })?;
-    Ok(LogHandle {
+    let handle = LogHandle {
         tx,
         frontier,
         disk_full: disk_full_rx,
         retired: shared.retired,
-    })
+    };
+    Ok((handle, store))
 }
 
 /// Projects whatever the log holds beyond what the read model has applied, page by page in
@@ -438,7 +517,7 @@ type PendingAppend = (
 );
 
 struct Worker {
-    store: FjallStore<MetaOp>,
+    store: Arc<FjallStore<MetaOp>>,
     core: Gossip<MetaOp, StdRng>,
     projection: Projection,
     rx: mpsc::Receiver<Command>,
@@ -446,6 +525,8 @@ struct Worker {
     metrics: Arc<crate::metrics::Metrics>,
     clock: WallClock,
     retired: Arc<Retired>,
+    snapshots: Arc<Snapshots>,
+    snapshot_needed: mpsc::Sender<SnapshotNeeded>,
     me: NodeId,
     outbound: mpsc::Sender<Transmit<MetaOp>>,
     frontier: watch::Sender<VersionVector>,
@@ -519,7 +600,7 @@ impl Worker {
                 Ok(None) => break,
                 Err(_) => {
                     self.probe_if_due();
-                    self.core.handle_tick(Instant::now(), &self.store);
+                    self.core.handle_tick(Instant::now(), self.store.as_ref());
                 }
             }
             self.project_events();
@@ -542,6 +623,7 @@ impl Worker {
                         .map(|digest| LogSnapshot {
                             frontier: self.projection.applied().clone(),
                             digest,
+                            base: LogStore::<MetaOp>::base(self.store.as_ref()).frontier,
                         })
                         .map_err(ApiError::internal);
                     let _ = reply.send(snapshot);
@@ -553,9 +635,9 @@ impl Worker {
                 } => self.take_gossip(from, sent_wall_ms, message),
                 Command::PeerJoined(peer) => {
                     self.core.add_peer(peer);
-                    self.core.sync_now(Instant::now(), &self.store);
+                    self.core.sync_now(Instant::now(), self.store.as_ref());
                 }
-                Command::SyncNow => self.core.sync_now(Instant::now(), &self.store),
+                Command::SyncNow => self.core.sync_now(Instant::now(), self.store.as_ref()),
                 Command::PeerFrontiers { reply } => {
                     let _ = reply.send(self.peer_frontiers());
                 }
@@ -564,13 +646,26 @@ impl Worker {
                     max_ops,
                     reply,
                 } => {
-                    let page = read_causal(&self.store, &known, max_ops)
+                    let base = LogStore::<MetaOp>::base(self.store.as_ref()).frontier;
+                    let page = read_causal(self.store.as_ref(), &known, max_ops)
                         .map(|page| LogPage {
                             ops: page.ops,
                             more: page.more,
+                            base,
                         })
                         .map_err(ApiError::internal);
                     let _ = reply.send(page);
+                }
+                Command::StableFrontier { reply } => {
+                    let _ = reply.send(self.stable_frontier());
+                }
+                Command::InstallSnapshot {
+                    file,
+                    base,
+                    digest,
+                    reply,
+                } => {
+                    let _ = reply.send(self.install_snapshot(&file, &base, &digest));
                 }
             }
             if appends.len() < BATCH_MAX_REQUESTS {
@@ -598,7 +693,7 @@ impl Worker {
         } else {
             let taken = self
                 .core
-                .handle_message(now, wall_ms, from, message, &self.store);
+                .handle_message(now, wall_ms, from, message, self.store.as_ref());
             match taken {
                 Ok(()) => {}
                 Err(error) if error.is_disk_full() => {
@@ -613,6 +708,95 @@ impl Worker {
         }
         if let Some(sent_wall_ms) = sent_wall_ms {
             self.core.handle_clock(wall_ms, from, sent_wall_ms);
+        }
+    }
+
+    /// The frontier every live controller has reached: live are the controllers this one
+    /// knows (origins in its log, and peers) and has not seen retired.
+    fn stable_frontier(&self) -> Option<VersionVector> {
+        let retired = self.retired.controllers();
+        let mut live: std::collections::BTreeSet<NodeId> =
+            LogStore::<MetaOp>::frontier(self.store.as_ref())
+                .iter()
+                .map(|(origin, _)| origin)
+                .collect();
+        live.extend(self.core.peers().map(|(peer, _)| peer));
+        live.retain(|node| !retired.contains(node));
+        self.core.stable_frontier(live, self.store.as_ref())
+    }
+
+    /// Installs a peer's snapshot (see [`LogHandle::install_snapshot`]). It must cover this
+    /// log's base (whatever the log no longer holds must be in the new read model), and the
+    /// read model checks its digest before anything changes.
+    fn install_snapshot(
+        &mut self,
+        file: &Path,
+        claimed: &LogBase,
+        digest: &[u8; 32],
+    ) -> Result<Option<LogBase>, ApiError> {
+        let store = Arc::clone(&self.store);
+        let store = store.as_ref();
+        if LogStore::<MetaOp>::frontier(store).dominates(&claimed.frontier) {
+            return Ok(None);
+        }
+        let own_base = LogStore::<MetaOp>::base(store);
+        if !claimed.frontier.dominates(&own_base.frontier) {
+            return Err(ApiError::InvalidRequest(format!(
+                "the snapshot at {} does not cover this log's base {}",
+                claimed.frontier, own_base.frontier
+            )));
+        }
+        if let Some((full, _)) = &self.disk_full {
+            return Err(ApiError::InsufficientStorage {
+                since_unix_ms: full.since_unix_ms,
+                recorded: false,
+            });
+        }
+        let position = self
+            .projection
+            .install(file, digest)
+            .map_err(|e| ApiError::InvalidRequest(format!("snapshot refused: {e}")))?;
+        if position.frontier != claimed.frontier {
+            // The digest matched, so the bytes are what the peer meant to send; its headers
+            // disagree with them. The read model is whole either way: catch it up below.
+            tracing::warn!(claimed = %claimed.frontier, found = %position.frontier, "a snapshot's headers disagree with its contents");
+        }
+        // Published before the log starts at it, so a crash in between leaves a snapshot that
+        // covers the log's base.
+        self.snapshots
+            .publish(file, position.clone(), *digest, self.clock.now_ms())
+            .map_err(ApiError::internal)?;
+        let installed = self.core.install_snapshot(Instant::now(), &position, store);
+        match installed {
+            Ok(()) => {}
+            Err(error) if error.is_disk_full() => self.disk_full_found(&error),
+            Err(error) if error.is_fatal() => exit_log_unwritable(&error),
+            Err(error) => return Err(ApiError::internal(error)),
+        }
+        if let Err(error) = catch_up(store, &mut self.projection) {
+            tracing::warn!(%error, "catching the read model up after a snapshot install failed; retrying with the next batch");
+        }
+        self.learn_from_read_model();
+        self.project_events();
+        Ok(Some(position))
+    }
+
+    /// Takes in the nodes the read model lists (after a snapshot replaced it).
+    fn learn_from_read_model(&mut self) {
+        let learned = self
+            .projection
+            .read(|r| Ok((r.chunkservers()?, r.retired()?)));
+        match learned {
+            Ok((chunkservers, retired)) => {
+                for (id, address) in &chunkservers {
+                    self.registry.learn(id, address);
+                }
+                self.retired.learn(&retired);
+                for node in self.retired.controllers() {
+                    self.core.remove_peer(node);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not read the nodes a snapshot lists"),
         }
     }
 
@@ -673,7 +857,7 @@ impl Worker {
             .collect();
         let appended = self
             .core
-            .append_local(self.clock.now_ms(), payloads, &self.store);
+            .append_local(self.clock.now_ms(), payloads, self.store.as_ref());
         let ops = match appended {
             Ok(ops) => ops,
             Err(error) if error.is_disk_full() => {
@@ -688,7 +872,7 @@ impl Worker {
             .iter()
             .all(|op| self.projection.applied().contains(op.dot))
         {
-            BatchOutcome::Stored(LogStore::<MetaOp>::frontier(&self.store))
+            BatchOutcome::Stored(LogStore::<MetaOp>::frontier(self.store.as_ref()))
         } else if self.disk_full.is_some() {
             self.disk_full_outcome(true)
         } else {
@@ -745,7 +929,7 @@ impl Worker {
             Err(error) if error.is_disk_full() => return,
             Err(error) => exit_log_unwritable(&error),
         }
-        if let Err(error) = catch_up(&self.store, &mut self.projection) {
+        if let Err(error) = catch_up(self.store.as_ref(), &mut self.projection) {
             if !error.is_disk_full() {
                 tracing::error!(%error, "the read model cannot catch up with the log");
             }
@@ -757,7 +941,7 @@ impl Worker {
         );
         self.disk_full = None;
         self.disk_full_tx.send_replace(None);
-        self.core.sync_now(now, &self.store);
+        self.core.sync_now(now, self.store.as_ref());
     }
 
     /// Hands what an applied operation says about the cluster's nodes to those who act on it.
@@ -805,6 +989,11 @@ impl Worker {
                     }
                     applied.extend(ops);
                 }
+                Event::SnapshotNeeded { peer, base } => {
+                    if self.snapshot_needed.try_send((peer, base)).is_ok() {
+                        tracing::info!(%peer, "a peer truncated operations this controller lacks: fetching its snapshot");
+                    }
+                }
                 Event::PeerSuspected { peer } => tracing::warn!(%peer, "peer suspected"),
                 Event::PeerRecovered { peer } => tracing::info!(%peer, "peer answers again"),
                 Event::BufferOverflow { dropped } => {
@@ -840,10 +1029,10 @@ impl Worker {
             }
         }
         // Whatever went wrong before (or now), the log has the truth: fill any gap from it.
-        let log_frontier = LogStore::<MetaOp>::frontier(&self.store);
+        let log_frontier = LogStore::<MetaOp>::frontier(self.store.as_ref());
         if self.disk_full.is_none()
             && log_frontier.count_missing_from(self.projection.applied()) > 0
-            && let Err(error) = catch_up(&self.store, &mut self.projection)
+            && let Err(error) = catch_up(self.store.as_ref(), &mut self.projection)
         {
             if error.is_disk_full() {
                 self.disk_full_found(&error);

@@ -50,7 +50,8 @@ pub struct SourceLabels {
 /// A label set of one kind of replication message.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
-    /// `push`, `page`, `frontier_request` (one per anti-entropy round) or `frontier_reply`.
+    /// `push`, `page`, `frontier_request` (one per anti-entropy round), `frontier_reply` or
+    /// `truncated` (the receiver needs the sender's snapshot).
     pub kind: &'static str,
 }
 
@@ -62,6 +63,7 @@ impl KindLabels {
             redcloud_eventlog::GossipMessage::Page { .. } => "page",
             redcloud_eventlog::GossipMessage::Frontier { reply: true, .. } => "frontier_request",
             redcloud_eventlog::GossipMessage::Frontier { reply: false, .. } => "frontier_reply",
+            redcloud_eventlog::GossipMessage::Truncated { .. } => "truncated",
         };
         Self { kind }
     }
@@ -83,6 +85,8 @@ pub struct Metrics {
     pub http_latency: Family<RouteLabels, Histogram>,
     /// Operations appended to the log, by source.
     pub log_appended: Family<SourceLabels, Counter>,
+    /// Operations dropped from the log below a snapshot.
+    pub log_truncated: Counter,
     /// Replication messages sent, by kind.
     pub gossip_sent: Family<KindLabels, Counter>,
     /// Bytes of replication messages sent.
@@ -148,6 +152,12 @@ impl Metrics {
             "log_appended_operations",
             "Operations appended to the event log, by source",
             log_appended.clone(),
+        );
+        let log_truncated = Counter::default();
+        registry.register(
+            "log_truncated_operations",
+            "Operations dropped from the event log below a causally stable snapshot",
+            log_truncated.clone(),
         );
         let gossip_sent = Family::<KindLabels, Counter>::default();
         registry.register(
@@ -271,6 +281,7 @@ impl Metrics {
             http_responses,
             http_latency,
             log_appended,
+            log_truncated,
             gossip_sent,
             gossip_sent_bytes,
             gossip_send_failures,

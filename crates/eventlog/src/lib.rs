@@ -26,4 +26,4 @@ pub use hlc::{Hlc, HlcClock};
 pub use op::{FORMAT_V1, Op};
 pub use store::fjall::FjallStore;
 pub use store::mem::MemStore;
-pub use store::{CausalPage, LogStore, read_causal, replay};
+pub use store::{CausalPage, LogBase, LogStore, read_causal, read_causal_until, replay};

@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use redcloud_eventlog::{
-    Dot, FjallStore, Hlc, LogStore, MemStore, NodeId, NotReadyReason, Op, Seq, StoreError,
-    VersionVector, read_causal, replay,
+    Dot, FjallStore, Hlc, LogBase, LogStore, MemStore, NodeId, NotReadyReason, Op, Seq, StoreError,
+    VersionVector, read_causal, read_causal_until, replay,
 };
 
 type Payload = String;
@@ -135,9 +135,101 @@ fn log_store_suite<S: LogStore<Payload>>(store: S, reopen: impl FnOnce(S) -> S) 
     assert_eq!(store.frontier().get(node(2)), Seq::new(2));
 }
 
+fn vv(entries: &[(u64, u64)]) -> VersionVector {
+    entries
+        .iter()
+        .map(|&(o, s)| (node(o), Seq::new(s)))
+        .collect()
+}
+
+fn seqs(ops: &[Op<Payload>]) -> Vec<(u64, u64)> {
+    ops.iter()
+        .map(|o| (o.dot.origin.get(), o.dot.seq.get()))
+        .collect()
+}
+
+/// The contract of bases: truncation below the frontier, a start from a snapshot beyond it,
+/// both surviving a restart.
+fn rebase_suite<S: LogStore<Payload>>(store: S, reopen: impl Fn(S) -> S) {
+    assert_eq!(store.base(), LogBase::default());
+    for seq in 1..=5 {
+        store.append(&[op(1, seq, &[], 100 + seq)]).unwrap();
+    }
+    store.append(&[op(2, 1, &[(1, 5)], 200)]).unwrap();
+    store.append(&[op(2, 2, &[], 201)]).unwrap();
+
+    // Truncation: the covered operations are gone, the frontier stays.
+    let base = LogBase {
+        frontier: vv(&[(1, 3)]),
+        hlc: Hlc::new(103, 0),
+    };
+    assert_eq!(store.rebase(&base).unwrap(), 3);
+    assert_eq!(store.base(), base);
+    assert_eq!(store.frontier(), vv(&[(1, 5), (2, 2)]));
+    let held = store.read(node(1), Seq::new(1)..=Seq::new(9), 10).unwrap();
+    assert_eq!(
+        seqs(&held),
+        [(1, 4), (1, 5)],
+        "reads skip what the base covers"
+    );
+    let mut replayed = Vec::new();
+    replay(&store, 2, |ops| replayed.extend(seqs(&ops))).unwrap();
+    assert_eq!(
+        replayed,
+        [(1, 4), (1, 5), (2, 1), (2, 2)],
+        "replay starts at the base"
+    );
+    let page = read_causal(&store, &VersionVector::new(), 10).unwrap();
+    assert_eq!(
+        page.ops.len(),
+        4,
+        "a reader behind the base gets what is held"
+    );
+    let until = read_causal_until(&store, &vv(&[(1, 3)]), &vv(&[(1, 5), (2, 1)]), 10).unwrap();
+    assert_eq!(seqs(&until.ops), [(1, 4), (1, 5), (2, 1)]);
+    assert!(!until.more);
+
+    // A lower base changes nothing; a base is never lowered.
+    assert_eq!(store.rebase(&LogBase::default()).unwrap(), 0);
+    assert_eq!(store.base(), base);
+
+    let store = reopen(store);
+    assert_eq!(store.base(), base, "the base is durable");
+    assert_eq!(store.frontier(), vv(&[(1, 5), (2, 2)]));
+
+    // A start from a snapshot beyond the log: the frontier jumps, appends follow the base.
+    let snapshot = LogBase {
+        frontier: vv(&[(1, 9), (2, 1), (3, 4)]),
+        hlc: Hlc::new(900, 0),
+    };
+    assert_eq!(
+        store.rebase(&snapshot).unwrap(),
+        3,
+        "1:4, 1:5 and 2:1 were held"
+    );
+    let merged = LogBase {
+        frontier: vv(&[(1, 9), (2, 1), (3, 4)]),
+        hlc: Hlc::new(900, 0),
+    };
+    assert_eq!(store.base(), merged);
+    assert_eq!(store.frontier(), vv(&[(1, 9), (2, 2), (3, 4)]));
+    assert_eq!(
+        not_ready(store.append(&[op(3, 4, &[], 901)])),
+        NotReadyReason::AlreadyPresent
+    );
+    store.append(&[op(3, 5, &[(1, 9), (2, 2)], 902)]).unwrap();
+    let store = reopen(store);
+    assert_eq!(store.frontier(), vv(&[(1, 9), (2, 2), (3, 5)]));
+    assert_eq!(
+        seqs(&read_causal(&store, &VersionVector::new(), 10).unwrap().ops),
+        [(2, 2), (3, 5)]
+    );
+}
+
 #[test]
 fn mem_store_meets_the_contract() {
     log_store_suite(MemStore::new(), |store| store.clone());
+    rebase_suite(MemStore::new(), |store| store.clone());
 }
 
 #[test]
@@ -145,6 +237,12 @@ fn fjall_store_meets_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_owned();
     log_store_suite(FjallStore::open(&path).unwrap(), move |store| {
+        drop(store);
+        FjallStore::open(&path).unwrap()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    rebase_suite(FjallStore::open(&path).unwrap(), move |store| {
         drop(store);
         FjallStore::open(&path).unwrap()
     });
@@ -194,6 +292,27 @@ fn damage(dir: &std::path::Path, keyspace: &str, key: &[u8], value: &[u8]) {
 
 fn op_key(origin: u64, seq: u64) -> Vec<u8> {
     [origin.to_be_bytes(), seq.to_be_bytes()].concat()
+}
+
+#[test]
+fn a_corrupt_base_refuses_to_open_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = FjallStore::open(dir.path()).unwrap();
+        store.append(&[op(1, 1, &[], 1), op(1, 2, &[], 2)]).unwrap();
+        let base = LogBase {
+            frontier: vv(&[(1, 1)]),
+            hlc: Hlc::new(1, 0),
+        };
+        store.rebase(&base).unwrap();
+    }
+    damage(dir.path(), "base", b"base", b"\x01\xc1 not a base");
+    let err = FjallStore::<Payload>::open(dir.path()).err().unwrap();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("base"),
+        "names the location: {err}"
+    );
 }
 
 #[test]
@@ -441,7 +560,7 @@ fn a_full_disk_halts_appends_until_resume_finds_room_and_loses_nothing() {
         return;
     };
     let dir = tmpfs.0.path().join("log");
-    let mut store = FjallStore::<Payload>::open(&dir).unwrap();
+    let store = FjallStore::<Payload>::open(&dir).unwrap();
     store
         .append(&[op(1, 1, &[], 1), op(1, 2, &[], 2), op(1, 3, &[], 3)])
         .unwrap();

@@ -83,6 +83,70 @@ impl ClusterClient {
             .await
     }
 
+    /// `GET` of `path` on the node at `address`, its body streamed into a new file at `dest`
+    /// (synced before this returns `Ok`). Fails if the body exceeds `limit` bytes or no byte
+    /// arrives for the client's timeout; then `dest` may hold a part, for the caller to
+    /// remove. A status other than 200 leaves `dest` untouched and returns the body (at most
+    /// 64 KiB) as the error's detail.
+    pub async fn download(
+        &self,
+        address: &str,
+        path: &str,
+        dest: &std::path::Path,
+        limit: u64,
+    ) -> Result<hyper::http::HeaderMap, ClusterHttpError> {
+        use tokio::io::AsyncWriteExt as _;
+        let uri: Uri = format!("http://{address}{path}")
+            .parse()
+            .map_err(|_| ClusterHttpError::BadAddress(address.to_owned()))?;
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(uri)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClusterHttpError::Transport(e.to_string()))?;
+        let response = tokio::time::timeout(self.timeout, self.http.request(request))
+            .await
+            .map_err(|_| ClusterHttpError::Timeout)?
+            .map_err(|e| ClusterHttpError::Transport(error_chain(&e)))?;
+        let (parts, mut body) = response.into_parts();
+        if parts.status != StatusCode::OK {
+            let detail =
+                tokio::time::timeout(self.timeout, Limited::new(body, 64 * 1024).collect())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .map(|collected| String::from_utf8_lossy(&collected.to_bytes()).into_owned())
+                    .unwrap_or_default();
+            return Err(ClusterHttpError::Status {
+                status: parts.status.as_u16(),
+                detail,
+            });
+        }
+        let io =
+            |e: std::io::Error| ClusterHttpError::Transport(format!("{}: {e}", dest.display()));
+        let mut file = tokio::fs::File::create_new(dest).await.map_err(io)?;
+        let mut written = 0u64;
+        loop {
+            let frame = tokio::time::timeout(self.timeout, body.frame())
+                .await
+                .map_err(|_| ClusterHttpError::Timeout)?;
+            let Some(frame) = frame else { break };
+            let frame = frame.map_err(|e| ClusterHttpError::Transport(error_chain(&e)))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            written = written.saturating_add(data.len() as u64);
+            if written > limit {
+                return Err(ClusterHttpError::TooLarge {
+                    limit: usize::try_from(limit).unwrap_or(usize::MAX),
+                });
+            }
+            file.write_all(&data).await.map_err(io)?;
+        }
+        file.sync_all().await.map_err(io)?;
+        Ok(parts.headers)
+    }
+
     async fn call(
         &self,
         method: Method,

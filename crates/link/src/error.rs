@@ -55,4 +55,12 @@ pub enum ClusterHttpError {
         /// The caller's limit.
         limit: usize,
     },
+    /// The node answered with an error status.
+    #[error("answered {status}: {detail}")]
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// The start of the answer's body.
+        detail: String,
+    },
 }

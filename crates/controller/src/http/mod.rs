@@ -48,6 +48,8 @@ pub struct AppState {
     pub ledger: Arc<crate::status::RepairLedger>,
     /// The retired controllers.
     pub retired: Arc<crate::retired::Retired>,
+    /// The snapshot this controller serves.
+    pub snapshots: Arc<crate::snapshot::Snapshots>,
     /// A node heard from within this long counts as alive (`--gc-report-max-age-ms`, the bound
     /// collection waits for): `redcloud cluster forget` refuses it unless forced.
     pub alive_within: std::time::Duration,

@@ -22,9 +22,10 @@ mod queries;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
-use redcloud_eventlog::{Dot, Hlc, NodeId, Op, VersionVector};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use redcloud_eventlog::{Dot, Hlc, LogBase, NodeId, Op, VersionVector};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -39,6 +40,9 @@ const SCHEMA: &str = include_str!("schema.sql");
 /// names unique among the owner's live files. 4: retired nodes.
 const FORMAT: i64 = 4;
 const APPLIED_FRONTIER_KEY: &str = "applied_frontier";
+/// The newest stamp among the operations applied (MessagePack of an `Hlc`): a snapshot of
+/// this read model hands it on, so that the new log's stamps exceed everything it covers.
+const NEWEST_STAMP_KEY: &str = "newest_stamp";
 /// Prepared statements kept per connection: more than the projection and queries use.
 const STATEMENT_CACHE_CAPACITY: usize = 64;
 /// Page cache of the projection's connection, in KiB: a replay of millions of operations
@@ -103,6 +107,7 @@ pub(crate) fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
 pub struct Projection {
     conn: Connection,
     applied: VersionVector,
+    newest: Hlc,
 }
 
 impl Projection {
@@ -113,29 +118,74 @@ impl Projection {
         drop_other_format(&conn)?;
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "user_version", FORMAT)?;
-        let applied = conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = ?1",
-                [APPLIED_FRONTIER_KEY],
-                |row| row.get::<_, Vec<u8>>(0),
-            )
-            .optional()?
-            .map(|bytes| {
-                rmp_serde::from_slice::<VersionVector>(&bytes).map_err(|e| {
-                    ReadModelError::Corrupt {
-                        what: "applied frontier",
-                        reason: e.to_string(),
-                    }
-                })
-            })
-            .transpose()?
-            .unwrap_or_default();
-        Ok(Self { conn, applied })
+        let (applied, newest) = read_position(&conn)?;
+        Ok(Self {
+            conn,
+            applied,
+            newest,
+        })
     }
 
     /// The frontier of the operations folded in.
     pub fn applied(&self) -> &VersionVector {
         &self.applied
+    }
+
+    /// The operations folded in, as the base of a log that starts from this read model.
+    pub fn position(&self) -> LogBase {
+        LogBase {
+            frontier: self.applied.clone(),
+            hlc: self.newest,
+        }
+    }
+
+    /// Writes a compact, self-contained copy of the read model to `path` (which must not
+    /// exist): a snapshot that another controller can install.
+    pub fn export(&self, path: &Path) -> Result<(), ReadModelError> {
+        let target = path.to_str().ok_or_else(|| ReadModelError::Corrupt {
+            what: "snapshot path",
+            reason: format!("{} is not UTF-8", path.display()),
+        })?;
+        self.conn.execute("VACUUM INTO ?1", [target])?;
+        Ok(())
+    }
+
+    /// Replaces the whole read model with the snapshot in the file at `path`, if its digest
+    /// is `expected` and it is of this format; readers see the old state or the new, never a
+    /// mix. Returns the snapshot's position. The file is only read.
+    pub fn install(&mut self, path: &Path, expected: &[u8; 32]) -> Result<LogBase, ReadModelError> {
+        let snapshot = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        check_snapshot_format(&snapshot)?;
+        let found = digest(&snapshot)?;
+        if &found != expected {
+            return Err(ReadModelError::Corrupt {
+                what: "snapshot",
+                reason: format!(
+                    "digest {} where {} was promised",
+                    hex::encode(found),
+                    hex::encode(expected)
+                ),
+            });
+        }
+        let position = read_position(&snapshot)?;
+        let backup = rusqlite::backup::Backup::new(&snapshot, &mut self.conn)?;
+        // One step: readers of the destination must never see a half-copied database.
+        backup.run_to_completion(i32::MAX, Duration::ZERO, None)?;
+        drop(backup);
+        // The copy carries the snapshot's pages; the connection's own settings stay.
+        self.conn.pragma_update(None, "journal_mode", "WAL")?;
+        (self.applied, self.newest) = read_position(&self.conn)?;
+        debug_assert_eq!((self.applied.clone(), self.newest), position);
+        Ok(self.position())
+    }
+
+    /// Runs `read` against the writer's own connection (for what the worker itself needs to
+    /// know after installing a snapshot).
+    pub fn read<T>(
+        &self,
+        read: impl FnOnce(&Reader<'_>) -> Result<T, ReadModelError>,
+    ) -> Result<T, ReadModelError> {
+        read(&Reader { conn: &self.conn })
     }
 
     /// Folds `ops` (in causal order) in one transaction, skipping those already applied.
@@ -148,22 +198,31 @@ impl Projection {
             return Ok(());
         }
         let mut applied = self.applied.clone();
+        let mut newest = self.newest;
         let tx = self.conn.transaction()?;
         for op in fresh {
             apply_one(&tx, op)?;
             applied.raise(op.dot.origin, op.dot.seq);
+            newest = newest.max(op.hlc);
         }
-        let encoded = rmp_serde::to_vec(&applied).map_err(|e| ReadModelError::Corrupt {
-            what: "applied frontier",
-            reason: e.to_string(),
-        })?;
-        tx.prepare_cached(
+        let encode = |what: &'static str, bytes: Result<Vec<u8>, rmp_serde::encode::Error>| {
+            bytes.map_err(|e| ReadModelError::Corrupt {
+                what,
+                reason: e.to_string(),
+            })
+        };
+        let encoded = encode("applied frontier", rmp_serde::to_vec(&applied))?;
+        let stamp = encode("newest stamp", rmp_serde::to_vec(&newest))?;
+        let mut upsert = tx.prepare_cached(
             "INSERT INTO meta (key, value) VALUES (?1, ?2)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )?
-        .execute(params![APPLIED_FRONTIER_KEY, encoded])?;
+        )?;
+        upsert.execute(params![APPLIED_FRONTIER_KEY, encoded])?;
+        upsert.execute(params![NEWEST_STAMP_KEY, stamp])?;
+        drop(upsert);
         tx.commit()?;
         self.applied = applied;
+        self.newest = newest;
         Ok(())
     }
 
@@ -231,6 +290,53 @@ impl Projection {
         }
         Ok(entities)
     }
+}
+
+/// Where the snapshot in the file at `path` stands: its frontier and newest stamp. Refuses a
+/// file of another format.
+pub fn snapshot_position(path: &Path) -> Result<LogBase, ReadModelError> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    check_snapshot_format(&conn)?;
+    let (frontier, hlc) = read_position(&conn)?;
+    Ok(LogBase { frontier, hlc })
+}
+
+fn check_snapshot_format(conn: &Connection) -> Result<(), ReadModelError> {
+    let format: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if format == FORMAT {
+        Ok(())
+    } else {
+        Err(ReadModelError::Corrupt {
+            what: "snapshot",
+            reason: format!("read model format {format}, this controller reads {FORMAT}"),
+        })
+    }
+}
+
+/// The applied frontier and newest stamp a read model records.
+fn read_position(conn: &Connection) -> Result<(VersionVector, Hlc), ReadModelError> {
+    fn decode<T: serde::de::DeserializeOwned + Default>(
+        conn: &Connection,
+        key: &str,
+        what: &'static str,
+    ) -> Result<T, ReadModelError> {
+        conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+            row.get::<_, Vec<u8>>(0)
+        })
+        .optional()?
+        .map(|bytes| {
+            rmp_serde::from_slice::<T>(&bytes).map_err(|e| ReadModelError::Corrupt {
+                what,
+                reason: e.to_string(),
+            })
+        })
+        .transpose()
+        .map(Option::unwrap_or_default)
+    }
+    Ok((
+        decode(conn, APPLIED_FRONTIER_KEY, "applied frontier")?,
+        decode(conn, NEWEST_STAMP_KEY, "newest stamp")?,
+    ))
 }
 
 /// Drops every table of a read model written in another format (its applied frontier with

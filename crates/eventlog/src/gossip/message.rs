@@ -34,6 +34,13 @@ pub enum GossipMessage<P> {
         /// anti-entropy round), so the sender can ship what the receiver lacks in turn.
         reply: bool,
     },
+    /// "What you lack starts below my log's base": the answer to a [`GossipMessage::Frontier`]
+    /// that does not cover the sender's base. The receiver needs the sender's snapshot before
+    /// any page of operations could apply.
+    Truncated {
+        /// The sender's base: operations at or below it are covered by its snapshot only.
+        base: VersionVector,
+    },
 }
 
 impl<P> GossipMessage<P> {
@@ -41,7 +48,7 @@ impl<P> GossipMessage<P> {
     pub fn ops(&self) -> &[Op<P>] {
         match self {
             GossipMessage::Push { ops } | GossipMessage::Page { ops, .. } => ops,
-            GossipMessage::Frontier { .. } => &[],
+            GossipMessage::Frontier { .. } | GossipMessage::Truncated { .. } => &[],
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::clock::{Dot, NodeId, Seq, VersionVector};
 use crate::error::StoreResult;
 use crate::hlc::HlcClock;
 use crate::op::Op;
-use crate::store::{LogStore, read_causal};
+use crate::store::{LogBase, LogStore, read_causal};
 
 /// Tuning of the replication core.
 #[derive(Clone, Debug)]
@@ -130,6 +130,15 @@ pub enum Event<P> {
         /// Its clock minus this node's, in milliseconds.
         offset_ms: i64,
     },
+    /// A peer truncated its log below operations this node lacks: install its snapshot
+    /// (covering at least `base`) with [`Gossip::install_snapshot`], then anti-entropy brings
+    /// the rest. Reported again at every anti-entropy round with that peer until then.
+    SnapshotNeeded {
+        /// The peer that holds the snapshot.
+        peer: NodeId,
+        /// The peer's base, which this node's frontier does not cover.
+        base: VersionVector,
+    },
     /// A peer reported by [`Event::PeerClockSkewed`] is back within `clock_skew_warning`.
     PeerClockAgrees {
         /// The peer.
@@ -226,6 +235,7 @@ impl<P: Clone + serde::Serialize, R: Rng> Gossip<P, R> {
         store: &(impl LogStore<P> + ?Sized),
     ) -> StoreResult<Self> {
         let mut clock = HlcClock::new();
+        clock.observe(store.base().hlc);
         for (origin, seq) in store.frontier().iter() {
             for op in store.read(origin, seq..=seq, 1)? {
                 clock.observe(op.hlc);
@@ -362,6 +372,15 @@ impl<P: Clone + serde::Serialize, R: Rng> Gossip<P, R> {
                 if let Some(status) = self.peers.get_mut(&from) {
                     status.reported_frontier = Some((now, frontier.clone()));
                 }
+                let base = store.base().frontier;
+                if !frontier.dominates(&base) {
+                    // No page could apply there: what it lacks starts in the snapshot.
+                    self.send(from, GossipMessage::Truncated { base });
+                    if reply {
+                        self.send(from, frontier_message(store.frontier(), false));
+                    }
+                    return Ok(());
+                }
                 let mut page = read_causal(store, &frontier, self.config.page_max_ops)?;
                 if keep_within_bytes(&mut page.ops, self.config.page_max_bytes) {
                     page.more = true;
@@ -377,7 +396,51 @@ impl<P: Clone + serde::Serialize, R: Rng> Gossip<P, R> {
                     self.send(from, frontier_message(store.frontier(), false));
                 }
             }
+            GossipMessage::Truncated { base } => {
+                if !store.frontier().dominates(&base) {
+                    self.events
+                        .push_back(Event::SnapshotNeeded { peer: from, base });
+                }
+            }
         }
+        Ok(())
+    }
+
+    /// The frontier every node in `live` is known to have reached, with this one: the meet
+    /// of this node's frontier and the newest frontier each of them reported. `None` while
+    /// one of them (other than this node) has reported nothing, or is not a peer. Operations
+    /// at or below it are causally stable: no live node will ever need them from this one
+    /// again, so a snapshot at this frontier may stand for them.
+    pub fn stable_frontier(
+        &self,
+        live: impl IntoIterator<Item = NodeId>,
+        store: &(impl LogStore<P> + ?Sized),
+    ) -> Option<VersionVector> {
+        let mut stable = store.frontier();
+        for node in live {
+            if node == self.me {
+                continue;
+            }
+            let (_, reported) = self.peers.get(&node)?.reported_frontier.as_ref()?;
+            stable = stable.meet(reported);
+        }
+        Some(stable)
+    }
+
+    /// Starts the log from a snapshot: `base` is the snapshot's frontier (causally closed)
+    /// and newest stamp, and the application has installed the snapshot's state. The log
+    /// drops what the base covers and keeps what it holds beyond; the application projects
+    /// those, since its state now starts at the base. Then anti-entropy resumes with every
+    /// peer at once.
+    pub fn install_snapshot(
+        &mut self,
+        now: Instant,
+        base: &LogBase,
+        store: &(impl LogStore<P> + ?Sized),
+    ) -> StoreResult<()> {
+        store.rebase(base)?;
+        self.clock.observe(base.hlc);
+        self.sync_now(now, store);
         Ok(())
     }
 

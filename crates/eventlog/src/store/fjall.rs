@@ -2,7 +2,10 @@
 //!
 //! Layout: keyspace `ops` maps `origin (8 bytes BE) ++ seq (8 bytes BE)` to the encoded
 //! operation; keyspace `heads` maps `origin` to its highest seq (8 bytes BE). Both change in
-//! one atomic batch, so a crash never exposes half an append.
+//! one atomic batch, so a crash never exposes half an append. Keyspace `base` holds the
+//! [`LogBase`] under one key: a rebase writes it (with the heads it raises) and syncs before
+//! it deletes the operations it covers, so a crash in between leaves only operations that
+//! reads already skip, and the next rebase deletes them.
 //!
 //! Group commit: an append is admitted and queued under a short lock. The first appender to
 //! find no sync in progress becomes the leader: it writes every queued append as one atomic
@@ -28,10 +31,14 @@ use serde::de::DeserializeOwned;
 use crate::clock::{Dot, NodeId, Seq, VersionVector};
 use crate::error::{DecodeError, DiskFullKind, StoreError, StoreResult};
 use crate::op::Op;
-use crate::store::{LogStore, admit};
+use crate::store::{LogBase, LogStore, admit};
 
 const OPS_KEYSPACE: &str = "ops";
 const HEADS_KEYSPACE: &str = "heads";
+const BASE_KEYSPACE: &str = "base";
+const BASE_KEY: &[u8] = b"base";
+/// Operations deleted per batch when a rebase drops what its base covers.
+const REBASE_DELETE_BATCH: usize = 16 * 1024;
 
 /// Bytes [`FjallStore::resume`] writes to see whether the disk has room again: enough for a
 /// burst of batches. Should a later write still find none, the store halts again and the next
@@ -53,6 +60,8 @@ pub struct FjallStore<P> {
     synced: Condvar,
     /// The frontier of synced operations: what readers and peers may see.
     durable: RwLock<VersionVector>,
+    /// Where the history starts (durable).
+    base: RwLock<LogBase>,
     /// fsyncs issued since open; fewer than appends when group commit is sharing them.
     syncs: AtomicU64,
     payload: PhantomData<fn() -> P>,
@@ -64,6 +73,7 @@ enum Engine {
         db: Database,
         ops: Keyspace,
         heads: Keyspace,
+        base: Keyspace,
     },
     /// Closed for a reopen that found the disk full; reads fail until a resume opens it.
     Closed(DiskFullKind),
@@ -125,12 +135,23 @@ fn corrupt(location: String, reason: &str) -> StoreError {
 }
 
 impl Engine {
-    /// Opens the database in `dir`; returns it with the frontier its heads record.
-    fn open(dir: &Path) -> StoreResult<(Self, VersionVector)> {
+    /// Opens the database in `dir`; returns it with its frontier (the heads joined with the
+    /// base) and its base.
+    fn open(dir: &Path) -> StoreResult<(Self, VersionVector, LogBase)> {
         let db = Database::builder(dir).open()?;
         let ops = db.keyspace(OPS_KEYSPACE, KeyspaceCreateOptions::default)?;
         let heads = db.keyspace(HEADS_KEYSPACE, KeyspaceCreateOptions::default)?;
-        let mut frontier = VersionVector::new();
+        let base_keyspace = db.keyspace(BASE_KEYSPACE, KeyspaceCreateOptions::default)?;
+        let base: LogBase = match base_keyspace.get(BASE_KEY)? {
+            None => LogBase::default(),
+            Some(bytes) => {
+                crate::op::decode_versioned(&bytes).map_err(|source| StoreError::Corrupt {
+                    location: format!("{BASE_KEYSPACE}/base"),
+                    source,
+                })?
+            }
+        };
+        let mut frontier = base.frontier.clone();
         for entry in heads.iter() {
             let (key, value) = entry.into_inner()?;
             let location = format!("{HEADS_KEYSPACE}/{}", hex::encode(&key));
@@ -138,7 +159,8 @@ impl Engine {
                 return Err(corrupt(location, "head entry is not two 8-byte integers"));
             };
             let head = Dot::new(NodeId::new(origin), Seq::new(seq));
-            if seq == 0 || seq == u64::MAX || !ops.contains_key(op_key(head))? {
+            let covered = base.frontier.contains(head);
+            if seq == 0 || seq == u64::MAX || !(covered || ops.contains_key(op_key(head))?) {
                 return Err(corrupt(
                     location,
                     "head names an operation that is not stored",
@@ -146,13 +168,27 @@ impl Engine {
             }
             frontier.raise(head.origin, head.seq);
         }
-        Ok((Engine::Open { db, ops, heads }, frontier))
+        let engine = Engine::Open {
+            db,
+            ops,
+            heads,
+            base: base_keyspace,
+        };
+        Ok((engine, frontier, base))
     }
 
     /// The open database and its keyspaces.
     fn open_parts(&self) -> StoreResult<(&Database, &Keyspace, &Keyspace)> {
         match self {
-            Engine::Open { db, ops, heads } => Ok((db, ops, heads)),
+            Engine::Open { db, ops, heads, .. } => Ok((db, ops, heads)),
+            Engine::Closed(kind) => Err(StoreError::DiskFull { kind: *kind }),
+        }
+    }
+
+    /// The keyspace of the base.
+    fn base_keyspace(&self) -> StoreResult<&Keyspace> {
+        match self {
+            Engine::Open { base, .. } => Ok(base),
             Engine::Closed(kind) => Err(StoreError::DiskFull { kind: *kind }),
         }
     }
@@ -184,7 +220,7 @@ impl<P> FjallStore<P> {
     ///
     /// Fails with [`StoreError::Corrupt`] when the recorded heads do not match the operations.
     pub fn open(dir: &Path) -> StoreResult<Self> {
-        let (engine, frontier) = Engine::open(dir)?;
+        let (engine, frontier, base) = Engine::open(dir)?;
         Ok(Self {
             dir: dir.to_owned(),
             engine: RwLock::new(engine),
@@ -198,6 +234,7 @@ impl<P> FjallStore<P> {
             }),
             synced: Condvar::new(),
             durable: RwLock::new(frontier),
+            base: RwLock::new(base),
             syncs: AtomicU64::new(0),
             payload: PhantomData,
         })
@@ -208,26 +245,23 @@ impl<P> FjallStore<P> {
     /// The frontier is read anew: a batch the disk took whole before refusing counts.
     ///
     /// `Ok` when the store takes appends; [`StoreError::DiskFull`] while there is still no
-    /// room (call again later); any other error means only a restart can recover. Taking
-    /// `&mut self` guarantees that no appender is waiting on a group of the halted database.
-    pub fn resume(&mut self) -> StoreResult<()> {
-        let group = self
-            .group
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    /// room (call again later); any other error means only a restart can recover. It holds
+    /// the group lock throughout: a halted store has no leader, and no appender gets in.
+    pub fn resume(&self) -> StoreResult<()> {
+        let mut group = self.group();
         let kind = match group.halt {
             None => return Ok(()),
             Some(Halt::Poisoned) => return Err(Halt::Poisoned.error()),
             Some(Halt::DiskFull(kind)) => kind,
         };
         probe_space(&self.dir).map_err(|e| StoreError::from(fjall::Error::Io(e)))?;
-        let engine = self
+        let mut engine = self
             .engine
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .write()
+            .expect("engine lock poisoned by a panic in another thread");
         // A directory is open in one database at a time: the poisoned one goes first.
         *engine = Engine::Closed(kind);
-        let (reopened, frontier) = Engine::open(&self.dir)?;
+        let (reopened, frontier, base) = Engine::open(&self.dir)?;
         *engine = reopened;
         group.admitted = frontier.clone();
         group.queue.clear();
@@ -235,8 +269,12 @@ impl<P> FjallStore<P> {
         group.halt = None;
         *self
             .durable
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = frontier;
+            .write()
+            .expect("durable frontier lock poisoned by a panic in another thread") = frontier;
+        *self
+            .base
+            .write()
+            .expect("base lock poisoned by a panic in another thread") = base;
         Ok(())
     }
 
@@ -262,6 +300,37 @@ impl<P> FjallStore<P> {
         self.engine
             .read()
             .expect("engine lock poisoned by a panic in another thread")
+    }
+
+    /// Deletes the stored operations `base` covers, a batch at a time; returns how many.
+    fn delete_covered(&self, base: &VersionVector) -> StoreResult<u64> {
+        let engine = self.engine();
+        let (db, ops, _) = engine.open_parts()?;
+        let mut deleted = 0u64;
+        for (origin, last) in base.iter() {
+            loop {
+                let range = op_key(Dot::new(origin, Seq::new(1)))..=op_key(Dot::new(origin, last));
+                let keys = ops
+                    .range(range)
+                    .take(REBASE_DELETE_BATCH)
+                    .map(|entry| entry.key().map(|key| key.to_vec()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if keys.is_empty() {
+                    break;
+                }
+                let mut batch = db.batch();
+                for key in &keys {
+                    batch.remove(ops, key.as_slice());
+                }
+                batch.commit()?;
+                deleted += keys.len() as u64;
+            }
+        }
+        if deleted > 0 {
+            // Deletions are tombstones until compaction: reclaim the space now.
+            ops.major_compact()?;
+        }
+        Ok(deleted)
     }
 
     /// Writes `queue` as one atomic batch, heads included, and syncs it.
@@ -414,11 +483,15 @@ impl<P: Serialize + DeserializeOwned> LogStore<P> for FjallStore<P> {
         if *seqs.start() > last || limit == 0 {
             return Ok(Vec::new());
         }
-        let range = op_key(Dot::new(origin, *seqs.start()))..=op_key(Dot::new(origin, last));
+        let first = (*seqs.start()).max(LogStore::<P>::base(self).frontier.get(origin).next());
+        if first > last {
+            return Ok(Vec::new());
+        }
+        let range = op_key(Dot::new(origin, first))..=op_key(Dot::new(origin, last));
         let engine = self.engine();
         let (_, ops, _) = engine.open_parts()?;
         let mut out = Vec::new();
-        let mut expected = Dot::new(origin, *seqs.start());
+        let mut expected = Dot::new(origin, first);
         for entry in ops.range(range).take(limit) {
             let (key, value) = entry.into_inner()?;
             let location = || format!("{OPS_KEYSPACE}/{}", hex::encode(&key));
@@ -445,5 +518,55 @@ impl<P: Serialize + DeserializeOwned> LogStore<P> for FjallStore<P> {
             ));
         }
         Ok(out)
+    }
+
+    fn base(&self) -> LogBase {
+        self.base
+            .read()
+            .expect("base lock poisoned by a panic in another thread")
+            .clone()
+    }
+
+    fn rebase(&self, base: &LogBase) -> StoreResult<u64> {
+        let merged = {
+            let mut group = self.group();
+            if let Some(halt) = group.halt {
+                return Err(halt.error());
+            }
+            let merged = LogStore::<P>::base(self).merged(base);
+            let mut heads = group.admitted.clone();
+            heads.merge(&merged.frontier);
+            let encoded = crate::op::encode_versioned(&merged);
+            let written = {
+                let engine = self.engine();
+                let (db, _, heads_keyspace) = engine.open_parts()?;
+                let base_keyspace = engine.base_keyspace()?;
+                let mut batch = db.batch();
+                batch.insert(base_keyspace, BASE_KEY, encoded);
+                for (origin, _) in merged.frontier.iter() {
+                    let head = heads.get(origin).get().to_be_bytes();
+                    batch.insert(heads_keyspace, origin.to_be_bytes(), head);
+                }
+                batch
+                    .commit()
+                    .and_then(|()| db.persist(PersistMode::SyncAll))
+            };
+            if let Err(error) = written {
+                let (halt, error) = self.halt_after(error.into());
+                group.halt = Some(halt);
+                return Err(error);
+            }
+            group.admitted = heads.clone();
+            self.durable
+                .write()
+                .expect("durable frontier lock poisoned by a panic in another thread")
+                .merge(&merged.frontier);
+            *self
+                .base
+                .write()
+                .expect("base lock poisoned by a panic in another thread") = merged.clone();
+            merged
+        };
+        self.delete_covered(&merged.frontier)
     }
 }

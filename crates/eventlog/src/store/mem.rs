@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use crate::clock::{Dot, NodeId, Seq, VersionVector};
 use crate::error::{StoreError, StoreResult};
 use crate::op::Op;
-use crate::store::{LogStore, admit};
+use crate::store::{LogBase, LogStore, admit};
 
 /// A log held in memory, encoded exactly as on disk so the codec is exercised too.
 pub struct MemStore<P> {
@@ -25,6 +25,7 @@ pub struct MemStore<P> {
 struct MemLog {
     ops: BTreeMap<Dot, Vec<u8>>,
     frontier: VersionVector,
+    base: LogBase,
 }
 
 impl<P> MemStore<P> {
@@ -80,7 +81,11 @@ impl<P: Serialize + DeserializeOwned> LogStore<P> for MemStore<P> {
         limit: usize,
     ) -> StoreResult<Vec<Op<P>>> {
         let log = self.lock();
-        let range = Dot::new(origin, *seqs.start())..=Dot::new(origin, *seqs.end());
+        let first = (*seqs.start()).max(log.base.frontier.get(origin).next());
+        if first > *seqs.end() {
+            return Ok(Vec::new());
+        }
+        let range = Dot::new(origin, first)..=Dot::new(origin, *seqs.end());
         log.ops
             .range(range)
             .take(limit)
@@ -91,5 +96,19 @@ impl<P: Serialize + DeserializeOwned> LogStore<P> for MemStore<P> {
                 })
             })
             .collect()
+    }
+
+    fn base(&self) -> LogBase {
+        self.lock().base.clone()
+    }
+
+    fn rebase(&self, base: &LogBase) -> StoreResult<u64> {
+        let mut log = self.lock();
+        let base = log.base.merged(base);
+        let before = log.ops.len();
+        log.ops.retain(|dot, _| !base.frontier.contains(*dot));
+        log.frontier.merge(&base.frontier);
+        log.base = base;
+        Ok((before - log.ops.len()) as u64)
     }
 }

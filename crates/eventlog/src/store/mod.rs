@@ -7,12 +7,39 @@
 use std::collections::VecDeque;
 use std::ops::RangeInclusive;
 
+use serde::{Deserialize, Serialize};
+
 use crate::clock::{NodeId, Seq, VersionVector};
 use crate::error::{NotReadyReason, StoreError, StoreResult};
+use crate::hlc::Hlc;
 use crate::op::Op;
 
 pub mod fjall;
 pub mod mem;
+
+/// Where a log's history starts: the operations at or below `frontier` are no longer held one
+/// by one, because a snapshot of the read model stands for them (the log was truncated below
+/// a snapshot, or started from one).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogBase {
+    /// Every operation at or below it is covered by the base, not held.
+    pub frontier: VersionVector,
+    /// The newest stamp among them, so that a node's new stamps still exceed every stamp its
+    /// log ever covered.
+    pub hlc: Hlc,
+}
+
+impl LogBase {
+    /// The base covering both `self` and `other`.
+    pub fn merged(&self, other: &LogBase) -> LogBase {
+        let mut frontier = self.frontier.clone();
+        frontier.merge(&other.frontier);
+        LogBase {
+            frontier,
+            hlc: self.hlc.max(other.hlc),
+        }
+    }
+}
 
 /// Durable, append-only storage of operations, synchronous (call it off the async runtime).
 ///
@@ -21,6 +48,8 @@ pub mod mem;
 /// - It rejects any operation that is already present, not its origin's next seq, or whose
 ///   causal context is not covered by the log plus the earlier operations of the batch.
 /// - `frontier` and `read` show only durable operations.
+/// - The log holds every operation above its base and at or below its frontier; `frontier`
+///   always covers `base`. `rebase` is durable when it returns.
 /// - Safe to share between threads; concurrent appends may share one fsync.
 pub trait LogStore<P>: Send + Sync {
     /// Appends `ops`, in order, atomically and durably.
@@ -29,13 +58,24 @@ pub trait LogStore<P>: Send + Sync {
     /// The highest durable seq of every origin.
     fn frontier(&self) -> VersionVector;
 
-    /// Up to `limit` operations of `origin` with seqs in `seqs`, in seq order.
+    /// Up to `limit` operations of `origin` with seqs in `seqs`, in seq order. Seqs at or
+    /// below the base are skipped: the log no longer holds them.
     fn read(
         &self,
         origin: NodeId,
         seqs: RangeInclusive<Seq>,
         limit: usize,
     ) -> StoreResult<Vec<Op<P>>>;
+
+    /// Where the log's history starts.
+    fn base(&self) -> LogBase;
+
+    /// Raises the base to cover `base` too, and stops holding the operations it covers; the
+    /// frontier becomes the frontier joined with the base. Below the frontier this truncates
+    /// the log; beyond it, it starts the log from a snapshot. The caller guarantees that a
+    /// snapshot stands for everything the new base covers and that its frontier is causally
+    /// closed where it goes beyond the log. Returns how many held operations were dropped.
+    fn rebase(&self, base: &LogBase) -> StoreResult<u64>;
 }
 
 /// Checks that `ops` may follow a log whose frontier is `frontier`, advancing it past them.
@@ -159,13 +199,27 @@ impl<P> CausalCursor<P> {
 
 /// Reads up to `max_ops` operations that `store` holds and `since` does not cover, in an order
 /// where each comes after its causal past: a reader whose log has frontier `since` can append
-/// them one by one.
+/// them one by one. A reader whose frontier does not cover the store's base cannot: it needs
+/// a snapshot first (the pages start at the base).
 pub fn read_causal<P, S: LogStore<P> + ?Sized>(
     store: &S,
     since: &VersionVector,
     max_ops: usize,
 ) -> StoreResult<CausalPage<P>> {
-    let mut cursor = CausalCursor::new(&store.frontier(), since);
+    read_causal_until(store, since, &store.frontier(), max_ops)
+}
+
+/// [`read_causal`] of only the operations `until` covers: for a projection that must stop at
+/// a given frontier, such as a snapshot's.
+pub fn read_causal_until<P, S: LogStore<P> + ?Sized>(
+    store: &S,
+    since: &VersionVector,
+    until: &VersionVector,
+    max_ops: usize,
+) -> StoreResult<CausalPage<P>> {
+    let mut start = since.clone();
+    start.merge(&store.base().frontier);
+    let mut cursor = CausalCursor::new(&store.frontier().meet(until), &start);
     let ops = cursor.next_page(store, max_ops)?;
     Ok(CausalPage {
         ops,
@@ -173,14 +227,15 @@ pub fn read_causal<P, S: LogStore<P> + ?Sized>(
     })
 }
 
-/// Reads every operation of `store` in causal order, `page_ops` at a time, handing each page
-/// to `visit`. Returns the number of operations visited.
+/// Reads every operation `store` holds in causal order, `page_ops` at a time, handing each
+/// page to `visit`. Returns the number of operations visited. A rebased store's history
+/// starts at its base: whoever replays must start from the snapshot that stands for it.
 pub fn replay<P, S: LogStore<P> + ?Sized>(
     store: &S,
     page_ops: usize,
     mut visit: impl FnMut(Vec<Op<P>>),
 ) -> StoreResult<u64> {
-    let mut cursor = CausalCursor::new(&store.frontier(), &VersionVector::new());
+    let mut cursor = CausalCursor::new(&store.frontier(), &store.base().frontier);
     let mut count = 0u64;
     loop {
         let page = cursor.next_page(store, page_ops.max(1))?;

@@ -1,0 +1,104 @@
+//! Controllers take snapshots at the frontier every live controller has reached and truncate
+//! their logs below them. A controller that then joins with an empty data directory (here: one
+//! wiped and started again, under a new id) cannot be sent the truncated operations: it fetches
+//! a peer's snapshot, checks its digest, installs it, and catches up with ordinary
+//! anti-entropy. It ends with the same digest as the others, serves the data written before
+//! it joined, and what is written through it reaches the others.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use redcloud_tests::{Cluster, ClusterBuilder, test_data};
+use serde_json::Value;
+
+/// Waits until `check` holds for controller `i`'s `/internal/state`.
+async fn state_until(
+    c: &Cluster,
+    i: usize,
+    within: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let state = c.state_of(i).await;
+        if check(&state) {
+            return state;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "controller {i} never got there: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_new_controller_starts_from_a_snapshot_after_the_others_truncated() {
+    let mut c = ClusterBuilder::new(env!("CARGO_BIN_EXE_redcloud-test-node"))
+        .controllers(2)
+        .chunkservers(1)
+        .controller_args(&["--snapshot-interval", "300ms", "--log-retention", "0s"])
+        .start()
+        .await;
+    let key = c.register("alice", "pw").await;
+    for n in 0..12u64 {
+        let tag = if n % 2 == 0 { "even" } else { "odd" };
+        c.upload_at(
+            (n % 2) as usize,
+            &key,
+            &format!("f{n}.bin"),
+            test_data(n, 2000),
+            tag,
+        )
+        .await;
+    }
+    c.converged(Duration::from_secs(20)).await;
+    let (status, _) = c.delete_at(0, &key, "odd").await;
+    assert_eq!(status, 200);
+    let before = c.converged(Duration::from_secs(20)).await;
+    let operations = before[0]["operations"].as_u64().unwrap();
+
+    // Both truncate everything (retention 0) once both have it.
+    for i in 0..2 {
+        state_until(&c, i, Duration::from_secs(20), |s| {
+            s["log_base_operations"].as_u64() == Some(operations)
+                && s["snapshot_operations"].as_u64() == Some(operations)
+        })
+        .await;
+    }
+
+    // Controller 1 comes back empty, under a new id: the log it needs is gone everywhere.
+    let node = &mut c.more_controllers[0];
+    node.wipe();
+    node.start();
+    c.wait_ready(1).await;
+    let joined = state_until(&c, 1, Duration::from_secs(30), |s| {
+        s["log_base_operations"].as_u64().unwrap_or(0) >= operations
+    })
+    .await;
+    assert!(
+        joined["snapshot_operations"].as_u64().unwrap() >= operations,
+        "the snapshot it started from is the one it serves: {joined}"
+    );
+    let after = c.converged(Duration::from_secs(20)).await;
+    assert_eq!(after[0]["digest"], after[1]["digest"]);
+    assert!(
+        c.controller_at(1)
+            .log()
+            .contains("started from a peer's snapshot")
+    );
+
+    // It serves what was written before it joined, and what is written through it spreads.
+    let listed = c.list_at(1, &key, "even").await;
+    assert_eq!(listed.len(), 6, "{listed:?}");
+    assert!(
+        c.list_at(1, &key, "odd").await.is_empty(),
+        "the deletion came with the snapshot"
+    );
+    let (status, bytes) = c.download_at(1, &key, "f4.bin").await;
+    assert_eq!((status, bytes), (200, test_data(4, 2000)));
+    c.upload_at(1, &key, "late.bin", test_data(99, 3000), "even")
+        .await;
+    c.converged(Duration::from_secs(20)).await;
+    assert_eq!(c.list_at(0, &key, "even").await.len(), 7);
+}
