@@ -3,11 +3,14 @@
 //! wiped and started again, under a new id) cannot be sent the truncated operations: it fetches
 //! a peer's snapshot, checks its digest, installs it, and catches up with ordinary
 //! anti-entropy. It ends with the same digest as the others, serves the data written before
-//! it joined, and what is written through it reaches the others.
+//! it joined, and what is written through it reaches the others. `redcloud log` says where a
+//! truncated history starts and rebuilds it on top of the snapshot; a controller whose read
+//! model is lost rebuilds it from its own snapshot and log.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
 
+use redcloud_cli::logtool::{self, Reader, Source};
 use redcloud_tests::{Cluster, ClusterBuilder, test_data};
 use serde_json::Value;
 
@@ -65,6 +68,27 @@ async fn a_new_controller_starts_from_a_snapshot_after_the_others_truncated() {
                 && s["snapshot_operations"].as_u64() == Some(operations)
         })
         .await;
+    }
+
+    // The log tool replays a truncated history on top of the snapshot, live and offline.
+    let link = redcloud_tests::cluster_link();
+    let live = Source::Server(format!("http://{}", c.controller.cluster_address()));
+    let offline = Source::Dir(c.controller.data_dir().to_owned());
+    for source in [live, offline] {
+        let reader = Reader::new(source.clone(), &link).unwrap();
+        let rebuilt = logtool::rebuild(&reader, None, &[]).await.unwrap();
+        assert_eq!(
+            rebuilt.digest,
+            before[0]["digest"].as_str().unwrap(),
+            "{source}"
+        );
+        assert_eq!(rebuilt.from_snapshot, operations, "{source}");
+        let state = reader.state().await.unwrap();
+        assert_eq!(
+            state.history_starts_after.values().sum::<u64>(),
+            operations,
+            "{source}"
+        );
     }
 
     // Controller 1 comes back empty, under a new id: the log it needs is gone everywhere.

@@ -107,6 +107,54 @@ impl Reader {
         }
     }
 
+    /// When the log starts at a snapshot: a copy of that snapshot in `dir`, with its digest
+    /// (checked by whoever installs it). `None` when the log holds its whole history.
+    pub async fn snapshot_into(&self, dir: &Path) -> anyhow::Result<Option<(PathBuf, [u8; 32])>> {
+        let state = self.state().await?;
+        if state.history_starts_after.is_empty() {
+            return Ok(None);
+        }
+        let copy = dir.join("snapshot.sqlite");
+        match &self.source {
+            Source::Dir(data_dir) => {
+                let snapshots = data_dir.join("snapshot");
+                let found = std::fs::read_dir(&snapshots)
+                    .with_context(|| format!("cannot read {}", snapshots.display()))?
+                    .filter_map(Result::ok)
+                    .find_map(|entry| {
+                        let name = entry.file_name().into_string().ok()?;
+                        let digest = name.strip_prefix("snapshot-")?.strip_suffix(".sqlite")?;
+                        let digest: [u8; 32] = hex::decode(digest).ok()?.try_into().ok()?;
+                        Some((entry.path(), digest))
+                    });
+                let Some((path, digest)) = found else {
+                    bail!(
+                        "the log in {} starts after a snapshot, and {} holds none",
+                        data_dir.display(),
+                        snapshots.display()
+                    );
+                };
+                std::fs::copy(&path, &copy)
+                    .with_context(|| format!("cannot copy {}", path.display()))?;
+                Ok(Some((copy, digest)))
+            }
+            Source::Server(url) => {
+                let headers = self
+                    .http
+                    .download(host_port(url), "/internal/snapshot", &copy, u64::MAX)
+                    .await
+                    .with_context(|| format!("cannot fetch the snapshot of {url}"))?;
+                let digest = headers
+                    .get("x-redcloud-snapshot-digest")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| hex::decode(v).ok())
+                    .and_then(|v| <[u8; 32]>::try_from(v).ok())
+                    .ok_or_else(|| anyhow!("{url} sent a snapshot without a readable digest"))?;
+                Ok(Some((copy, digest)))
+            }
+        }
+    }
+
     /// Every operation, in causal order.
     pub async fn ops(&self) -> anyhow::Result<Vec<Op<MetaOp>>> {
         let mut all = Vec::new();
@@ -154,6 +202,7 @@ impl Reader {
             Source::Dir(dir) => {
                 let snapshot = Snapshot::take(dir)?;
                 let frontier = LogStore::<MetaOp>::frontier(&snapshot.store);
+                let base = LogStore::<MetaOp>::base(&snapshot.store).frontier;
                 let digest =
                     redcloud_controller::read_model_digest_at(&dir.join("readmodel.sqlite"))
                         .with_context(|| {
@@ -161,6 +210,7 @@ impl Reader {
                         })?;
                 Ok(NodeState {
                     frontier: frontier_map(&frontier),
+                    history_starts_after: frontier_map(&base),
                     operations: frontier.op_count(),
                     digest: hex::encode(digest),
                 })
@@ -173,16 +223,19 @@ impl Reader {
                     .with_context(|| format!("cannot read the state of {url}"))?;
                 let state: serde_json::Value = serde_json::from_slice(&checked(reply, url)?)
                     .with_context(|| format!("{url} answered with something that is not JSON"))?;
-                let frontier = state["frontier"]
-                    .as_object()
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let map = |value: &serde_json::Value| {
+                    value
+                        .as_object()
+                        .map(|m| {
+                            m.iter()
+                                .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
                 Ok(NodeState {
-                    frontier,
+                    frontier: map(&state["frontier"]),
+                    history_starts_after: map(&state["log_base"]),
                     operations: state["operations"].as_u64().unwrap_or(0),
                     digest: state["digest"].as_str().unwrap_or_default().to_owned(),
                 })
@@ -286,6 +339,9 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 pub struct NodeState {
     /// Highest seq held per origin.
     pub frontier: BTreeMap<String, u64>,
+    /// Where the log's history starts: the operations at or below this are held only in the
+    /// node's snapshot (empty when the log holds everything).
+    pub history_starts_after: BTreeMap<String, u64>,
     /// Operations held.
     pub operations: u64,
     /// Hex SHA-256 of the read model.
@@ -357,17 +413,42 @@ pub struct Rebuilt {
     pub operations_per_second: f64,
     /// Hex SHA-256 of the rebuilt read model.
     pub digest: String,
+    /// Operations the snapshot the log starts from stood for (0 when the log holds its whole
+    /// history).
+    pub from_snapshot: u64,
 }
 
 /// Replays the log into a fresh read model, keeping only operations within `until` (when
-/// given) and not in `exclude`.
+/// given) and not in `exclude`. A log truncated below a snapshot is replayed on top of that
+/// snapshot (its digest checked); what the snapshot covers can be neither cut nor excluded.
 pub async fn rebuild(
     reader: &Reader,
     until: Option<&VersionVector>,
     exclude: &[Dot],
 ) -> anyhow::Result<Rebuilt> {
-    let (_dir, mut projection) = scratch_projection()?;
+    let (dir, mut projection) = scratch_projection()?;
     let started = Instant::now();
+    let mut from_snapshot = 0;
+    if let Some((path, digest)) = reader.snapshot_into(dir.path()).await? {
+        let base = projection
+            .install(&path, &digest)
+            .context("the snapshot the log starts from is unusable")?;
+        from_snapshot = base.frontier.op_count();
+        if let Some(until) = until
+            && !until.dominates(&base.frontier)
+        {
+            bail!(
+                "the log starts after {}: operations below it are held only in the snapshot, so --until must cover it",
+                base.frontier
+            );
+        }
+        if let Some(dot) = exclude.iter().find(|dot| base.frontier.contains(**dot)) {
+            bail!(
+                "{dot} is held only in the snapshot the log starts from ({}): it cannot be excluded",
+                base.frontier
+            );
+        }
+    }
     let mut applied = 0u64;
     let read = reader
         .for_each_page(|mut ops| {
@@ -392,6 +473,7 @@ pub async fn rebuild(
             0.0
         },
         digest: hex::encode(digest),
+        from_snapshot,
     })
 }
 

@@ -96,6 +96,7 @@ pub async fn state(State(app): State<Arc<AppState>>) -> Result<Json<serde_json::
         "frontier": frontier,
         "operations": snapshot.frontier.op_count(),
         "digest": hex::encode(snapshot.digest),
+        "log_base": snapshot.base.iter().map(|(origin, seq)| (origin.to_string(), json!(seq.get()))).collect::<serde_json::Map<String, serde_json::Value>>(),
         "log_base_operations": snapshot.base.op_count(),
         "snapshot_operations": app.snapshots.current().map_or(0, |s| s.base.frontier.op_count()),
     })))

@@ -111,6 +111,14 @@ pub async fn run(args: LogArgs, server: &str, json: bool) -> anyhow::Result<()> 
             if json {
                 return print_json(&shown);
             }
+            let starts = reader.state().await?.history_starts_after;
+            if !starts.is_empty() {
+                let after: Vec<String> = starts.iter().map(|(o, s)| format!("{o}:{s}")).collect();
+                println!(
+                    "history starts after {{{}}}: older operations are held only in the snapshot",
+                    after.join(", ")
+                );
+            }
             for op in shown {
                 println!("{} hlc={} deps={} {}", op.dot, op.hlc, op.deps, op.change);
             }
@@ -152,6 +160,12 @@ pub async fn run(args: LogArgs, server: &str, json: bool) -> anyhow::Result<()> 
                 rebuilt.seconds,
                 rebuilt.operations_per_second
             );
+            if rebuilt.from_snapshot > 0 {
+                println!(
+                    "started from the snapshot the log starts after ({} operations)",
+                    rebuilt.from_snapshot
+                );
+            }
         }
         LogCommand::Diff { a, b } => {
             let (a, b) = (Source::parse(&a), Source::parse(&b));
