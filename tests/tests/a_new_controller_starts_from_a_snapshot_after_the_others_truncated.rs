@@ -70,6 +70,28 @@ async fn a_new_controller_starts_from_a_snapshot_after_the_others_truncated() {
         .await;
     }
 
+    // The status page, `redcloud status` and the metrics say where the history starts.
+    let log = &c.status_page_of(0).await["log"];
+    assert_eq!(
+        log["truncated_operations"].as_u64(),
+        Some(operations),
+        "{log}"
+    );
+    assert_eq!(
+        log["snapshot_operations"].as_u64(),
+        Some(operations),
+        "{log}"
+    );
+    let metrics = c.metrics_of(0).await;
+    assert!(
+        metrics.contains(&format!("redcloud_snapshot_operations {operations}\n")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("redcloud_log_truncated_operations_total "),
+        "{metrics}"
+    );
+
     // The log tool replays a truncated history on top of the snapshot, live and offline.
     let link = redcloud_tests::cluster_link();
     let live = Source::Server(format!("http://{}", c.controller.cluster_address()));

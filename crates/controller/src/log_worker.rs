@@ -148,6 +148,8 @@ enum Command {
 pub struct PeerFrontiers {
     /// The log's frontier (all projected).
     pub local: VersionVector,
+    /// Where the log's history starts.
+    pub base: VersionVector,
     /// Every peer.
     pub peers: BTreeMap<NodeId, PeerView>,
     /// This node's wall clock against its peers' (none before any peer sent its clock).
@@ -822,6 +824,7 @@ impl Worker {
             .collect();
         PeerFrontiers {
             local: self.projection.applied().clone(),
+            base: LogStore::<MetaOp>::base(self.store.as_ref()).frontier,
             peers,
             clock: self.core.clock_skew(),
             clock_skew_warning: self.core.config().clock_skew_warning,

@@ -98,6 +98,8 @@ pub struct Metrics {
     /// Bytes of replication messages received.
     pub gossip_received_bytes: Counter,
     log_operations: Gauge,
+    log_held: Gauge,
+    snapshot_operations: Gauge,
     log_disk_full: Gauge,
     clock_offset: Gauge<f64, AtomicU64>,
     peer_clock_offset: Family<NodeLabels, Gauge<f64, AtomicU64>>,
@@ -195,6 +197,14 @@ impl Metrics {
             gauge
         };
         let log_operations = gauge("log_operations", "Operations in the event log");
+        let log_held = gauge(
+            "log_held_operations",
+            "Operations the event log holds one by one (the older ones are only in the snapshot)",
+        );
+        let snapshot_operations = gauge(
+            "snapshot_operations",
+            "Operations the snapshot this controller serves covers (0 before the first)",
+        );
         let log_disk_full = gauge(
             "log_disk_full",
             "1 while the disk under the event log or read model is full: writes get 507 and peers' operations wait",
@@ -288,6 +298,8 @@ impl Metrics {
             gossip_received,
             gossip_received_bytes,
             log_operations,
+            log_held,
+            snapshot_operations,
             log_disk_full,
             clock_offset,
             peer_clock_offset,
@@ -320,6 +332,11 @@ impl Metrics {
             gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
         };
         set(&self.log_operations, status.operations);
+        set(&self.log_held, status.log.held_operations);
+        set(
+            &self.snapshot_operations,
+            status.log.snapshot_operations.unwrap_or(0),
+        );
         set(&self.log_disk_full, u64::from(status.disk_full.is_some()));
         self.clock_offset.set(
             status

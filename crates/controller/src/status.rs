@@ -43,6 +43,24 @@ pub struct ClusterStatus {
     /// its clock).
     #[serde(default)]
     pub clock: Option<ClockStatus>,
+    /// How much of its history the answering controller's log holds, and its snapshot.
+    #[serde(default)]
+    pub log: LogStatus,
+}
+
+/// The answering controller's log against its snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogStatus {
+    /// Operations the log holds one by one.
+    pub held_operations: u64,
+    /// Operations older than the log's history, held only in the snapshot.
+    pub truncated_operations: u64,
+    /// The snapshot this controller serves: operations it covers (none before the first).
+    pub snapshot_operations: Option<u64>,
+    /// Its size on disk.
+    pub snapshot_bytes: Option<u64>,
+    /// How long ago it was published, in milliseconds.
+    pub snapshot_age_ms: Option<u64>,
 }
 
 /// The answering controller's disk is full: it refuses writes until space is freed.
@@ -292,6 +310,10 @@ pub struct Sources<'a> {
     pub insecure: bool,
     /// Whether its disk is full.
     pub disk_full: Option<DiskFull>,
+    /// The snapshot it serves.
+    pub snapshot: Option<crate::snapshot::SnapshotInfo>,
+    /// The wall clock now, milliseconds since the Unix epoch.
+    pub now_unix_ms: u64,
 }
 
 /// Assembles the status from the live parts of a controller.
@@ -303,6 +325,8 @@ pub fn gather(sources: Sources<'_>) -> ClusterStatus {
         frontiers,
         insecure,
         disk_full,
+        snapshot,
+        now_unix_ms,
     } = sources;
     let now = Instant::now();
     let me = membership.me();
@@ -381,6 +405,40 @@ pub fn gather(sources: Sources<'_>) -> ClusterStatus {
             skewed: skewed(clock.offset_ms),
             refused_by: clock.refused_by.iter().map(ToString::to_string).collect(),
         }),
+        log: LogStatus {
+            held_operations: frontiers.local.count_missing_from(&frontiers.base),
+            truncated_operations: frontiers.base.op_count(),
+            snapshot_operations: snapshot.as_ref().map(|s| s.base.frontier.op_count()),
+            snapshot_bytes: snapshot.as_ref().map(|s| s.bytes),
+            snapshot_age_ms: snapshot
+                .as_ref()
+                .map(|s| now_unix_ms.saturating_sub(s.published_unix_ms)),
+        },
+    }
+}
+
+/// Where the log's history starts and what the snapshot holds, as a clause that follows the
+/// operation count (on the status page and in `redcloud status`).
+pub fn history_summary(log: &LogStatus) -> String {
+    let snapshot = match (
+        log.snapshot_operations,
+        log.snapshot_bytes,
+        log.snapshot_age_ms,
+    ) {
+        (Some(operations), Some(bytes), Some(age)) => format!(
+            "; snapshot of {operations} operations ({} KiB) taken {} ago",
+            bytes.div_ceil(1024),
+            human_duration(age)
+        ),
+        _ => "; no snapshot yet".to_owned(),
+    };
+    if log.truncated_operations == 0 {
+        format!(", all in its log{snapshot}")
+    } else {
+        format!(
+            ", {} in its log and {} older ones only in its snapshot{snapshot}",
+            log.held_operations, log.truncated_operations
+        )
     }
 }
 
@@ -554,7 +612,7 @@ td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 code {{ font-size: .95em; }}
 </style></head><body>
 <h1>RedCloud Files — cluster status</h1>
-{alerts}<div class="sub">As seen by controller <code>{node}</code> · {ops} operations in its log · refreshes every {REFRESH_SECONDS} s</div>
+{alerts}<div class="sub">As seen by controller <code>{node}</code> · {ops} operations{history} · refreshes every {REFRESH_SECONDS} s</div>
 <div class="cards">
 <div class="card">Controllers reachable<b>{reachable} / {controllers}</b></div>
 <div class="card">Chunkservers healthy<b>{healthy} / {chunkservers}</b></div>
@@ -570,6 +628,7 @@ code {{ font-size: .95em; }}
             .map(|warning| format!("<p class=\"bad\" role=\"alert\">{}</p>\n", escape(warning)))
             .collect::<String>(),
         ops = status.operations,
+        history = escape(&history_summary(&status.log)),
         controllers = status.controllers.len(),
         chunkservers = status.chunkservers.len(),
         full = r.fully_replicated_chunks,
@@ -721,6 +780,7 @@ mod tests {
             insecure: false,
             disk_full: None,
             clock: None,
+            log: LogStatus::default(),
         }
     }
 

@@ -313,6 +313,12 @@ fn cluster_screen(cluster: &ClusterStatus) -> String {
     for warning in warnings(cluster) {
         let _ = writeln!(out, "\nWARNING: {warning}");
     }
+    let _ = writeln!(
+        out,
+        "\nLog: {} operations{}",
+        cluster.operations,
+        redcloud_controller::status::history_summary(&cluster.log)
+    );
     let reachable = cluster.controllers.iter().filter(|c| c.reachable).count();
     let _ = writeln!(
         out,
@@ -455,6 +461,13 @@ mod tests {
                 reason: "the disk holding the log is full: no space left on device (ENOSPC)"
                     .to_owned(),
             }),
+            log: redcloud_controller::status::LogStatus {
+                held_operations: 2,
+                truncated_operations: 5,
+                snapshot_operations: Some(6),
+                snapshot_bytes: Some(40_960),
+                snapshot_age_ms: Some(90_000),
+            },
             clock: Some(ClockStatus {
                 offset_ms: -900_000,
                 peers: 1,
@@ -478,5 +491,9 @@ mod tests {
             .find(|line| line.trim_start().starts_with("00000000000000bb"))
             .unwrap();
         assert!(peer_row.ends_with("+15 min 0 s !"), "{peer_row}");
+        assert!(
+            screen.contains("\nLog: 7 operations, 2 in its log and 5 older ones only in its snapshot; snapshot of 6 operations (40 KiB) taken 1 min 30 s ago\n"),
+            "{screen}"
+        );
     }
 }

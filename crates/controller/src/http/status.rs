@@ -33,6 +33,8 @@ async fn cluster_status(app: &AppState) -> Result<ClusterStatus, ApiError> {
         frontiers: &frontiers,
         insecure: app.insecure,
         disk_full: app.service.log.disk_full(),
+        snapshot: app.snapshots.current(),
+        now_unix_ms: app.service.clock.now_ms(),
     }))
 }
 
