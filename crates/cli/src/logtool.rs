@@ -110,8 +110,13 @@ impl Reader {
     /// When the log starts at a snapshot: a copy of that snapshot in `dir`, with its digest
     /// (checked by whoever installs it). `None` when the log holds its whole history.
     pub async fn snapshot_into(&self, dir: &Path) -> anyhow::Result<Option<(PathBuf, [u8; 32])>> {
-        let state = self.state().await?;
-        if state.history_starts_after.is_empty() {
+        let truncated = match &self.source {
+            Source::Dir(dir) => !LogStore::<MetaOp>::base(&Snapshot::take(dir)?.store)
+                .frontier
+                .is_empty(),
+            Source::Server(_) => !self.state().await?.history_starts_after.is_empty(),
+        };
+        if !truncated {
             return Ok(None);
         }
         let copy = dir.join("snapshot.sqlite");

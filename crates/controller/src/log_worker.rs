@@ -741,11 +741,21 @@ impl Worker {
         if LogStore::<MetaOp>::frontier(store).dominates(&claimed.frontier) {
             return Ok(None);
         }
+        // What the file says it is, checked before anything changes: its position must be
+        // what the peer announced, and cover whatever this log no longer holds.
+        let position = crate::readmodel::snapshot_position(file)
+            .map_err(|e| ApiError::InvalidRequest(format!("snapshot refused: {e}")))?;
+        if position != *claimed {
+            return Err(ApiError::InvalidRequest(format!(
+                "the snapshot is at {}, not at {} as announced",
+                position.frontier, claimed.frontier
+            )));
+        }
         let own_base = LogStore::<MetaOp>::base(store);
-        if !claimed.frontier.dominates(&own_base.frontier) {
+        if !position.frontier.dominates(&own_base.frontier) {
             return Err(ApiError::InvalidRequest(format!(
                 "the snapshot at {} does not cover this log's base {}",
-                claimed.frontier, own_base.frontier
+                position.frontier, own_base.frontier
             )));
         }
         if let Some((full, _)) = &self.disk_full {
@@ -754,15 +764,9 @@ impl Worker {
                 recorded: false,
             });
         }
-        let position = self
-            .projection
+        self.projection
             .install(file, digest)
             .map_err(|e| ApiError::InvalidRequest(format!("snapshot refused: {e}")))?;
-        if position.frontier != claimed.frontier {
-            // The digest matched, so the bytes are what the peer meant to send; its headers
-            // disagree with them. The read model is whole either way: catch it up below.
-            tracing::warn!(claimed = %claimed.frontier, found = %position.frontier, "a snapshot's headers disagree with its contents");
-        }
         // Published before the log starts at it, so a crash in between leaves a snapshot that
         // covers the log's base.
         self.snapshots

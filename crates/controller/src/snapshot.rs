@@ -282,6 +282,27 @@ impl Snapshotter {
                     self.stable.applied()
                 )));
             }
+            // A start from a peer's snapshot may rebase the log under this round: then the
+            // page skips what the stable projection lacks, and it starts again from the
+            // snapshot published with that rebase.
+            let mut known = self.stable.applied().clone();
+            let follows = page.ops.iter().all(|op| {
+                let ready = op.is_ready_for(&known);
+                known.raise(op.dot.origin, op.dot.seq);
+                ready
+            });
+            if !follows {
+                let base = LogStore::<MetaOp>::base(self.store.as_ref());
+                if self.stable.applied().dominates(&base.frontier) {
+                    return Err(SnapshotError::Inconsistent(format!(
+                        "the log's operations beyond {} do not follow one another",
+                        self.stable.applied()
+                    )));
+                }
+                self.restore_if_behind_base()?;
+                target.merge(self.stable.applied());
+                continue;
+            }
             report.projected += page.ops.len() as u64;
             self.stable.apply(&page.ops)?;
         }

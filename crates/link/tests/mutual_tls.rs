@@ -14,10 +14,19 @@ fn link(secret: &str) -> ClusterLink {
 async fn serve(link: &ClusterLink) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
-    let app = axum::Router::new().route(
-        "/internal/secret",
-        axum::routing::post(|body: Bytes| async move { format!("seen {} bytes", body.len()) }),
-    );
+    let app = axum::Router::new()
+        .route(
+            "/internal/secret",
+            axum::routing::post(|body: Bytes| async move { format!("seen {} bytes", body.len()) }),
+        )
+        .route(
+            "/internal/file",
+            axum::routing::get(|| async { vec![7u8; 100_000] }),
+        )
+        .route(
+            "/internal/missing",
+            axum::routing::get(|| async { (axum::http::StatusCode::NOT_FOUND, "no such thing") }),
+        );
     tokio::spawn(
         axum::serve(ServeListener::new(listener, link.server_config()), app).into_future(),
     );
@@ -100,4 +109,51 @@ async fn answers_beyond_the_limit_are_refused() {
         ),
         "{error:?}"
     );
+}
+
+#[tokio::test]
+async fn downloads_land_whole_in_a_file_and_stop_at_their_limit() {
+    let server = link("the cluster secret, sixteen+ bytes");
+    let address = serve(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    client(&server)
+        .download(&address, "/internal/file", &whole, 100_000)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&whole).unwrap(), vec![7u8; 100_000]);
+
+    let cut = dir.path().join("cut");
+    let error = client(&server)
+        .download(&address, "/internal/file", &cut, 99_999)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, redcloud_link::ClusterHttpError::TooLarge { .. }),
+        "{error:?}"
+    );
+
+    let error = client(&server)
+        .download(&address, "/internal/missing", &dir.path().join("none"), 10)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, redcloud_link::ClusterHttpError::Status { status: 404, detail } if detail == "no such thing"),
+        "{error:?}"
+    );
+    assert!(
+        !dir.path().join("none").exists(),
+        "an error status writes no file"
+    );
+
+    let outsider = link("another cluster's secret, 16+ bytes");
+    let refused = client(&outsider)
+        .download(
+            &address,
+            "/internal/file",
+            &dir.path().join("stolen"),
+            1 << 20,
+        )
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
 }

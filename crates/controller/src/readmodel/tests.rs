@@ -694,3 +694,53 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_snapshot_installs_only_with_its_digest_and_replaces_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut history = History::new(2);
+    let alice = Uuid::from_u128(1);
+    let ops = vec![
+        history.op(0, 1_000, register(alice, "alice")),
+        history.op(
+            0,
+            1_001,
+            add_file(Uuid::from_u128(2), alice, "a.txt", &["t"], vec![]),
+        ),
+    ];
+    let mut source = Projection::open(&dir.path().join("source.sqlite")).unwrap();
+    source.apply(&ops).unwrap();
+    let snapshot = dir.path().join("snapshot.sqlite");
+    source.export(&snapshot).unwrap();
+    let digest = source.digest().unwrap();
+    assert_eq!(snapshot_position(&snapshot).unwrap(), source.position());
+
+    let mut target = Projection::open(&dir.path().join("target.sqlite")).unwrap();
+    let other = history.op(1, 5_000, register(Uuid::from_u128(9), "bob"));
+    target.apply(&[other]).unwrap();
+    let before = target.digest().unwrap();
+
+    // A wrong digest, garbage, or a file of another format change nothing.
+    let wrong = target.install(&snapshot, &[0; 32]).unwrap_err();
+    assert!(wrong.to_string().contains("promised"), "{wrong}");
+    let garbage = dir.path().join("garbage.sqlite");
+    std::fs::write(&garbage, b"not a database at all, just bytes").unwrap();
+    assert!(target.install(&garbage, &digest).is_err());
+    let old = dir.path().join("old.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&old).unwrap();
+        conn.pragma_update(None, "user_version", FORMAT - 1)
+            .unwrap();
+    }
+    let format = target.install(&old, &digest).unwrap_err();
+    assert!(format.to_string().contains("format"), "{format}");
+    assert_eq!(target.digest().unwrap(), before);
+
+    // The right one replaces the whole read model, position included.
+    let position = target.install(&snapshot, &digest).unwrap();
+    assert_eq!(position, source.position());
+    assert_eq!(target.applied(), source.applied());
+    assert_eq!(target.digest().unwrap(), digest);
+    let reopened = Projection::open(&dir.path().join("target.sqlite")).unwrap();
+    assert_eq!(reopened.digest().unwrap(), digest, "installed durably");
+}

@@ -305,7 +305,7 @@ impl<P> FjallStore<P> {
     /// Deletes the stored operations `base` covers, a batch at a time; returns how many.
     fn delete_covered(&self, base: &VersionVector) -> StoreResult<u64> {
         let engine = self.engine();
-        let (db, ops, _) = engine.open_parts()?;
+        let (db, ops, heads) = engine.open_parts()?;
         let mut deleted = 0u64;
         for (origin, last) in base.iter() {
             loop {
@@ -327,7 +327,11 @@ impl<P> FjallStore<P> {
             }
         }
         if deleted > 0 {
-            // Deletions are tombstones until compaction: reclaim the space now.
+            // Deletions are tombstones until a compaction, and a journal is kept until every
+            // keyspace has flushed what it holds of it: flush all three, then compact.
+            for keyspace in [ops, heads, engine.base_keyspace()?] {
+                keyspace.rotate_memtable_and_wait()?;
+            }
             ops.major_compact()?;
         }
         Ok(deleted)
