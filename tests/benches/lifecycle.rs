@@ -17,7 +17,7 @@ use redcloud_cli::logtool::{self, Reader, Source};
 use redcloud_controller::MetaOp;
 use redcloud_eventlog::{Dot, FjallStore, Hlc, LogStore, NodeId, Op, Seq, VersionVector};
 use redcloud_tests::{Cluster, ClusterBuilder, bench_arg};
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 const BIN: &str = env!("CARGO_BIN_EXE_redcloud-test-node");
@@ -122,41 +122,6 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1 << 20) as f64
 }
 
-/// Controller `i`'s `/internal/state`, or `None` while it does not answer.
-async fn try_state(c: &Cluster, i: usize) -> Option<Value> {
-    let reply = c
-        .cluster_http
-        .get(
-            &c.controller_at(i).cluster_address(),
-            "/internal/state",
-            1 << 20,
-        )
-        .await
-        .ok()?;
-    (reply.status == 200).then(|| serde_json::from_slice(&reply.body).ok())?
-}
-
-async fn wait_state(
-    c: &Cluster,
-    i: usize,
-    within: Duration,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(state) = try_state(c, i).await
-            && done(&state)
-        {
-            return state;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "controller {i} did not get there"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Two controllers, the second stopped at once and forgotten; the first gets a history of
 /// `ops` operations. Returns the cluster and the first controller's digest.
 async fn cluster_with_history(ops: u64, snapshots: bool) -> (Cluster, Value) {
@@ -169,18 +134,7 @@ async fn cluster_with_history(ops: u64, snapshots: bool) -> (Cluster, Value) {
         .await;
     let second = c.state_of(1).await["node_id"].as_str().unwrap().to_owned();
     c.more_controllers[0].wipe();
-    let forgot = c
-        .cluster_http
-        .post(
-            &c.controller.cluster_address(),
-            "/internal/forget",
-            &[],
-            json!({"node_id": second, "force": true}).to_string().into(),
-            1 << 16,
-        )
-        .await
-        .unwrap();
-    assert_eq!(forgot.status, 200);
+    assert_eq!(c.forget(&second, true).await.0, 200);
     let state = c.state_of(0).await;
     let me: NodeId = state["node_id"].as_str().unwrap().parse().unwrap();
     let after = Seq::new(state["frontier"][me.to_string()].as_u64().unwrap());
@@ -192,7 +146,7 @@ async fn cluster_with_history(ops: u64, snapshots: bool) -> (Cluster, Value) {
     let log_bytes = dir_bytes(&c.controller.data_dir().join("log"));
     let started = Instant::now();
     c.controller.start();
-    let state = wait_state(&c, 0, Duration::from_secs(1800), |_| true).await;
+    let state = c.state_until(0, Duration::from_secs(1800), |_| true).await;
     println!(
         "  {} operations: log {:.1} MiB, {:.0} bytes per operation; read model built from the log at start in {:.1} s",
         state["operations"],
@@ -210,7 +164,7 @@ async fn join(c: &mut Cluster, operations: u64) -> Duration {
     c.more_controllers[0].start();
     let deadline = started + Duration::from_secs(1800);
     loop {
-        if let (Some(first), Some(second)) = (try_state(c, 0).await, try_state(c, 1).await)
+        if let (Some(first), Some(second)) = (c.try_state_of(0).await, c.try_state_of(1).await)
             && first["digest"] == second["digest"]
             && second["operations"].as_u64().unwrap_or(0) > operations
         {
@@ -258,10 +212,11 @@ async fn main() {
     truncating.controller.kill();
     let restarted = Instant::now();
     truncating.controller.start();
-    wait_state(&truncating, 0, Duration::from_secs(1800), |s| {
-        s["operations"].as_u64() == Some(total)
-    })
-    .await;
+    truncating
+        .state_until(0, Duration::from_secs(1800), |s| {
+            s["operations"].as_u64() == Some(total)
+        })
+        .await;
     println!(
         "  after a restart (serving again in {:.1} s): log {:.2} MiB",
         restarted.elapsed().as_secs_f64(),

@@ -963,6 +963,13 @@ impl Cluster {
 
     /// Controller `i`'s `/internal/state`.
     pub async fn state_of(&self, i: usize) -> Value {
+        self.try_state_of(i)
+            .await
+            .unwrap_or_else(|| panic!("controller {i} does not answer /internal/state"))
+    }
+
+    /// Controller `i`'s `/internal/state`, or `None` while it does not answer.
+    pub async fn try_state_of(&self, i: usize) -> Option<Value> {
         let reply = self
             .cluster_http
             .get(
@@ -971,10 +978,51 @@ impl Cluster {
                 1 << 20,
             )
             .await
+            .ok()?;
+        (reply.status == 200).then(|| serde_json::from_slice(&reply.body).ok())?
+    }
+
+    /// Waits up to `within` until controller `i`'s `/internal/state` satisfies `done`.
+    pub async fn state_until(
+        &self,
+        i: usize,
+        within: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let state = self.try_state_of(i).await;
+            if let Some(state) = &state
+                && done(state)
+            {
+                return state.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "controller {i} never got there: {state:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `redcloud cluster forget NODE` through controller 0's cluster listener: the status and
+    /// the JSON answer.
+    pub async fn forget(&self, node: &str, force: bool) -> (u16, Value) {
+        let reply = self
+            .cluster_http
+            .post(
+                &self.controller.cluster_address(),
+                "/internal/forget",
+                &[],
+                serde_json::json!({"node_id": node, "force": force})
+                    .to_string()
+                    .into(),
+                1 << 16,
+            )
+            .await
             .unwrap();
-        let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
-        assert_eq!(reply.status, 200, "{body}");
-        body
+        let body = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+        (reply.status.as_u16(), body)
     }
 
     /// Controller `i`'s status page as JSON (`/status?format=json`).

@@ -8,32 +8,10 @@
 //! model is lost rebuilds it from its own snapshot and log.
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redcloud_cli::logtool::{self, Reader, Source};
-use redcloud_tests::{Cluster, ClusterBuilder, test_data};
-use serde_json::Value;
-
-/// Waits until `check` holds for controller `i`'s `/internal/state`.
-async fn state_until(
-    c: &Cluster,
-    i: usize,
-    within: Duration,
-    check: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let state = c.state_of(i).await;
-        if check(&state) {
-            return state;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "controller {i} never got there: {state}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use redcloud_tests::{ClusterBuilder, test_data};
 
 #[tokio::test]
 async fn a_new_controller_starts_from_a_snapshot_after_the_others_truncated() {
@@ -63,7 +41,7 @@ async fn a_new_controller_starts_from_a_snapshot_after_the_others_truncated() {
 
     // Both truncate everything (retention 0) once both have it.
     for i in 0..2 {
-        state_until(&c, i, Duration::from_secs(20), |s| {
+        c.state_until(i, Duration::from_secs(20), |s| {
             s["log_base_operations"].as_u64() == Some(operations)
                 && s["snapshot_operations"].as_u64() == Some(operations)
         })
@@ -118,10 +96,11 @@ async fn a_new_controller_starts_from_a_snapshot_after_the_others_truncated() {
     node.wipe();
     node.start();
     c.wait_ready(1).await;
-    let joined = state_until(&c, 1, Duration::from_secs(30), |s| {
-        s["log_base_operations"].as_u64().unwrap_or(0) >= operations
-    })
-    .await;
+    let joined = c
+        .state_until(1, Duration::from_secs(30), |s| {
+            s["log_base_operations"].as_u64().unwrap_or(0) >= operations
+        })
+        .await;
     assert!(
         joined["snapshot_operations"].as_u64().unwrap() >= operations,
         "the snapshot it started from is the one it serves: {joined}"

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use redcloud_eventlog::{NodeId, Seq, VersionVector};
 use redcloud_tests::{Cluster, ClusterBuilder, status_json, test_data};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const GRACE_MS: u64 = 3000;
 
@@ -59,22 +59,6 @@ async fn token_origins(c: &Cluster, i: usize, key: &str) -> Vec<NodeId> {
     frontier.iter().map(|(origin, _)| origin).collect()
 }
 
-async fn forget(c: &Cluster, node: &str, force: bool) -> (u16, Value) {
-    let reply = c
-        .cluster_http
-        .post(
-            &c.controller.cluster_address(),
-            "/internal/forget",
-            &[],
-            json!({"node_id": node, "force": force}).to_string().into(),
-            1 << 16,
-        )
-        .await
-        .unwrap();
-    let body = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
-    (reply.status.as_u16(), body)
-}
-
 #[tokio::test]
 async fn a_wiped_controller_is_forgotten_and_collection_resumes() {
     let (c, key, chunks, old) = wiped(&["--retire-after", "0"]).await;
@@ -115,8 +99,8 @@ async fn a_wiped_controller_is_forgotten_and_collection_resumes() {
 
     // Malformed and oversized requests, unknown ids and live nodes are refused; the old id is
     // retired.
-    assert_eq!(forget(&c, "", false).await.0, 400);
-    assert_eq!(forget(&c, &"a".repeat(65), false).await.0, 400);
+    assert_eq!(c.forget("", false).await.0, 400);
+    assert_eq!(c.forget(&"a".repeat(65), false).await.0, 400);
     let oversized = c
         .cluster_http
         .post(
@@ -132,22 +116,22 @@ async fn a_wiped_controller_is_forgotten_and_collection_resumes() {
         oversized.status, 413,
         "the cluster listener reads 64 KiB at most"
     );
-    assert_eq!(forget(&c, "00000000000000ff", false).await.0, 404);
+    assert_eq!(c.forget("00000000000000ff", false).await.0, 404);
     let new = c.state_of(1).await["node_id"].as_str().unwrap().to_owned();
-    let (status, body) = forget(&c, &new, false).await;
+    let (status, body) = c.forget(&new, false).await;
     assert_eq!(
         (status, &body["code"]),
         (409, &json!("NODE_ALIVE")),
         "{body}"
     );
-    let (status, body) = forget(&c, &old.to_string(), false).await;
+    let (status, body) = c.forget(&old.to_string(), false).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         (&body["kind"], &body["already_retired"]),
         (&json!("controller"), &json!(false))
     );
     assert_eq!(
-        forget(&c, &old.to_string(), false).await.1["already_retired"],
+        c.forget(&old.to_string(), false).await.1["already_retired"],
         true
     );
 
@@ -203,7 +187,7 @@ async fn a_controller_silent_for_longer_than_retire_after_is_retired_by_itself()
     for i in 0..2 {
         assert!(!token_origins(&c, i, &key).await.contains(&old));
     }
-    let (status, body) = forget(&c, &old.to_string(), false).await;
+    let (status, body) = c.forget(&old.to_string(), false).await;
     assert_eq!(
         (status, &body["already_retired"]),
         (200, &json!(true)),
@@ -224,7 +208,7 @@ async fn a_controller_retired_while_alive_takes_no_more_writes_and_its_operation
         .await;
     c.converged(Duration::from_secs(10)).await;
     let retiree = c.state_of(1).await["node_id"].as_str().unwrap().to_owned();
-    let (status, body) = forget(&c, &retiree, true).await;
+    let (status, body) = c.forget(&retiree, true).await;
     assert_eq!(status, 200, "{body}");
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -206,6 +206,22 @@ pub struct LogHandle {
 }
 
 impl LogHandle {
+    /// Sends the worker the command `make` builds around a reply channel, and waits for the
+    /// answer.
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| ApiError::internal("the log worker has stopped"))?;
+        answer
+            .await
+            .map_err(|_| ApiError::internal("the log worker dropped a request"))
+    }
+
     /// The frontier of the log (and of the read model, which the worker keeps up with it),
     /// updated after every batch.
     pub fn frontier(&self) -> watch::Receiver<VersionVector> {
@@ -280,26 +296,12 @@ impl LogHandle {
                 limit: MAX_OP_BYTES as u64,
             });
         }
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Command::Append { ops, reply })
-            .await
-            .map_err(|_| ApiError::internal("the log worker has stopped"))?;
-        answer
-            .await
-            .map_err(|_| ApiError::internal("the log worker dropped a request"))?
+        self.request(|reply| Command::Append { ops, reply }).await?
     }
 
     /// This node's frontier and what each peer last reported of its own.
     pub async fn peer_frontiers(&self) -> Result<PeerFrontiers, ApiError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Command::PeerFrontiers { reply })
-            .await
-            .map_err(|_| ApiError::internal("the log worker has stopped"))?;
-        answer
-            .await
-            .map_err(|_| ApiError::internal("the log worker dropped a request"))
+        self.request(|reply| Command::PeerFrontiers { reply }).await
     }
 
     /// Up to `max_ops` operations the holder of `known` lacks, in causal order.
@@ -308,31 +310,19 @@ impl LogHandle {
         known: VersionVector,
         max_ops: usize,
     ) -> Result<LogPage, ApiError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Command::ReadLog {
-                known,
-                max_ops,
-                reply,
-            })
-            .await
-            .map_err(|_| ApiError::internal("the log worker has stopped"))?;
-        answer
-            .await
-            .map_err(|_| ApiError::internal("the log worker dropped a request"))?
+        self.request(|reply| Command::ReadLog {
+            known,
+            max_ops,
+            reply,
+        })
+        .await?
     }
 
     /// The frontier every live controller is known to have reached (`None` while one has not
     /// reported yet).
     pub async fn stable_frontier(&self) -> Result<Option<VersionVector>, ApiError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Command::StableFrontier { reply })
+        self.request(|reply| Command::StableFrontier { reply })
             .await
-            .map_err(|_| ApiError::internal("the log worker has stopped"))?;
-        answer
-            .await
-            .map_err(|_| ApiError::internal("the log worker dropped a request"))
     }
 
     /// Starts this controller from the downloaded snapshot in `file` (at `base`, with
@@ -344,31 +334,18 @@ impl LogHandle {
         base: LogBase,
         digest: [u8; 32],
     ) -> Result<Option<LogBase>, ApiError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Command::InstallSnapshot {
-                file,
-                base,
-                digest,
-                reply,
-            })
-            .await
-            .map_err(|_| ApiError::internal("the log worker has stopped"))?;
-        answer
-            .await
-            .map_err(|_| ApiError::internal("the log worker dropped a request"))?
+        self.request(|reply| Command::InstallSnapshot {
+            file,
+            base,
+            digest,
+            reply,
+        })
+        .await?
     }
 
     /// The log's frontier with the digest of the read model that projects exactly it.
     pub async fn snapshot(&self) -> Result<LogSnapshot, ApiError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Command::Snapshot { reply })
-            .await
-            .map_err(|_| ApiError::internal("the log worker has stopped"))?;
-        answer
-            .await
-            .map_err(|_| ApiError::internal("the log worker dropped a request"))?
+        self.request(|reply| Command::Snapshot { reply }).await?
     }
 }
 
