@@ -131,19 +131,7 @@ impl Node {
     /// Fills its data directory's filesystem with a file written until the filesystem
     /// refuses more; returns the file, whose removal frees the space again.
     pub fn fill_data_dir(&self) -> PathBuf {
-        use std::io::Write;
-        let path = self.data_dir.join("filler");
-        let mut file = std::fs::File::create(&path).unwrap();
-        let block = vec![0x5a_u8; 64 * 1024];
-        loop {
-            match file.write(&block) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
-                Err(e) => panic!("filling {path:?}: {e}"),
-            }
-        }
-        path
+        redcloud_types::testing::fill(&self.data_dir)
     }
 
     /// The process id, while it runs.

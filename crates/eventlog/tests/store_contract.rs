@@ -6,6 +6,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
+use redcloud_types::testing::Tmpfs;
+
 use redcloud_eventlog::{
     Dot, FjallStore, Hlc, LogBase, LogStore, MemStore, NodeId, NotReadyReason, Op, Seq, StoreError,
     VersionVector, read_causal, read_causal_until, replay,
@@ -492,50 +494,6 @@ fn kill_9_loses_nothing_acknowledged() {
     }
 }
 
-/// A tmpfs of `bytes` on a fresh temporary directory, unmounted when dropped (drop every
-/// store on it first).
-struct Tmpfs(tempfile::TempDir);
-
-impl Tmpfs {
-    /// `None`, with a message, when not root: mounting needs it.
-    fn mount(bytes: u64) -> Option<Self> {
-        if !rustix::process::geteuid().is_root() {
-            eprintln!("skipped: mounting a tmpfs needs root");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(mounted.success(), "mount failed");
-        Some(Self(dir))
-    }
-
-    /// Writes a file until the filesystem refuses more; removing it frees the space.
-    fn fill(&self) -> std::path::PathBuf {
-        let path = self.0.path().join("filler");
-        let mut file = std::fs::File::create(&path).unwrap();
-        let block = vec![0x5a_u8; 64 * 1024];
-        loop {
-            match file.write(&block) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
-                Err(e) => panic!("filling the tmpfs: {e}"),
-            }
-        }
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.0.path()).status();
-    }
-}
-
 /// An op of origin 1 whose payload is `bytes` of printable noise, which the journal cannot
 /// compress away.
 fn big_op(seq: u64, bytes: usize) -> Op<Payload> {
@@ -559,7 +517,7 @@ fn a_full_disk_halts_appends_until_resume_finds_room_and_loses_nothing() {
     let Some(tmpfs) = Tmpfs::mount(16 << 20) else {
         return;
     };
-    let dir = tmpfs.0.path().join("log");
+    let dir = tmpfs.path().join("log");
     let store = FjallStore::<Payload>::open(&dir).unwrap();
     store
         .append(&[op(1, 1, &[], 1), op(1, 2, &[], 2), op(1, 3, &[], 3)])

@@ -528,3 +528,66 @@ pub mod process {
         token
     }
 }
+
+/// Test support: a real filesystem that runs out of space.
+#[cfg(feature = "testing")]
+pub mod testing {
+    use std::io::Write as _;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    /// A tmpfs on a fresh temporary directory, unmounted when dropped (close every file and
+    /// database on it first).
+    pub struct Tmpfs(tempfile::TempDir);
+
+    impl Tmpfs {
+        /// A tmpfs of `bytes`; `None`, with a message, when not root: mounting needs it.
+        pub fn mount(bytes: u64) -> Option<Self> {
+            if !rustix::process::geteuid().is_root() {
+                eprintln!("skipped: mounting a tmpfs needs root");
+                return None;
+            }
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let mounted = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+                .arg(dir.path())
+                .status()
+                .expect("mount runs");
+            assert!(mounted.success(), "mount failed");
+            Some(Self(dir))
+        }
+
+        /// Where it is mounted.
+        pub fn path(&self) -> &Path {
+            self.0.path()
+        }
+
+        /// Fills it; see [`fill`].
+        pub fn fill(&self) -> PathBuf {
+            fill(self.path())
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0.path()).status();
+        }
+    }
+
+    /// Writes a file in `dir` until its filesystem refuses more; returns the file, whose
+    /// removal frees the space again.
+    pub fn fill(dir: &Path) -> PathBuf {
+        let path = dir.join("filler");
+        let mut file = std::fs::File::create(&path).expect("the filler file opens");
+        let block = vec![0x5a_u8; 64 * 1024];
+        loop {
+            match file.write(&block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(e) => panic!("filling {path:?}: {e}"),
+            }
+        }
+        path
+    }
+}

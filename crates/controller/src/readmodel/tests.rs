@@ -4,6 +4,7 @@ use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use redcloud_eventlog::{Dot, HlcClock, NodeId, Op, VersionVector};
 use redcloud_types::ChunkId;
+use redcloud_types::testing::Tmpfs;
 use uuid::Uuid;
 
 use super::*;
@@ -418,53 +419,6 @@ fn the_applied_frontier_survives_a_reopen_and_replays_are_skipped() {
     );
 }
 
-/// A tmpfs of `bytes` on a fresh temporary directory, unmounted when dropped (close every
-/// connection to it first).
-struct Tmpfs(tempfile::TempDir);
-
-impl Tmpfs {
-    /// `None`, with a message, when not root: mounting needs it.
-    fn mount(bytes: u64) -> Option<Self> {
-        if !rustix::process::geteuid().is_root() {
-            eprintln!("skipped: mounting a tmpfs needs root");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(mounted.success(), "mount failed");
-        Some(Self(dir))
-    }
-
-    /// Writes a file until the filesystem refuses more; removing it frees the space.
-    fn fill(&self) -> std::path::PathBuf {
-        use std::io::Write;
-        let path = self.0.path().join("filler");
-        let mut file = std::fs::File::create(&path).unwrap();
-        let block = vec![0x5a_u8; 64 * 1024];
-        loop {
-            match file.write(&block) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
-                Err(e) => panic!("filling the tmpfs: {e}"),
-            }
-        }
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.0.path())
-            .status();
-    }
-}
-
 #[test]
 fn a_full_disk_rolls_a_projection_back_and_it_applies_once_there_is_room() {
     let Some(tmpfs) = Tmpfs::mount(16 << 20) else {
@@ -473,7 +427,7 @@ fn a_full_disk_rolls_a_projection_back_and_it_applies_once_there_is_room() {
     let mut h = History::new(1);
     let owner = Uuid::new_v4();
     let registered = h.op(0, 1, register(owner, "o"));
-    let mut p = Projection::open(&tmpfs.0.path().join("rm.sqlite")).unwrap();
+    let mut p = Projection::open(&tmpfs.path().join("rm.sqlite")).unwrap();
     p.apply(std::slice::from_ref(&registered)).unwrap();
 
     let filler = tmpfs.fill();
