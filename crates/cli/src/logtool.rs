@@ -72,11 +72,30 @@ impl Reader {
     /// Calls `visit` with every operation, page by page, in causal order; returns the count.
     pub async fn for_each_page(
         &self,
+        visit: impl FnMut(Vec<Op<MetaOp>>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<u64> {
+        self.for_each_page_of(self.copy_log()?.as_ref(), visit)
+            .await
+    }
+
+    /// A private copy of a data directory's log (`None` for a server), for a caller that
+    /// reads it more than once.
+    fn copy_log(&self) -> anyhow::Result<Option<Snapshot>> {
+        match &self.source {
+            Source::Dir(dir) => Snapshot::take(dir).map(Some),
+            Source::Server(_) => Ok(None),
+        }
+    }
+
+    /// [`Reader::for_each_page`] over `copy`, the copy of the log a data directory source
+    /// took.
+    async fn for_each_page_of(
+        &self,
+        copy: Option<&Snapshot>,
         mut visit: impl FnMut(Vec<Op<MetaOp>>) -> anyhow::Result<()>,
     ) -> anyhow::Result<u64> {
-        match &self.source {
-            Source::Dir(dir) => {
-                let snapshot = Snapshot::take(dir)?;
+        match (&self.source, copy) {
+            (Source::Dir(dir), Some(snapshot)) => {
                 let mut failure = None;
                 let count = redcloud_eventlog::replay(&snapshot.store, PAGE_OPS, |ops| {
                     if failure.is_none() {
@@ -86,7 +105,8 @@ impl Reader {
                 .with_context(|| format!("cannot read the log in {}", dir.display()))?;
                 failure.map_or(Ok(count), Err)
             }
-            Source::Server(url) => {
+            (Source::Dir(dir), None) => bail!("no copy was taken of the log in {}", dir.display()),
+            (Source::Server(url), _) => {
                 let mut known = VersionVector::new();
                 let mut count = 0u64;
                 loop {
@@ -107,14 +127,17 @@ impl Reader {
         }
     }
 
-    /// When the log starts at a snapshot: a copy of that snapshot in `dir`, with its digest
-    /// (checked by whoever installs it). `None` when the log holds its whole history.
-    pub async fn snapshot_into(&self, dir: &Path) -> anyhow::Result<Option<(PathBuf, [u8; 32])>> {
-        let truncated = match &self.source {
-            Source::Dir(dir) => !LogStore::<MetaOp>::base(&Snapshot::take(dir)?.store)
-                .frontier
-                .is_empty(),
-            Source::Server(_) => !self.state().await?.history_starts_after.is_empty(),
+    /// When the log (`copy`, for a data directory) starts at a snapshot: a copy of that
+    /// snapshot in `dir`, with its digest (checked by whoever installs it). `None` when the
+    /// log holds its whole history.
+    async fn snapshot_into(
+        &self,
+        copy: Option<&Snapshot>,
+        dir: &Path,
+    ) -> anyhow::Result<Option<(PathBuf, [u8; 32])>> {
+        let truncated = match copy {
+            Some(log) => !LogStore::<MetaOp>::base(&log.store).frontier.is_empty(),
+            None => !self.state().await?.history_starts_after.is_empty(),
         };
         if !truncated {
             return Ok(None);
@@ -434,7 +457,9 @@ pub async fn rebuild(
     let (dir, mut projection) = scratch_projection()?;
     let started = Instant::now();
     let mut from_snapshot = 0;
-    if let Some((path, digest)) = reader.snapshot_into(dir.path()).await? {
+    // One copy of a data directory's log serves both the base and the replay.
+    let copy = reader.copy_log()?;
+    if let Some((path, digest)) = reader.snapshot_into(copy.as_ref(), dir.path()).await? {
         let base = projection
             .install(&path, &digest)
             .context("the snapshot the log starts from is unusable")?;
@@ -456,7 +481,7 @@ pub async fn rebuild(
     }
     let mut applied = 0u64;
     let read = reader
-        .for_each_page(|mut ops| {
+        .for_each_page_of(copy.as_ref(), |mut ops| {
             ops.retain(|op| until.is_none_or(|u| u.contains(op.dot)) && !exclude.contains(&op.dot));
             applied += ops.len() as u64;
             projection
