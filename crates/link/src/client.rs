@@ -96,14 +96,7 @@ impl ClusterClient {
         limit: u64,
     ) -> Result<hyper::http::HeaderMap, ClusterHttpError> {
         use tokio::io::AsyncWriteExt as _;
-        let uri: Uri = format!("http://{address}{path}")
-            .parse()
-            .map_err(|_| ClusterHttpError::BadAddress(address.to_owned()))?;
-        let request = Request::builder()
-            .method(Method::GET)
-            .uri(uri)
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| ClusterHttpError::Transport(e.to_string()))?;
+        let request = request(Method::GET, address, path, &[], Bytes::new())?;
         let response = tokio::time::timeout(self.timeout, self.http.request(request))
             .await
             .map_err(|_| ClusterHttpError::Timeout)?
@@ -156,18 +149,7 @@ impl ClusterClient {
         body: Bytes,
         limit: usize,
     ) -> Result<Reply, ClusterHttpError> {
-        let uri: Uri = format!("http://{address}{path}")
-            .parse()
-            .map_err(|_| ClusterHttpError::BadAddress(address.to_owned()))?;
-        let mut request = Request::builder().method(method).uri(uri);
-        for (name, value) in headers {
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| ClusterHttpError::Transport(format!("bad {name} header")))?;
-            request = request.header(name, value);
-        }
-        let request = request
-            .body(Full::new(body))
-            .map_err(|e| ClusterHttpError::Transport(e.to_string()))?;
+        let request = request(method, address, path, headers, body)?;
         let call = async {
             let response = self
                 .http
@@ -192,6 +174,28 @@ impl ClusterClient {
             .await
             .map_err(|_| ClusterHttpError::Timeout)?
     }
+}
+
+/// A request for `path` on the node at `address` (`host:port`).
+fn request(
+    method: Method,
+    address: &str,
+    path: &str,
+    headers: &[(HeaderName, String)],
+    body: Bytes,
+) -> Result<Request<Full<Bytes>>, ClusterHttpError> {
+    let uri: Uri = format!("http://{address}{path}")
+        .parse()
+        .map_err(|_| ClusterHttpError::BadAddress(address.to_owned()))?;
+    let mut request = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| ClusterHttpError::Transport(format!("bad {name} header")))?;
+        request = request.header(name, value);
+    }
+    request
+        .body(Full::new(body))
+        .map_err(|e| ClusterHttpError::Transport(e.to_string()))
 }
 
 /// An error followed by its causes, innermost last: HTTP clients' own messages rarely say
