@@ -3,8 +3,9 @@
 //! holds back garbage collection for good. `/status` names the old id, since when, and the
 //! command that unblocks it; `redcloud cluster forget` (here its route, `POST
 //! /internal/forget` on the cluster listener) retires it, the deleted file's data is collected,
-//! and the old id leaves frontier tokens and the status page. With `--retire-after` the same
-//! happens by itself.
+//! and the old id leaves frontier tokens, the status page and (folded, once both controllers
+//! hold all of its operations) the frontiers controllers send each other. With
+//! `--retire-after` the same happens by itself.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -51,6 +52,26 @@ async fn wiped(extra: &[&str]) -> (Cluster, String, std::collections::BTreeSet<S
     (c, key, chunks, old)
 }
 
+/// Waits until the frontiers controller `i` sends its peer name `expected` origins.
+async fn frontier_origins_become(c: &Cluster, i: usize, expected: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = c.metrics_of(i).await;
+        let origins = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("redcloud_gossip_frontier_origins "))
+            .and_then(|value| value.trim().parse::<u64>().ok());
+        if origins == Some(expected) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "controller {i} sends frontiers of {origins:?} origins, not {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The origins of the frontier token controller `i` hands a client.
 async fn token_origins(c: &Cluster, i: usize, key: &str) -> Vec<NodeId> {
     let answer = c.get_at(i, key, "/files?tags=doomed").await;
@@ -61,10 +82,13 @@ async fn token_origins(c: &Cluster, i: usize, key: &str) -> Vec<NodeId> {
 
 #[tokio::test]
 async fn a_wiped_controller_is_forgotten_and_collection_resumes() {
-    let (c, key, chunks, old) = wiped(&["--retire-after", "0"]).await;
+    let (c, key, chunks, old) =
+        wiped(&["--retire-after", "0", "--snapshot-interval", "300ms"]).await;
     let (status, body) = c.delete_at(0, &key, "doomed").await;
     assert_eq!((status, body["deleted_count"].clone()), (200, json!(1)));
     assert!(token_origins(&c, 0, &key).await.contains(&old));
+    // Controller 0, controller 1 under its old id and under its new one.
+    frontier_origins_become(&c, 0, 3).await;
 
     // Collection waits for the old id, and the status page says what to do about it.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -141,6 +165,7 @@ async fn a_wiped_controller_is_forgotten_and_collection_resumes() {
             !token_origins(&c, i, &key).await.contains(&old),
             "controller {i} still puts the retired id in tokens"
         );
+        frontier_origins_become(&c, i, 2).await;
         // The status page shows the last repair round, which may predate the retirement.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {

@@ -82,6 +82,8 @@ async fn outsiders_read_no_metadata_and_forge_no_operation() {
     let everything = redcloud_eventlog::GossipMessage::<redcloud_controller::MetaOp>::Frontier {
         frontier: redcloud_eventlog::VersionVector::new(),
         reply: false,
+        folds: None,
+        folded: false,
     }
     .encode();
     for (who, outsider) in outsiders() {
@@ -138,6 +140,22 @@ async fn outsiders_read_no_metadata_and_forge_no_operation() {
         "{cluster_status}"
     );
     assert_eq!(c.list(&key, "work").await.len(), 1);
+
+    // A folded frontier names nothing readable without the sender's folds: refused, not
+    // misread as a request for everything.
+    let folded = redcloud_eventlog::GossipMessage::<redcloud_controller::MetaOp>::Frontier {
+        frontier: redcloud_eventlog::VersionVector::new(),
+        reply: false,
+        folds: Some(redcloud_eventlog::FoldsDigest([7; 16])),
+        folded: true,
+    }
+    .encode();
+    let answer = c
+        .cluster_http
+        .post(&cluster, "/internal/log", &[], Bytes::from(folded), 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 400);
 
     // `redcloud log` reads the log with the secret, and not without it.
     use redcloud_cli::logtool::{Reader, Source};

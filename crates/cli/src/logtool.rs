@@ -202,6 +202,8 @@ impl Reader {
         let body = GossipMessage::<MetaOp>::Frontier {
             frontier: known.clone(),
             reply: false,
+            folds: None,
+            folded: false,
         }
         .encode();
         let reply = self

@@ -113,7 +113,8 @@ impl Matcher {
             MetaOp::ControllerSeen { .. }
             | MetaOp::ChunkserverSeen { .. }
             | MetaOp::ControllerRetired { .. }
-            | MetaOp::ChunkserverRetired { .. } => false,
+            | MetaOp::ChunkserverRetired { .. }
+            | MetaOp::OriginsFolded { .. } => false,
         }
     }
 }
@@ -169,6 +170,9 @@ pub fn describe(op: &MetaOp) -> String {
         }
         MetaOp::ChunkserverRetired { node_id, reason } => {
             format!("chunkserver {node_id} retired: {reason}")
+        }
+        MetaOp::OriginsFolded { folded } => {
+            format!("retired controllers folded out of frontiers at {folded}")
         }
     }
 }
@@ -309,6 +313,9 @@ fn rule(op: &Op<MetaOp>, ops: &[Op<MetaOp>], matcher: &Matcher) -> String {
         MetaOp::ControllerRetired { .. } => "retired for good".to_owned(),
         MetaOp::ChunkserverRetired { .. } => {
             "retired until a newer sighting (LWW by stamp)".to_owned()
+        }
+        MetaOp::OriginsFolded { .. } => {
+            "highest seq per origin, within the operation's causal past".to_owned()
         }
     }
 }

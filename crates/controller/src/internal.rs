@@ -292,9 +292,14 @@ pub async fn read_log(
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
     let message = redcloud_eventlog::GossipMessage::<crate::meta::MetaOp>::decode(&body)
         .map_err(|error| ApiError::InvalidRequest(format!("undecodable frontier: {error}")))?;
-    let redcloud_eventlog::GossipMessage::Frontier { frontier, .. } = message else {
+    let redcloud_eventlog::GossipMessage::Frontier {
+        frontier,
+        folded: false,
+        ..
+    } = message
+    else {
         return Err(ApiError::InvalidRequest(
-            "the body must be a Frontier message".to_owned(),
+            "the body must be an unfolded Frontier message".to_owned(),
         ));
     };
     let page = app.service.log.read_log(frontier, LOG_PAGE_MAX_OPS).await?;

@@ -135,6 +135,9 @@ enum Command {
     StableFrontier {
         reply: oneshot::Sender<Option<VersionVector>>,
     },
+    FoldsDue {
+        reply: oneshot::Sender<VersionVector>,
+    },
     InstallSnapshot {
         file: std::path::PathBuf,
         base: LogBase,
@@ -323,6 +326,20 @@ impl LogHandle {
     pub async fn stable_frontier(&self) -> Result<Option<VersionVector>, ApiError> {
         self.request(|reply| Command::StableFrontier { reply })
             .await
+    }
+
+    /// Folds the retired controllers whose operations every live controller holds as far as
+    /// this one does (beyond their current fold) out of the frontiers that travel: appends an
+    /// `OriginsFolded` naming them. Returns what it folded (empty: nothing was due).
+    pub async fn fold_retired(&self) -> Result<VersionVector, ApiError> {
+        let due = self.request(|reply| Command::FoldsDue { reply }).await?;
+        if !due.is_empty() {
+            self.append(vec![MetaOp::OriginsFolded {
+                folded: due.clone(),
+            }])
+            .await?;
+        }
+        Ok(due)
     }
 
     /// Starts this controller from the downloaded snapshot in `file` (at `base`, with
@@ -638,6 +655,9 @@ impl Worker {
                 Command::StableFrontier { reply } => {
                     let _ = reply.send(self.stable_frontier());
                 }
+                Command::FoldsDue { reply } => {
+                    let _ = reply.send(self.folds_due());
+                }
                 Command::InstallSnapshot {
                     file,
                     base,
@@ -702,6 +722,23 @@ impl Worker {
         live.extend(self.core.peers().map(|(peer, _)| peer));
         live.retain(|node| !retired.contains(node));
         self.core.stable_frontier(live, self.store.as_ref())
+    }
+
+    /// The retired controllers every live controller holds as far as this log does, where
+    /// that is beyond their fold, at that seq.
+    fn folds_due(&self) -> VersionVector {
+        let Some(stable) = self.stable_frontier() else {
+            return VersionVector::new();
+        };
+        let held = LogStore::<MetaOp>::frontier(self.store.as_ref());
+        self.retired
+            .controllers()
+            .into_iter()
+            .map(|gone| (gone, held.get(gone)))
+            .filter(|(gone, seq)| {
+                *seq > self.projection.folds().get(*gone) && stable.get(*gone) == *seq
+            })
+            .collect()
     }
 
     /// Installs a peer's snapshot (see [`LogHandle::install_snapshot`]). It must cover this
@@ -816,6 +853,11 @@ impl Worker {
     /// anti-entropy repeats whatever mattered.
     fn send_transmits(&mut self) {
         while let Some(transmit) = self.core.poll_transmit() {
+            if let GossipMessage::Frontier { frontier, .. } = &transmit.message {
+                self.metrics
+                    .gossip_frontier_origins
+                    .set(frontier.origin_count() as i64);
+            }
             if self.outbound.try_send(transmit).is_err() {
                 tracing::debug!("gossip sender saturated; message dropped");
             }
@@ -1023,6 +1065,9 @@ impl Worker {
             } else {
                 tracing::error!(%error, "projection failed; retrying from the log with the next write");
             }
+        }
+        if self.core.folds() != self.projection.folds() {
+            self.core.set_folds(self.projection.folds().clone());
         }
         self.frontier.send_if_modified(|published| {
             let changed = published != self.projection.applied();

@@ -3,6 +3,7 @@
 //! Each variant is a payload of [`redcloud_eventlog::Op`]; the read model folds them with the
 //! conflict rules of `readmodel`. Fields added later must be optional (`#[serde(default)]`).
 
+use redcloud_eventlog::VersionVector;
 use redcloud_types::ChunkId;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -108,5 +109,13 @@ pub enum MetaOp {
         node_id: String,
         /// Who retired it and why, for the operator.
         reason: String,
+    },
+    /// Retired controllers whose operations every live controller held up to these seqs when
+    /// it was written. Frontiers sent between controllers that hold the same folds leave those
+    /// origins out, so what travels grows with the live controllers, not with history. A fold
+    /// counts only as far as the operation's own causal past reaches (its author held that).
+    OriginsFolded {
+        /// Per retired origin, the seq up to which it is folded.
+        folded: VersionVector,
     },
 }

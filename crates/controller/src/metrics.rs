@@ -97,6 +97,8 @@ pub struct Metrics {
     pub gossip_received: Family<KindLabels, Counter>,
     /// Bytes of replication messages received.
     pub gossip_received_bytes: Counter,
+    /// Origins named in the newest frontier sent to a peer.
+    pub gossip_frontier_origins: Gauge,
     log_operations: Gauge,
     log_held: Gauge,
     snapshot_operations: Gauge,
@@ -197,6 +199,10 @@ impl Metrics {
             gauge
         };
         let log_operations = gauge("log_operations", "Operations in the event log");
+        let gossip_frontier_origins = gauge(
+            "gossip_frontier_origins",
+            "Origins named in the newest frontier sent to a peer (retired controllers folded out once every live controller holds their operations)",
+        );
         let log_held = gauge(
             "log_held_operations",
             "Operations the event log holds one by one (the older ones are only in the snapshot)",
@@ -297,6 +303,7 @@ impl Metrics {
             gossip_send_failures,
             gossip_received,
             gossip_received_bytes,
+            gossip_frontier_origins,
             log_operations,
             log_held,
             snapshot_operations,

@@ -422,6 +422,13 @@ pub async fn run_rounds(
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(config.interval) => {}
         }
+        match log.fold_retired().await {
+            Ok(folded) if !folded.is_empty() => {
+                tracing::info!(%folded, "retired controllers folded out of the frontiers that travel");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::debug!(%error, "could not fold retired controllers"),
+        }
         let Ok(Some(stable)) = log.stable_frontier().await else {
             continue;
         };

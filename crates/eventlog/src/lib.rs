@@ -20,7 +20,8 @@ pub use clock::{Dot, NodeId, ParseNodeIdError, Seq, VersionVector};
 pub use crdt::{Crdt, LwwMap, Stamp};
 pub use error::{DecodeError, DiskFullKind, NotReadyReason, StoreError, StoreResult};
 pub use gossip::{
-    ClockRefusal, ClockSkew, Event, Gossip, GossipConfig, GossipMessage, PeerStatus, Transmit,
+    ClockRefusal, ClockSkew, Event, FoldsDigest, Gossip, GossipConfig, GossipMessage, PeerStatus,
+    Transmit,
 };
 pub use hlc::{Hlc, HlcClock};
 pub use op::{FORMAT_V1, Op};

@@ -258,3 +258,131 @@ fn a_clock_fifteen_minutes_ahead_is_reported_on_both_sides() {
     let slow_view = slow.peers().find(|(id, _)| *id == fast_id).unwrap().1;
     assert_eq!(slow_view.refused, None, "taken in at last");
 }
+
+/// The frontier `from` reported last, as `of` sees it.
+fn reported(of: &Gossip<String, StdRng>, from: u64) -> Option<redcloud_eventlog::VersionVector> {
+    of.peers()
+        .find(|(id, _)| *id == NodeId::new(from))
+        .and_then(|(_, status)| status.reported_frontier.clone())
+        .map(|(_, frontier)| frontier)
+}
+
+#[test]
+fn frontiers_leave_out_folded_origins_only_between_nodes_with_the_same_folds() {
+    let start = Instant::now();
+    let (store_r, store_a, store_b) = (MemStore::new(), MemStore::new(), MemStore::new());
+    let mut r = core(9, &store_r, start);
+    let mut a = core(1, &store_a, start);
+    let mut b = core(2, &store_b, start);
+    let written = r
+        .append_local(WALL_MS, vec!["x".to_owned(), "y".to_owned()], &store_r)
+        .unwrap();
+    while r.poll_transmit().is_some() {}
+    for store in [&store_a, &store_b] {
+        store.append(&written).unwrap();
+    }
+    a.add_peer(NodeId::new(2));
+    b.add_peer(NodeId::new(1));
+    a.append_local(WALL_MS, vec!["a".to_owned()], &store_a)
+        .unwrap();
+    while a.poll_transmit().is_some() {}
+    let folds = store_r.frontier();
+    a.set_folds(folds.clone());
+    b.set_folds(folds.clone());
+
+    // A does not know B's folds yet: its first frontier is whole, and names its folds.
+    a.sync_now(start, &store_a);
+    let first = a.poll_transmit().unwrap().message;
+    let GossipMessage::Frontier {
+        frontier,
+        folded: false,
+        folds: Some(_),
+        ..
+    } = &first
+    else {
+        panic!("expected a whole frontier, got {first:?}")
+    };
+    assert_eq!(frontier, &store_a.frontier());
+    b.handle_message(start, WALL_MS, NodeId::new(1), first, &store_b)
+        .unwrap();
+    assert_eq!(reported(&b, 1), Some(store_a.frontier()));
+
+    // B's answer is folded (it heard A's folds): R is left out, and A reads it back whole.
+    let answer = std::iter::from_fn(|| b.poll_transmit())
+        .find(|t| matches!(t.message, GossipMessage::Frontier { .. }))
+        .unwrap()
+        .message;
+    let GossipMessage::Frontier {
+        frontier,
+        folded: true,
+        ..
+    } = &answer
+    else {
+        panic!("expected a folded frontier, got {answer:?}")
+    };
+    assert_eq!(frontier.get(NodeId::new(9)), redcloud_eventlog::Seq::ZERO);
+    assert_eq!(
+        frontier.origin_count(),
+        store_b.frontier().origin_count() - 1
+    );
+    a.handle_message(start, WALL_MS, NodeId::new(2), answer, &store_a)
+        .unwrap();
+    assert_eq!(reported(&a, 2), Some(store_b.frontier()));
+
+    // From now on A folds too; once R moves past its fold, R travels again.
+    while a.poll_transmit().is_some() {}
+    a.sync_now(start, &store_a);
+    let GossipMessage::Frontier {
+        frontier,
+        folded: true,
+        ..
+    } = a.poll_transmit().unwrap().message
+    else {
+        panic!("expected a folded frontier")
+    };
+    assert_eq!(
+        frontier.iter().map(|(o, _)| o).collect::<Vec<_>>(),
+        [NodeId::new(1)]
+    );
+    let late = r
+        .append_local(WALL_MS, vec!["z".to_owned()], &store_r)
+        .unwrap();
+    store_a.append(&late).unwrap();
+    while a.poll_transmit().is_some() {}
+    a.sync_now(start, &store_a);
+    let Some(transmit) = a.poll_transmit() else {
+        panic!("no frontier sent")
+    };
+    b.handle_message(start, WALL_MS, NodeId::new(1), transmit.message, &store_b)
+        .unwrap();
+    assert_eq!(reported(&b, 1), Some(store_a.frontier()));
+
+    // Folds that differ: a folded frontier cannot be read, so it is not taken for one; the
+    // receiver answers with its own whole frontier instead.
+    b.set_folds(store_a.frontier());
+    while b.poll_transmit().is_some() {}
+    while a.poll_transmit().is_some() {}
+    a.sync_now(start, &store_a);
+    let stale = a.poll_transmit().unwrap().message;
+    assert!(matches!(
+        stale,
+        GossipMessage::Frontier { folded: true, .. }
+    ));
+    let before = reported(&b, 1);
+    b.handle_message(start, WALL_MS, NodeId::new(1), stale, &store_b)
+        .unwrap();
+    assert_eq!(reported(&b, 1), before);
+    let reply = b.poll_transmit().unwrap().message;
+    assert!(
+        matches!(reply, GossipMessage::Frontier { folded: false, .. }),
+        "{reply:?}"
+    );
+    a.handle_message(start, WALL_MS, NodeId::new(2), reply, &store_a)
+        .unwrap();
+    while a.poll_transmit().is_some() {}
+    a.sync_now(start, &store_a);
+    assert!(matches!(
+        a.poll_transmit().unwrap().message,
+        GossipMessage::Frontier { folded: false, .. }
+    ));
+}

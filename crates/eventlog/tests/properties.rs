@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 use redcloud_eventlog::{
-    Crdt, Dot, GossipMessage, Hlc, HlcClock, LwwMap, NodeId, Op, Seq, VersionVector,
+    Crdt, Dot, FoldsDigest, GossipMessage, Hlc, HlcClock, LwwMap, NodeId, Op, Seq, VersionVector,
 };
 
 fn node() -> impl Strategy<Value = NodeId> {
@@ -94,7 +94,8 @@ proptest! {
         for message in [
             GossipMessage::Push { ops: ops.clone() },
             GossipMessage::Page { ops: ops.clone(), more },
-            GossipMessage::Frontier { frontier: frontier.clone(), reply: more },
+            GossipMessage::Frontier { frontier: frontier.clone(), reply: more, folds: None, folded: false },
+            GossipMessage::Frontier { frontier: frontier.clone(), reply: more, folds: FoldsDigest::of(&frontier), folded: !more },
         ] {
             prop_assert_eq!(GossipMessage::decode(&message.encode()).unwrap(), message);
         }

@@ -2,7 +2,8 @@
 //! driven by one seeded RNG in virtual time through message loss, duplication, reordering,
 //! corruption, partitions, crash-restarts, nodes joining and leaving, log truncation below
 //! causally stable snapshots, nodes wiped and replaced under a new id (the old one retired,
-//! each survivor learning of it at its own time), and new nodes starting from a snapshot.
+//! each survivor learning of it at its own time), new nodes starting from a snapshot, and
+//! retired origins folded out of the frontiers that travel once every live node holds them.
 //!
 //! Every failure prints `SIM_SEED=<n>`; `SIM_SEED=<n> cargo test -p redcloud-eventlog --test
 //! sim` replays exactly that run. `SIM_SEEDS=<count>` and `SIM_SEED_START=<n>` widen the sweep.
@@ -19,8 +20,11 @@ use redcloud_eventlog::{
     Op, Seq, VersionVector, read_causal, read_causal_until, replay,
 };
 
-/// A write to the toy key-value projection: `None` removes the key.
+/// A write to the toy key-value projection: `None` removes the key. A write to
+/// `FOLD_PREFIX` + origin id is a fold: every live node holds that origin up to the value.
 type Payload = (String, Option<u32>);
+
+const FOLD_PREFIX: &str = "fold/";
 
 const DEFAULT_SEEDS: u64 = 1000;
 const CHAOS_MS: u64 = 20_000;
@@ -101,19 +105,27 @@ impl Ord for Scheduled {
     }
 }
 
+/// What a replica projects from its log: the key-value map, and the folds its fold writes
+/// add up to (the highest seq named per origin).
+#[derive(Clone, Default)]
+struct State {
+    map: LwwMap<String, u32>,
+    folds: VersionVector,
+}
+
 /// A projection at a causally closed frontier, standing for the log below it (durable, like
 /// the log: it survives a crash).
 #[derive(Clone, Default)]
 struct Snapshot {
     base: LogBase,
-    state: LwwMap<String, u32>,
+    state: State,
 }
 
 struct Replica {
     id: NodeId,
     store: MemStore<Payload>,
     core: Option<Gossip<Payload, StdRng>>,
-    projection: LwwMap<String, u32>,
+    projection: State,
     snapshot: Snapshot,
     /// The nodes this replica knows to be retired.
     retired: BTreeSet<NodeId>,
@@ -154,6 +166,9 @@ struct Stats {
     /// Messages sent while in sync after convergence, and how many carried operations.
     quiet_messages: u64,
     quiet_messages_with_ops: u64,
+    /// Fold operations made, and frontiers sent folded.
+    folds_made: u64,
+    folded_frontiers: u64,
 }
 
 struct Sim {
@@ -168,6 +183,8 @@ struct Sim {
     faults: Faults,
     groups: Option<Vec<u8>>,
     acked: Vec<Dot>,
+    /// Every id whose node was wiped and replaced.
+    retired_ids: BTreeSet<NodeId>,
     /// Every operation ever made, to hold the replicas to.
     created: BTreeMap<Dot, Op<Payload>>,
     /// Acknowledged operations that only a wiped node held: the operator destroyed them.
@@ -208,7 +225,7 @@ impl Sim {
                 id: NodeId::new(rng.random()),
                 store: MemStore::new(),
                 core: None,
-                projection: LwwMap::new(),
+                projection: State::default(),
                 snapshot: Snapshot::default(),
                 retired: BTreeSet::new(),
                 joined: false,
@@ -229,6 +246,7 @@ impl Sim {
             faults,
             groups: None,
             acked: Vec::new(),
+            retired_ids: BTreeSet::new(),
             created: BTreeMap::new(),
             destroyed: BTreeSet::new(),
             stats: Stats::default(),
@@ -378,6 +396,9 @@ impl Sim {
         let Some(core) = replica.core.as_mut() else {
             return Ok(());
         };
+        if core.folds() != &replica.projection.folds {
+            core.set_folds(replica.projection.folds.clone());
+        }
         while let Some(transmit) = core.poll_transmit() {
             outgoing.push(transmit);
         }
@@ -393,9 +414,29 @@ impl Sim {
             self.schedule(at, Ev::Tick { node });
         }
         for transmit in outgoing {
+            let quiet = self.converged && self.now_ms > self.quiet_from;
+            if let GossipMessage::Frontier {
+                frontier,
+                folded: true,
+                ..
+            } = &transmit.message
+            {
+                self.stats.folded_frontiers += 1;
+                // In sync, every retired origin is folded everywhere: what travels names the
+                // live nodes only.
+                if let Some((gone, _)) = frontier
+                    .iter()
+                    .find(|(origin, _)| quiet && self.retired_ids.contains(origin))
+                {
+                    return Err(fail(
+                        self.seed,
+                        format!("a folded frontier in sync still names retired {gone}: {frontier}"),
+                    ));
+                }
+            }
             // Frontiers sent before convergence may still be in flight and rightly answered
             // with pages; the quiet window starts once they have all landed.
-            if self.converged && self.now_ms > self.quiet_from {
+            if quiet {
                 self.stats.quiet_messages += 1;
                 if !transmit.message.ops().is_empty() {
                     self.stats.quiet_messages_with_ops += 1;
@@ -547,6 +588,7 @@ impl Sim {
                 self.rejoin(node)
             }
             Ev::Truncate { node } => {
+                self.fold_retired(node)?;
                 self.truncate(node)?;
                 if self.now_ms < CHAOS_MS + QUIET_DEADLINE_MS {
                     let next = self.now_ms + self.rng.random_range(500..=3000);
@@ -615,6 +657,45 @@ impl Sim {
         }
         live.retain(|id| !replica.retired.contains(id));
         live.into_iter().collect()
+    }
+
+    /// Writes a fold for every retired origin that every live node holds as far as this one
+    /// does (past its current fold), as a controller's snapshot round does.
+    fn fold_retired(&mut self, node: usize) -> Result<(), String> {
+        let seed = self.seed;
+        let live = self.live_view(node);
+        let wall_ms = self.wall_ms(node);
+        let replica = &mut self.replicas[node];
+        let Some(core) = replica.core.as_mut() else {
+            return Ok(());
+        };
+        let Some(stable) = core.stable_frontier(live, &replica.store) else {
+            return Ok(());
+        };
+        let own = replica.store.frontier();
+        let payloads: Vec<Payload> = replica
+            .retired
+            .iter()
+            .filter(|gone| {
+                let held = own.get(**gone);
+                held > replica.projection.folds.get(**gone) && stable.get(**gone) == held
+            })
+            .map(|gone| {
+                let held = u32::try_from(own.get(*gone).get()).expect("sim seqs are small");
+                (format!("{FOLD_PREFIX}{}", gone.get()), Some(held))
+            })
+            .collect();
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        let ops = core
+            .append_local(wall_ms, payloads, &replica.store)
+            .map_err(|e| fail(seed, format!("fold append: {e}")))?;
+        self.stats.folds_made += ops.len() as u64;
+        self.acked.extend(ops.iter().map(|op| op.dot));
+        self.created
+            .extend(ops.iter().map(|op| (op.dot, op.clone())));
+        self.after_input(node)
     }
 
     /// Advances the node's snapshot to its stable frontier and truncates its log below it.
@@ -738,11 +819,12 @@ impl Sim {
         replica.id = fresh;
         replica.store = MemStore::new();
         replica.core = None;
-        replica.projection = LwwMap::new();
+        replica.projection = State::default();
         replica.snapshot = Snapshot::default();
         replica.applied = VersionVector::new();
         replica.retired.insert(old);
         replica.tick_at = None;
+        self.retired_ids.insert(old);
         self.stats.replaced += 1;
         for other in 0..self.replicas.len() {
             if other != node {
@@ -762,10 +844,21 @@ impl Sim {
         Ok(())
     }
 
+    /// Every replica up with the same log, knowing every retirement, and with every retired
+    /// origin it holds folded as far as it holds it.
     fn converged(&self) -> bool {
         let mut frontiers = self.replicas.iter().map(|r| r.store.frontier());
         let first = frontiers.next().expect("at least two replicas");
-        self.replicas.iter().all(Replica::up) && frontiers.all(|f| f == first)
+        let folded = |r: &Replica| {
+            self.retired_ids.is_subset(&r.retired)
+                && self
+                    .retired_ids
+                    .iter()
+                    .all(|gone| r.projection.folds.get(*gone) == r.store.frontier().get(*gone))
+        };
+        self.replicas.iter().all(Replica::up)
+            && frontiers.all(|f| f == first)
+            && self.replicas.iter().all(folded)
     }
 
     fn run(mut self) -> Result<Stats, String> {
@@ -932,7 +1025,7 @@ impl Sim {
                 format!("acknowledged operation {lost} is missing"),
             ));
         }
-        let mut expected = LwwMap::new();
+        let mut expected = State::default();
         for (origin, head) in frontier.iter() {
             for seq in 1..=head.get() {
                 let Some(op) = self.created.get(&Dot::new(origin, Seq::new(seq))) else {
@@ -942,7 +1035,9 @@ impl Sim {
             }
         }
         for replica in &self.replicas {
-            if replica.projection.digest() != expected.digest() {
+            if replica.projection.map.digest() != expected.map.digest()
+                || replica.projection.folds != expected.folds
+            {
                 return Err(fail(
                     seed,
                     format!(
@@ -976,10 +1071,14 @@ fn describe(ev: &Ev) -> String {
     }
 }
 
-fn project(map: &mut LwwMap<String, u32>, ops: &[Op<Payload>]) {
+fn project(state: &mut State, ops: &[Op<Payload>]) {
     for op in ops {
         let (key, value) = op.payload.clone();
-        map.write(key, value, op.stamp());
+        if let (Some(origin), Some(seq)) = (key.strip_prefix(FOLD_PREFIX), value) {
+            let origin = NodeId::new(origin.parse().expect("fold keys name an origin"));
+            state.folds.raise(origin, Seq::new(seq.into()));
+        }
+        state.map.write(key, value, op.stamp());
     }
 }
 
@@ -1088,10 +1187,16 @@ fn the_default_sweep_exercises_every_fault() {
         total.truncated_ops += stats.truncated_ops;
         total.snapshots_installed += stats.snapshots_installed;
         total.replaced += stats.replaced;
+        total.folds_made += stats.folds_made;
+        total.folded_frontiers += stats.folded_frontiers;
     }
     assert!(
         total.truncated_ops > 1000 && total.snapshots_installed > 10 && total.replaced > 10,
         "truncation, snapshot installs and replacements must all happen: {total:?}"
+    );
+    assert!(
+        total.folds_made > 10 && total.folded_frontiers > 100,
+        "retired origins must be folded out of frontiers: {total:?}"
     );
     assert!(
         total.quiet_messages > 100,

@@ -43,6 +43,8 @@ const APPLIED_FRONTIER_KEY: &str = "applied_frontier";
 /// The newest stamp among the operations applied (MessagePack of an `Hlc`): a snapshot of
 /// this read model hands it on, so that the new log's stamps exceed everything it covers.
 const NEWEST_STAMP_KEY: &str = "newest_stamp";
+/// `meta` key of the retired origins folded so far (`OriginsFolded`).
+const FOLDED_ORIGINS_KEY: &str = "folded_origins";
 /// Prepared statements kept per connection: more than the projection and queries use.
 const STATEMENT_CACHE_CAPACITY: usize = 64;
 /// Page cache of the projection's connection, in KiB: a replay of millions of operations
@@ -108,6 +110,7 @@ pub struct Projection {
     conn: Connection,
     applied: VersionVector,
     newest: Hlc,
+    folds: VersionVector,
 }
 
 impl Projection {
@@ -119,11 +122,18 @@ impl Projection {
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "user_version", FORMAT)?;
         let (applied, newest) = read_position(&conn)?;
+        let folds = read_meta(&conn, FOLDED_ORIGINS_KEY, "folded origins")?;
         Ok(Self {
             conn,
             applied,
             newest,
+            folds,
         })
+    }
+
+    /// The retired origins folded so far (`OriginsFolded`), for the replication core.
+    pub fn folds(&self) -> &VersionVector {
+        &self.folds
     }
 
     /// The frontier of the operations folded in.
@@ -175,6 +185,7 @@ impl Projection {
         // The copy carries the snapshot's pages; the connection's own settings stay.
         self.conn.pragma_update(None, "journal_mode", "WAL")?;
         (self.applied, self.newest) = read_position(&self.conn)?;
+        self.folds = read_meta(&self.conn, FOLDED_ORIGINS_KEY, "folded origins")?;
         debug_assert_eq!((self.applied.clone(), self.newest), position);
         Ok(self.position())
     }
@@ -199,8 +210,16 @@ impl Projection {
         }
         let mut applied = self.applied.clone();
         let mut newest = self.newest;
+        let mut folds = self.folds.clone();
         let tx = self.conn.transaction()?;
         for op in fresh {
+            if let MetaOp::OriginsFolded { folded } = &op.payload {
+                // Never beyond what its author held: a fold names only operations every
+                // holder of the fold holds too.
+                for (origin, seq) in folded.iter() {
+                    folds.raise(origin, seq.min(op.deps.get(origin)));
+                }
+            }
             apply_one(&tx, op)?;
             applied.raise(op.dot.origin, op.dot.seq);
             newest = newest.max(op.hlc);
@@ -219,10 +238,15 @@ impl Projection {
         )?;
         upsert.execute(params![APPLIED_FRONTIER_KEY, encoded])?;
         upsert.execute(params![NEWEST_STAMP_KEY, stamp])?;
+        if folds != self.folds {
+            let encoded = encode("folded origins", rmp_serde::to_vec(&folds))?;
+            upsert.execute(params![FOLDED_ORIGINS_KEY, encoded])?;
+        }
         drop(upsert);
         tx.commit()?;
         self.applied = applied;
         self.newest = newest;
+        self.folds = folds;
         Ok(())
     }
 
@@ -315,28 +339,30 @@ fn check_snapshot_format(conn: &Connection) -> Result<(), ReadModelError> {
 
 /// The applied frontier and newest stamp a read model records.
 fn read_position(conn: &Connection) -> Result<(VersionVector, Hlc), ReadModelError> {
-    fn decode<T: serde::de::DeserializeOwned + Default>(
-        conn: &Connection,
-        key: &str,
-        what: &'static str,
-    ) -> Result<T, ReadModelError> {
-        conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
-            row.get::<_, Vec<u8>>(0)
-        })
-        .optional()?
-        .map(|bytes| {
-            rmp_serde::from_slice::<T>(&bytes).map_err(|e| ReadModelError::Corrupt {
-                what,
-                reason: e.to_string(),
-            })
-        })
-        .transpose()
-        .map(Option::unwrap_or_default)
-    }
     Ok((
-        decode(conn, APPLIED_FRONTIER_KEY, "applied frontier")?,
-        decode(conn, NEWEST_STAMP_KEY, "newest stamp")?,
+        read_meta(conn, APPLIED_FRONTIER_KEY, "applied frontier")?,
+        read_meta(conn, NEWEST_STAMP_KEY, "newest stamp")?,
     ))
+}
+
+/// The value of `meta.key`, or the default when the row is absent.
+fn read_meta<T: serde::de::DeserializeOwned + Default>(
+    conn: &Connection,
+    key: &str,
+    what: &'static str,
+) -> Result<T, ReadModelError> {
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+        row.get::<_, Vec<u8>>(0)
+    })
+    .optional()?
+    .map(|bytes| {
+        rmp_serde::from_slice::<T>(&bytes).map_err(|e| ReadModelError::Corrupt {
+            what,
+            reason: e.to_string(),
+        })
+    })
+    .transpose()
+    .map(Option::unwrap_or_default)
 }
 
 /// Drops every table of a read model written in another format (its applied frontier with
@@ -471,6 +497,8 @@ fn apply_one(tx: &Transaction<'_>, op: &Op<MetaOp>) -> Result<(), ReadModelError
         MetaOp::ChunkserverRetired { node_id, reason } => {
             retire(tx, RETIRED_CHUNKSERVER, node_id, reason, &stamp)?;
         }
+        // Kept in `meta` by `Projection::apply`: nothing a client reads.
+        MetaOp::OriginsFolded { .. } => {}
     }
     Ok(())
 }

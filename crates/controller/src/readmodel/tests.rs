@@ -698,3 +698,44 @@ fn a_snapshot_installs_only_with_its_digest_and_replaces_everything() {
     let reopened = Projection::open(&dir.path().join("target.sqlite")).unwrap();
     assert_eq!(reopened.digest().unwrap(), digest, "installed durably");
 }
+
+#[test]
+fn folds_take_the_highest_seq_within_each_folds_causal_past_and_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("readmodel.sqlite");
+    let mut h = History::new(3);
+    let gone = NodeId::new(3);
+    let seen = |node: &str| MetaOp::ControllerSeen {
+        node_id: node.into(),
+        address: "a:8001".into(),
+    };
+    for wall_ms in 1..=3 {
+        h.op(2, wall_ms, seen("0000000000000003"));
+    }
+    h.merge(0, 2);
+    h.merge(1, 2);
+    let folded = |seq: u64| MetaOp::OriginsFolded {
+        folded: [(gone, redcloud_eventlog::Seq::new(seq))]
+            .into_iter()
+            .collect(),
+    };
+    // Origin 1 folds what it holds; origin 2 (concurrently) claims more than it held, which
+    // counts only as far as its causal past reaches.
+    h.op(0, 10, folded(2));
+    h.op(1, 11, folded(99));
+    let mut p = Projection::open(&path).unwrap();
+    p.apply(&h.all).unwrap();
+    assert_eq!(p.folds().get(gone), redcloud_eventlog::Seq::new(3));
+    drop(p);
+    let p = Projection::open(&path).unwrap();
+    assert_eq!(
+        p.folds().get(gone),
+        redcloud_eventlog::Seq::new(3),
+        "the folds are durable"
+    );
+    let snapshot = dir.path().join("snapshot.sqlite");
+    p.export(&snapshot).unwrap();
+    let mut installed = memory();
+    installed.install(&snapshot, &p.digest().unwrap()).unwrap();
+    assert_eq!(installed.folds(), p.folds(), "a snapshot carries them");
+}

@@ -28,11 +28,20 @@ pub enum GossipMessage<P> {
     },
     /// "This is everything I have": the receiver ships a page of what the sender lacks.
     Frontier {
-        /// The sender's frontier.
+        /// The sender's frontier; when `folded`, without the origins it holds exactly as far
+        /// as its folds say.
         frontier: VersionVector,
         /// Whether the receiver should answer with its own frontier (the start of an
         /// anti-entropy round), so the sender can ship what the receiver lacks in turn.
         reply: bool,
+        /// The digest of the sender's folds (none while it has none), so the receiver knows
+        /// whether its own messages may be folded for this sender.
+        #[serde(default)]
+        folds: Option<FoldsDigest>,
+        /// Whether `frontier` leaves out every origin at its value in the folds named by
+        /// `folds`: only a receiver holding the same folds can read it whole.
+        #[serde(default)]
+        folded: bool,
     },
     /// "What you lack starts below my log's base": the answer to a [`GossipMessage::Frontier`]
     /// that does not cover the sender's base. The receiver needs the sender's snapshot before
@@ -41,6 +50,30 @@ pub enum GossipMessage<P> {
         /// The sender's base: operations at or below it are covered by its snapshot only.
         base: VersionVector,
     },
+}
+
+/// Names a set of folds ([`crate::Gossip::set_folds`]): the first 16 bytes of SHA-256 over
+/// its `(origin, seq)` entries in order. Two nodes fold frontiers for each other only while
+/// their digests agree, so a folded frontier is read back exactly.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct FoldsDigest(pub [u8; 16]);
+
+impl FoldsDigest {
+    /// The digest of `folds`; `None` when it is empty (nothing to fold).
+    pub fn of(folds: &VersionVector) -> Option<Self> {
+        use sha2::{Digest, Sha256};
+        if folds.is_empty() {
+            return None;
+        }
+        let mut hasher = Sha256::new();
+        for (origin, seq) in folds.iter() {
+            hasher.update(origin.get().to_be_bytes());
+            hasher.update(seq.get().to_be_bytes());
+        }
+        let mut digest = [0u8; 16];
+        digest.copy_from_slice(&hasher.finalize()[..16]);
+        Some(Self(digest))
+    }
 }
 
 impl<P> GossipMessage<P> {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use rand::seq::IteratorRandom;
 
-pub use message::GossipMessage;
+pub use message::{FoldsDigest, GossipMessage};
 
 use crate::clock::{Dot, NodeId, Seq, VersionVector};
 use crate::error::StoreResult;
@@ -191,6 +191,8 @@ pub struct PeerStatus {
     /// The last of its operations this node refused for a stamp too far ahead of the local
     /// clock, until that operation is taken in.
     pub refused: Option<ClockRefusal>,
+    /// The digest of its folds, as its newest frontier said.
+    pub folds: Option<FoldsDigest>,
 }
 
 /// The replication core of one node.
@@ -220,6 +222,11 @@ pub struct Gossip<P, R> {
     next_round: Instant,
     transmits: VecDeque<Transmit<P>>,
     events: VecDeque<Event<P>>,
+    /// Origins whose history every node is known to hold up to a seq (retired ones, whose
+    /// entries no longer move), as the application learned them from its log: frontiers
+    /// sent to peers with the same folds leave out entries at these values.
+    folds: VersionVector,
+    folds_digest: Option<FoldsDigest>,
 }
 
 impl<P: Clone + serde::Serialize, R: Rng> Gossip<P, R> {
@@ -254,6 +261,8 @@ impl<P: Clone + serde::Serialize, R: Rng> Gossip<P, R> {
             next_round: first_round,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            folds: VersionVector::new(),
+            folds_digest: None,
         })
     }
 
@@ -287,6 +296,23 @@ impl<P: Clone + serde::Serialize, R: Rng> Gossip<P, R> {
                 .map(|(_, peer)| *peer)
                 .collect(),
         })
+    }
+
+    /// Sets the folds: for origins that no longer write (retired), the seq up to which their
+    /// history is known everywhere. The application derives them from operations in its log
+    /// (so every node holding the same operations has the same folds) and must only name
+    /// what the log holds: every entry at most this node's frontier. Frontiers sent to a peer
+    /// whose folds have the same digest leave those origins out while they sit exactly at
+    /// their folded value, so the vectors that travel grow with the live nodes, not with
+    /// every node that ever wrote.
+    pub fn set_folds(&mut self, folds: VersionVector) {
+        self.folds_digest = FoldsDigest::of(&folds);
+        self.folds = folds;
+    }
+
+    /// The folds in force.
+    pub fn folds(&self) -> &VersionVector {
+        &self.folds
     }
 
     /// Starts gossiping with `peer` (no effect if known already or if it is this node).
@@ -365,10 +391,25 @@ impl<P: Clone + serde::Serialize, R: Rng> Gossip<P, R> {
                 // Ask for the next page only if this one moved us forward, so a page that
                 // cannot be applied never loops.
                 if more && !applied.is_empty() {
-                    self.send(from, frontier_message(store.frontier(), false));
+                    self.send_frontier(from, store.frontier(), false);
                 }
             }
-            GossipMessage::Frontier { frontier, reply } => {
+            GossipMessage::Frontier {
+                frontier,
+                reply,
+                folds,
+                folded,
+            } => {
+                if let Some(status) = self.peers.get_mut(&from) {
+                    status.folds = folds;
+                }
+                let Some(frontier) = self.unfold(frontier, folds, folded) else {
+                    // Folded by folds this node does not hold (yet, or any more): unreadable.
+                    // This node's own frontier names its folds, so the sender's next one is
+                    // readable, and it ships this node what it lacks meanwhile.
+                    self.send_frontier(from, store.frontier(), false);
+                    return Ok(());
+                };
                 if let Some(status) = self.peers.get_mut(&from) {
                     status.reported_frontier = Some((now, frontier.clone()));
                 }
@@ -377,7 +418,7 @@ impl<P: Clone + serde::Serialize, R: Rng> Gossip<P, R> {
                     // No page could apply there: what it lacks starts in the snapshot.
                     self.send(from, GossipMessage::Truncated { base });
                     if reply {
-                        self.send(from, frontier_message(store.frontier(), false));
+                        self.send_frontier(from, store.frontier(), false);
                     }
                     return Ok(());
                 }
@@ -393,7 +434,7 @@ impl<P: Clone + serde::Serialize, R: Rng> Gossip<P, R> {
                     self.send(from, message);
                 }
                 if reply {
-                    self.send(from, frontier_message(store.frontier(), false));
+                    self.send_frontier(from, store.frontier(), false);
                 }
             }
             GossipMessage::Truncated { base } => {
@@ -507,7 +548,7 @@ impl<P: Clone + serde::Serialize, R: Rng> Gossip<P, R> {
         if let Some(status) = self.peers.get_mut(&peer) {
             status.waiting_since.get_or_insert(now);
         }
-        self.send(peer, frontier_message(store.frontier(), true));
+        self.send_frontier(peer, store.frontier(), true);
     }
 
     /// Starts an anti-entropy round with every peer not suspected (all of them when every
@@ -530,7 +571,7 @@ impl<P: Clone + serde::Serialize, R: Rng> Gossip<P, R> {
             if let Some(status) = self.peers.get_mut(&peer) {
                 status.waiting_since.get_or_insert(now);
             }
-            self.send(peer, frontier_message(frontier.clone(), true));
+            self.send_frontier(peer, frontier.clone(), true);
         }
     }
 
@@ -698,6 +739,47 @@ impl<P: Clone + serde::Serialize, R: Rng> Gossip<P, R> {
         }
     }
 
+    /// Sends this node's `frontier`, folded if `to` announced the same folds.
+    fn send_frontier(&mut self, to: NodeId, frontier: VersionVector, reply: bool) {
+        let folded = self.folds_digest.is_some()
+            && self.peers.get(&to).and_then(|status| status.folds) == self.folds_digest;
+        let frontier = if folded {
+            frontier
+                .iter()
+                .filter(|(origin, seq)| self.folds.get(*origin) != *seq)
+                .collect()
+        } else {
+            frontier
+        };
+        let message = GossipMessage::Frontier {
+            frontier,
+            reply,
+            folds: self.folds_digest,
+            folded,
+        };
+        self.send(to, message);
+    }
+
+    /// A peer's frontier as it is: a folded one filled in from this node's folds, which must
+    /// be the sender's (same digest); `None` when they are not.
+    fn unfold(
+        &self,
+        mut frontier: VersionVector,
+        folds: Option<FoldsDigest>,
+        folded: bool,
+    ) -> Option<VersionVector> {
+        if !folded {
+            return Some(frontier);
+        }
+        if folds.is_none() || folds != self.folds_digest {
+            return None;
+        }
+        // The sender left out exactly the origins at their folded value and holds at least
+        // that much of every folded origin, so the pointwise maximum restores its frontier.
+        frontier.merge(&self.folds);
+        Some(frontier)
+    }
+
     fn send(&mut self, to: NodeId, message: GossipMessage<P>) {
         self.transmits.push_back(Transmit { to, message });
     }
@@ -717,10 +799,6 @@ fn keep_within_bytes<P: serde::Serialize>(ops: &mut Vec<Op<P>>, max_bytes: usize
     let trimmed = keep < ops.len();
     ops.truncate(keep);
     trimmed
-}
-
-fn frontier_message<P>(frontier: VersionVector, reply: bool) -> GossipMessage<P> {
-    GossipMessage::Frontier { frontier, reply }
 }
 
 /// A duration uniformly drawn from half to one and a half times `mean`, so nodes started
