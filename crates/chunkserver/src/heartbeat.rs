@@ -63,15 +63,18 @@ impl HeartbeatWorker {
                     continue;
                 }
             };
-            let reached = {
+            let (reached, settled) = {
                 let mut outcomes = outcomes
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 outcomes.retain(|address, _| addresses.contains(address));
-                outcomes
-                    .values()
-                    .filter(|o| **o == Outcome::Accepted)
-                    .count()
+                let count = |wanted: fn(&Outcome) -> bool| {
+                    outcomes.values().filter(|outcome| wanted(outcome)).count()
+                };
+                (
+                    count(|o| *o == Outcome::Accepted),
+                    count(|o| *o != Outcome::Pending),
+                )
             };
             for address in addresses {
                 {
@@ -117,12 +120,16 @@ impl HeartbeatWorker {
                         .insert(address, outcome);
                 });
             }
-            if reached == 0 && reached_any {
-                tracing::warn!(controllers = ?self.controllers, "no controller reachable for heartbeats");
-            } else if reached > 0 && !reached_any {
-                tracing::info!(reached, "heartbeats reach controllers again");
+            // Judged on answers only: before the first one (at start, or while every request
+            // is still in flight) nothing is known to be unreachable.
+            if settled > 0 {
+                if reached == 0 && reached_any {
+                    tracing::warn!(controllers = ?self.controllers, "no controller reachable for heartbeats");
+                } else if reached > 0 && !reached_any {
+                    tracing::info!(reached, "heartbeats reach controllers again");
+                }
+                reached_any = reached > 0;
             }
-            reached_any = reached > 0;
         }
     }
 

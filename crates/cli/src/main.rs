@@ -4,6 +4,7 @@ mod client;
 mod commands;
 mod config;
 mod progress;
+mod table;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +32,12 @@ struct Cli {
     /// Print the server's answers as JSON.
     #[arg(long, global = true)]
     json: bool,
+    /// Show sizes as exact byte counts.
+    #[arg(long, global = true)]
+    bytes: bool,
+    /// Show times in UTC rather than the local time zone.
+    #[arg(long, global = true)]
+    utc: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -118,6 +125,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             saved.frontier.clone(),
         )?,
         json: cli.json,
+        units: table::Units {
+            bytes: cli.bytes,
+            utc: cli.utc,
+        },
     };
     let tags = |raw: &str| commands::split_tags(&[raw.to_owned()]);
     let outcome = match cli.command {

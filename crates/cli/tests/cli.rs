@@ -83,7 +83,7 @@ impl Local {
             .arg(dir.path().join("data"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("up.log")).unwrap())
             .spawn()
             .unwrap();
         let local = Self {
@@ -523,4 +523,75 @@ fn cluster_forget_retires_a_node_and_names_what_it_refuses() {
             .unwrap()
             .contains(&format!("Retired chunkserver {chunkserver}")),
     );
+}
+
+#[test]
+fn a_normal_start_of_up_warns_about_nothing() {
+    let local = Local::start();
+    // Several heartbeat rounds (one a second) after every node is up.
+    std::thread::sleep(Duration::from_millis(2500));
+    let log = std::fs::read_to_string(local.dir.path().join("up.log")).unwrap();
+    assert!(log.trim().is_empty(), "redcloud up warned: {log}");
+}
+
+#[test]
+fn list_prints_a_table_whose_columns_line_up() {
+    use unicode_width::UnicodeWidthStr;
+    let local = Local::start();
+    local.ok(&["register", "alice", "pw"]);
+    let names = [
+        "日本語のファイル.pdf",
+        "e\u{301}-accent.txt",
+        "a-rather-long-file-name-that-sets-the-name-column-width.tar.gz",
+        "🦀.rs",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let path = local.write(name, &vec![b'x'; 1536 * (i + 1)]);
+        local.ok(&["add", path.to_str().unwrap(), "--tags", "work,ünïcode"]);
+    }
+    let column = |line: &str, needle: &str| {
+        let at = line
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} not in {line:?}"));
+        line[..at].width()
+    };
+    let out = local.ok(&["list", "--utc", "work"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), names.len() + 2, "{out}");
+    let header = lines[0];
+    for line in &lines[1..=names.len()] {
+        assert_eq!(column(line, "KiB") + 3, column(header, "SIZE") + 4, "{out}");
+        assert_eq!(column(line, " UTC") + 6, column(header, "TAGS"), "{out}");
+        assert_eq!(column(line, "work"), column(header, "TAGS"), "{out}");
+    }
+    assert!(out.contains("1.5 KiB") && out.contains("6.0 KiB"), "{out}");
+    let exact = local.ok(&["list", "--bytes", "work"]);
+    assert!(
+        exact.contains(" 1536 ") && exact.contains(" 6144 "),
+        "{exact}"
+    );
+    // Local time names its zone too (UTC here unless TZ says otherwise).
+    let zoned = local
+        .command()
+        .env("TZ", "JST-9")
+        .args(["list", "work"])
+        .output()
+        .unwrap();
+    let zoned = String::from_utf8(zoned.stdout).unwrap();
+    assert!(zoned.contains(" JST "), "{zoned}");
+}
+
+#[test]
+fn log_takes_its_data_dir_before_or_after_the_verb() {
+    let local = Local::start();
+    local.ok(&["register", "alice", "pw"]);
+    let data_dir = local.dir.path().join("data").join("controller-0");
+    let data_dir = data_dir.to_str().unwrap();
+    for args in [
+        ["log", "--data-dir", data_dir, "show"],
+        ["log", "show", "--data-dir", data_dir],
+    ] {
+        let out = local.ok(&args);
+        assert!(out.contains("user \"alice\" registered"), "{args:?}: {out}");
+    }
 }

@@ -12,8 +12,8 @@ use serde::Serialize;
 #[derive(Args, Debug)]
 pub struct LogArgs {
     /// Read this controller data directory (a private copy: safe while the node runs) instead
-    /// of asking the controller at --server.
-    #[arg(long)]
+    /// of asking the controller at --server; before or after the verb.
+    #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     #[command(flatten)]
     token: redcloud_types::ClusterTokenArgs,

@@ -10,11 +10,12 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow};
-use redcloud_controller::status::{ClusterStatus, human_bytes, signed_duration, warnings};
+use redcloud_controller::status::{ClusterStatus, signed_duration, warnings};
 use serde_json::Value;
 
 use crate::client::Client;
 use crate::config;
+use crate::table::{Align, Table, Units};
 
 /// Output mode and connection, shared by every command.
 pub struct Context {
@@ -22,6 +23,8 @@ pub struct Context {
     pub client: Client,
     /// Print the server's JSON instead of sentences.
     pub json: bool,
+    /// How sizes and times are shown.
+    pub units: Units,
 }
 
 /// The link to the cluster listeners, keyed by the secret the flags or environment name.
@@ -173,26 +176,23 @@ pub async fn list(ctx: &Context, tags: &[String]) -> anyhow::Result<()> {
             println!("No files match.");
             return;
         }
-        let width = files
-            .iter()
-            .filter_map(|f| f["name"].as_str())
-            .map(str::len)
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        println!(
-            "{:<width$}  {:>12}  {:<26}  TAGS",
-            "NAME", "SIZE", "CREATED"
-        );
+        let mut table = Table::new(&[
+            ("NAME", Align::Left),
+            ("SIZE", Align::Right),
+            ("CREATED", Align::Left),
+            ("TAGS", Align::Left),
+        ]);
         for file in &files {
-            println!(
-                "{:<width$}  {:>12}  {:<26}  {}",
-                file["name"].as_str().unwrap_or("?"),
-                file["size"],
-                file["created_at"].as_str().unwrap_or(""),
-                tag_list(&file["tags"])
-            );
+            table.row(vec![
+                file["name"].as_str().unwrap_or("?").to_owned(),
+                file["size"]
+                    .as_u64()
+                    .map_or_else(|| file["size"].to_string(), |size| ctx.units.size(size)),
+                ctx.units.time(file["created_at"].as_str().unwrap_or("")),
+                tag_list(&file["tags"]),
+            ]);
         }
+        print!("{}", table.render());
         println!(
             "{} file{}",
             files.len(),
@@ -278,7 +278,7 @@ pub async fn status(ctx: &Context) -> anyhow::Result<()> {
             body["ready"]["healthy_chunkservers"],
             body["ready"]["node_id"].as_str().unwrap_or("?"),
         );
-        print!("{}", cluster_screen(&cluster));
+        print!("{}", cluster_screen(&cluster, ctx.units));
     });
     if !ready {
         return Err(anyhow!("the controller is not ready to store data"));
@@ -308,7 +308,7 @@ fn count(n: Option<u64>) -> String {
 }
 
 /// The cluster on one screen, warnings first.
-fn cluster_screen(cluster: &ClusterStatus) -> String {
+fn cluster_screen(cluster: &ClusterStatus, units: Units) -> String {
     let mut out = String::new();
     for warning in warnings(cluster) {
         let _ = writeln!(out, "\nWARNING: {warning}");
@@ -325,11 +325,16 @@ fn cluster_screen(cluster: &ClusterStatus) -> String {
         "\nControllers ({reachable}/{} reachable)",
         cluster.controllers.len()
     );
-    let _ = writeln!(
-        out,
-        "  {:<16}  {:<21}  {:<11}  {:>12}  {:>12}  {:>11}  {:>13}",
-        "NODE", "ADDRESS", "STATE", "LAST HEARD", "OPS IT LACKS", "OPS WE LACK", "CLOCK"
-    );
+    let mut controllers = Table::new(&[
+        ("NODE", Align::Left),
+        ("ADDRESS", Align::Left),
+        ("STATE", Align::Left),
+        ("LAST HEARD", Align::Right),
+        ("OPS IT LACKS", Align::Right),
+        ("OPS WE LACK", Align::Right),
+        ("CLOCK", Align::Right),
+    ])
+    .indented(2);
     for c in &cluster.controllers {
         let state = match (c.is_self, c.reachable) {
             (true, _) => "this node",
@@ -344,41 +349,47 @@ fn cluster_screen(cluster: &ClusterStatus) -> String {
         } else {
             clock
         };
-        let _ = writeln!(
-            out,
-            "  {:<16}  {:<21}  {state:<11}  {:>12}  {:>12}  {:>11}  {clock:>13}",
-            c.node_id,
-            c.address,
+        controllers.row(vec![
+            c.node_id.to_string(),
+            c.address.clone(),
+            state.to_owned(),
             ago(c.last_heard_ms_ago),
             count(c.operations_behind),
             count(c.operations_ahead),
-        );
+            clock,
+        ]);
     }
+    out.push_str(&controllers.render());
     let healthy = cluster.chunkservers.iter().filter(|c| c.healthy).count();
     let _ = writeln!(
         out,
         "\nChunkservers ({healthy}/{} healthy)",
         cluster.chunkservers.len()
     );
-    let _ = writeln!(
-        out,
-        "  {:<16}  {:<21}  {:<7}  {:>14}  {:>10}  {:>10}  {:>7}  {:>7}",
-        "NODE", "ADDRESS", "STATE", "LAST HEARTBEAT", "CAPACITY", "USED", "CHUNKS", "MISSING"
-    );
+    let mut chunkservers = Table::new(&[
+        ("NODE", Align::Left),
+        ("ADDRESS", Align::Left),
+        ("STATE", Align::Left),
+        ("LAST HEARTBEAT", Align::Right),
+        ("CAPACITY", Align::Right),
+        ("USED", Align::Right),
+        ("CHUNKS", Align::Right),
+        ("MISSING", Align::Right),
+    ])
+    .indented(2);
     for c in &cluster.chunkservers {
-        let _ = writeln!(
-            out,
-            "  {:<16}  {:<21}  {:<7}  {:>14}  {:>10}  {:>10}  {:>7}  {:>7}",
-            c.node_id,
-            c.address,
-            if c.healthy { "healthy" } else { "FAILED" },
+        chunkservers.row(vec![
+            c.node_id.clone(),
+            c.address.clone(),
+            if c.healthy { "healthy" } else { "FAILED" }.to_owned(),
             ago(c.last_heartbeat_ms_ago),
-            human_bytes(c.capacity_bytes),
-            human_bytes(c.used_bytes),
-            c.chunks,
+            units.size(c.capacity_bytes),
+            units.size(c.used_bytes),
+            c.chunks.to_string(),
             count(c.missing_chunks),
-        );
+        ]);
     }
+    out.push_str(&chunkservers.render());
     let r = &cluster.replication;
     let percent = if r.referenced_chunks == 0 {
         100.0
@@ -475,7 +486,7 @@ mod tests {
                 refused_by: Vec::new(),
             }),
         };
-        let screen = cluster_screen(&cluster);
+        let screen = cluster_screen(&cluster, Units::default());
         assert!(
             screen.starts_with(
                 "\nWARNING: Disk full since 2027-01-15T08:00:00.000000 UTC (1 min 5 s)"
