@@ -85,19 +85,21 @@ pub async fn heartbeat(
 /// `GET /internal/state`: this controller's id, log frontier and read-model digest, so
 /// operators and tests can compare controllers.
 pub async fn state(State(app): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
-    let snapshot = app.service.log.snapshot().await?;
-    let frontier: serde_json::Map<String, serde_json::Value> = snapshot
-        .frontier
+    // The digest is a pass over the whole read model: on a read connection, never in the
+    // log worker's way.
+    let (applied, digest) = app.service.read(|r| r.applied_and_digest()).await?;
+    let base = app.service.log.peer_frontiers().await?.base;
+    let frontier: serde_json::Map<String, serde_json::Value> = applied
         .iter()
         .map(|(origin, seq)| (origin.to_string(), json!(seq.get())))
         .collect();
     Ok(Json(json!({
         "node_id": app.node_id.to_string(),
         "frontier": frontier,
-        "operations": snapshot.frontier.op_count(),
-        "digest": hex::encode(snapshot.digest),
-        "log_base": snapshot.base.iter().map(|(origin, seq)| (origin.to_string(), json!(seq.get()))).collect::<serde_json::Map<String, serde_json::Value>>(),
-        "log_base_operations": snapshot.base.op_count(),
+        "operations": applied.op_count(),
+        "digest": hex::encode(digest),
+        "log_base": base.iter().map(|(origin, seq)| (origin.to_string(), json!(seq.get()))).collect::<serde_json::Map<String, serde_json::Value>>(),
+        "log_base_operations": base.op_count(),
         "snapshot_operations": app.snapshots.current().map_or(0, |s| s.base.frontier.op_count()),
     })))
 }

@@ -113,9 +113,6 @@ enum Command {
         ops: Vec<MetaOp>,
         reply: oneshot::Sender<Result<VersionVector, ApiError>>,
     },
-    Snapshot {
-        reply: oneshot::Sender<Result<LogSnapshot, ApiError>>,
-    },
     Gossip {
         from: NodeId,
         /// The peer's wall clock when it sent the message, if it said.
@@ -185,17 +182,6 @@ pub struct LogPage {
     /// Whether more remain beyond them.
     pub more: bool,
     /// Where the log's history starts: older operations are covered by its snapshot only.
-    pub base: VersionVector,
-}
-
-/// The log's frontier and the read model's digest, taken together.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogSnapshot {
-    /// Operations in the log (all projected: the worker projects before it answers).
-    pub frontier: VersionVector,
-    /// The canonical digest of the read model.
-    pub digest: [u8; 32],
-    /// Where the log's history starts: the operations it covers are held by the snapshot only.
     pub base: VersionVector,
 }
 
@@ -358,11 +344,6 @@ impl LogHandle {
             reply,
         })
         .await?
-    }
-
-    /// The log's frontier with the digest of the read model that projects exactly it.
-    pub async fn snapshot(&self) -> Result<LogSnapshot, ApiError> {
-        self.request(|reply| Command::Snapshot { reply }).await?
     }
 }
 
@@ -612,18 +593,6 @@ impl Worker {
         while let Some(command) = next.take() {
             match command {
                 Command::Append { ops, reply } => appends.push((ops, reply)),
-                Command::Snapshot { reply } => {
-                    let snapshot = self
-                        .projection
-                        .digest()
-                        .map(|digest| LogSnapshot {
-                            frontier: self.projection.applied().clone(),
-                            digest,
-                            base: LogStore::<MetaOp>::base(self.store.as_ref()).frontier,
-                        })
-                        .map_err(ApiError::internal);
-                    let _ = reply.send(snapshot);
-                }
                 Command::Gossip {
                     from,
                     sent_wall_ms,

@@ -338,7 +338,7 @@ fn check_snapshot_format(conn: &Connection) -> Result<(), ReadModelError> {
 }
 
 /// The applied frontier and newest stamp a read model records.
-fn read_position(conn: &Connection) -> Result<(VersionVector, Hlc), ReadModelError> {
+pub(crate) fn read_position(conn: &Connection) -> Result<(VersionVector, Hlc), ReadModelError> {
     Ok((
         read_meta(conn, APPLIED_FRONTIER_KEY, "applied frontier")?,
         read_meta(conn, NEWEST_STAMP_KEY, "newest stamp")?,

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use redcloud_eventlog::{Dot, NodeId, Seq};
+use redcloud_eventlog::{Dot, NodeId, Seq, VersionVector};
 
 use redcloud_types::ChunkId;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
@@ -131,6 +131,17 @@ fn uuid(bytes: Vec<u8>, what: &'static str) -> Result<Uuid, ReadModelError> {
 const FILE_COLUMNS: &str = "f.file_id, f.owner_id, f.display_name, f.name, f.size, f.created_at_ms";
 
 impl Reader<'_> {
+    /// The frontier the read model has applied and the digest of exactly that state, read
+    /// in one transaction (a pass over every table: on a read connection, so the writer and
+    /// every write go on meanwhile).
+    pub fn applied_and_digest(&self) -> Result<(VersionVector, [u8; 32]), ReadModelError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let (applied, _) = super::read_position(&tx)?;
+        let digest = super::digest(&tx)?;
+        tx.commit()?;
+        Ok((applied, digest))
+    }
+
     /// Up to `limit` accounts registered under `username`, earliest registration first: the
     /// order in which login by name tries them.
     pub fn users_by_name(
