@@ -386,3 +386,35 @@ fn frontiers_leave_out_folded_origins_only_between_nodes_with_the_same_folds() {
         GossipMessage::Frontier { folded: false, .. }
     ));
 }
+
+#[test]
+fn folds_above_the_log_are_never_used_to_fold() {
+    let start = Instant::now();
+    let (store_a, store_b) = (MemStore::new(), MemStore::new());
+    let mut a = core(1, &store_a, start);
+    let mut b = core(2, &store_b, start);
+    a.add_peer(NodeId::new(2));
+    b.add_peer(NodeId::new(1));
+    a.append_local(WALL_MS, vec!["a".to_owned()], &store_a)
+        .unwrap();
+    // Folds naming operations of origin 9 that A's log does not hold (its read model came
+    // from a snapshot whose log rebase failed).
+    let folds: redcloud_eventlog::VersionVector =
+        [(NodeId::new(9), redcloud_eventlog::Seq::new(5))]
+            .into_iter()
+            .collect();
+    a.set_folds(folds.clone());
+    b.set_folds(folds);
+    b.sync_now(start, &store_b);
+    deliver((&mut b, WALL_MS), (&mut a, &store_a, WALL_MS), start);
+    while a.poll_transmit().is_some() {}
+    a.sync_now(start, &store_a);
+    let sent = a.poll_transmit().unwrap().message;
+    assert!(
+        matches!(sent, GossipMessage::Frontier { folded: false, .. }),
+        "{sent:?}"
+    );
+    b.handle_message(start, WALL_MS, NodeId::new(1), sent, &store_b)
+        .unwrap();
+    assert_eq!(reported(&b, 1), Some(store_a.frontier()));
+}

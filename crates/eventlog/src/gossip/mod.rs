@@ -741,8 +741,11 @@ impl<P: Clone + serde::Serialize, R: Rng> Gossip<P, R> {
 
     /// Sends this node's `frontier`, folded if `to` announced the same folds.
     fn send_frontier(&mut self, to: NodeId, frontier: VersionVector, reply: bool) {
+        // Never folds above what this log holds (a read model installed from a snapshot
+        // whose log rebase then failed): the receiver would fill in operations it lacks.
         let folded = self.folds_digest.is_some()
-            && self.peers.get(&to).and_then(|status| status.folds) == self.folds_digest;
+            && self.peers.get(&to).and_then(|status| status.folds) == self.folds_digest
+            && frontier.dominates(&self.folds);
         let frontier = if folded {
             frontier
                 .iter()
