@@ -20,6 +20,18 @@ fn core(id: u64, store: &MemStore<String>, now: Instant) -> Gossip<String, StdRn
     .unwrap()
 }
 
+type Core = Gossip<String, StdRng>;
+
+/// Nodes 1 and 2, each knowing the other, over empty logs.
+fn two_peers(start: Instant) -> (MemStore<String>, MemStore<String>, Core, Core) {
+    let (store_a, store_b) = (MemStore::new(), MemStore::new());
+    let mut a = core(1, &store_a, start);
+    let mut b = core(2, &store_b, start);
+    a.add_peer(NodeId::new(2));
+    b.add_peer(NodeId::new(1));
+    (store_a, store_b, a, b)
+}
+
 #[test]
 fn ops_stamped_far_ahead_wait_until_the_clock_catches_up() {
     let now = Instant::now();
@@ -101,11 +113,7 @@ fn sync_now_asks_every_live_peer() {
 #[test]
 fn a_peers_frontier_is_remembered_with_its_arrival_time() {
     let start = Instant::now();
-    let (store_a, store_b) = (MemStore::new(), MemStore::new());
-    let mut a = core(1, &store_a, start);
-    let mut b = core(2, &store_b, start);
-    a.add_peer(NodeId::new(2));
-    b.add_peer(NodeId::new(1));
+    let (store_a, store_b, mut a, mut b) = two_peers(start);
     b.append_local(WALL_MS, vec!["one".to_owned(), "two".to_owned()], &store_b)
         .unwrap();
     while b.poll_transmit().is_some() {}
@@ -390,11 +398,7 @@ fn frontiers_leave_out_folded_origins_only_between_nodes_with_the_same_folds() {
 #[test]
 fn folds_above_the_log_are_never_used_to_fold() {
     let start = Instant::now();
-    let (store_a, store_b) = (MemStore::new(), MemStore::new());
-    let mut a = core(1, &store_a, start);
-    let mut b = core(2, &store_b, start);
-    a.add_peer(NodeId::new(2));
-    b.add_peer(NodeId::new(1));
+    let (store_a, store_b, mut a, mut b) = two_peers(start);
     a.append_local(WALL_MS, vec!["a".to_owned()], &store_a)
         .unwrap();
     // Folds naming operations of origin 9 that A's log does not hold (its read model came
