@@ -178,6 +178,13 @@ impl Projection {
             });
         }
         let position = read_position(&snapshot)?;
+        let folds: VersionVector = read_meta(&snapshot, FOLDED_ORIGINS_KEY, "folded origins")?;
+        if !position.0.dominates(&folds) {
+            return Err(ReadModelError::Corrupt {
+                what: "snapshot",
+                reason: format!("folds {folds} beyond its frontier {}", position.0),
+            });
+        }
         let backup = rusqlite::backup::Backup::new(&snapshot, &mut self.conn)?;
         // One step: readers of the destination must never see a half-copied database.
         backup.run_to_completion(i32::MAX, Duration::ZERO, None)?;

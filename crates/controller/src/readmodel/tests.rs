@@ -739,3 +739,39 @@ fn folds_take_the_highest_seq_within_each_folds_causal_past_and_persist() {
     installed.install(&snapshot, &p.digest().unwrap()).unwrap();
     assert_eq!(installed.folds(), p.folds(), "a snapshot carries them");
 }
+
+#[test]
+fn a_snapshot_whose_folds_exceed_its_frontier_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = History::new(1);
+    h.op(
+        0,
+        1,
+        MetaOp::ControllerSeen {
+            node_id: "0000000000000001".into(),
+            address: "a:8001".into(),
+        },
+    );
+    let mut p = memory();
+    p.apply(&h.all).unwrap();
+    let snapshot = dir.path().join("snapshot.sqlite");
+    p.export(&snapshot).unwrap();
+    // The folds are outside the digest: a damaged row passes that check, not this one.
+    let beyond: VersionVector = [(NodeId::new(9), redcloud_eventlog::Seq::new(4))]
+        .into_iter()
+        .collect();
+    Connection::open(&snapshot)
+        .unwrap()
+        .execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+            params![FOLDED_ORIGINS_KEY, rmp_serde::to_vec(&beyond).unwrap()],
+        )
+        .unwrap();
+    let mut installer = memory();
+    let refused = installer.install(&snapshot, &p.digest().unwrap());
+    assert!(
+        matches!(&refused, Err(ReadModelError::Corrupt { reason, .. }) if reason.contains("beyond")),
+        "{refused:?}"
+    );
+    assert!(installer.applied().is_empty(), "nothing changed");
+}
