@@ -275,6 +275,20 @@ fn reported(of: &Gossip<String, StdRng>, from: u64) -> Option<redcloud_eventlog:
         .map(|(_, frontier)| frontier)
 }
 
+/// The frontier `core` opens an anti-entropy round with (to its one peer), once whatever it
+/// had queued is dropped.
+fn frontier_opening_a_round(
+    core: &mut Core,
+    store: &MemStore<String>,
+    now: Instant,
+) -> GossipMessage<String> {
+    while core.poll_transmit().is_some() {}
+    core.sync_now(now, store);
+    core.poll_transmit()
+        .expect("a round opens with a frontier")
+        .message
+}
+
 #[test]
 fn frontiers_leave_out_folded_origins_only_between_nodes_with_the_same_folds() {
     let start = Instant::now();
@@ -338,13 +352,11 @@ fn frontiers_leave_out_folded_origins_only_between_nodes_with_the_same_folds() {
     assert_eq!(reported(&a, 2), Some(store_b.frontier()));
 
     // From now on A folds too; once R moves past its fold, R travels again.
-    while a.poll_transmit().is_some() {}
-    a.sync_now(start, &store_a);
     let GossipMessage::Frontier {
         frontier,
         folded: true,
         ..
-    } = a.poll_transmit().unwrap().message
+    } = frontier_opening_a_round(&mut a, &store_a, start)
     else {
         panic!("expected a folded frontier")
     };
@@ -356,12 +368,8 @@ fn frontiers_leave_out_folded_origins_only_between_nodes_with_the_same_folds() {
         .append_local(WALL_MS, vec!["z".to_owned()], &store_r)
         .unwrap();
     store_a.append(&late).unwrap();
-    while a.poll_transmit().is_some() {}
-    a.sync_now(start, &store_a);
-    let Some(transmit) = a.poll_transmit() else {
-        panic!("no frontier sent")
-    };
-    b.handle_message(start, WALL_MS, NodeId::new(1), transmit.message, &store_b)
+    let sent = frontier_opening_a_round(&mut a, &store_a, start);
+    b.handle_message(start, WALL_MS, NodeId::new(1), sent, &store_b)
         .unwrap();
     assert_eq!(reported(&b, 1), Some(store_a.frontier()));
 
@@ -369,9 +377,7 @@ fn frontiers_leave_out_folded_origins_only_between_nodes_with_the_same_folds() {
     // receiver answers with its own whole frontier instead.
     b.set_folds(store_a.frontier());
     while b.poll_transmit().is_some() {}
-    while a.poll_transmit().is_some() {}
-    a.sync_now(start, &store_a);
-    let stale = a.poll_transmit().unwrap().message;
+    let stale = frontier_opening_a_round(&mut a, &store_a, start);
     assert!(matches!(
         stale,
         GossipMessage::Frontier { folded: true, .. }
@@ -387,10 +393,8 @@ fn frontiers_leave_out_folded_origins_only_between_nodes_with_the_same_folds() {
     );
     a.handle_message(start, WALL_MS, NodeId::new(2), reply, &store_a)
         .unwrap();
-    while a.poll_transmit().is_some() {}
-    a.sync_now(start, &store_a);
     assert!(matches!(
-        a.poll_transmit().unwrap().message,
+        frontier_opening_a_round(&mut a, &store_a, start),
         GossipMessage::Frontier { folded: false, .. }
     ));
 }
@@ -411,9 +415,7 @@ fn folds_above_the_log_are_never_used_to_fold() {
     b.set_folds(folds);
     b.sync_now(start, &store_b);
     deliver((&mut b, WALL_MS), (&mut a, &store_a, WALL_MS), start);
-    while a.poll_transmit().is_some() {}
-    a.sync_now(start, &store_a);
-    let sent = a.poll_transmit().unwrap().message;
+    let sent = frontier_opening_a_round(&mut a, &store_a, start);
     assert!(
         matches!(sent, GossipMessage::Frontier { folded: false, .. }),
         "{sent:?}"
