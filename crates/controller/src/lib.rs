@@ -36,7 +36,7 @@ pub use config::{Config, DEFAULT_CLUSTER_PORT};
 pub use error::{ApiError, ErrorCode};
 pub use meta::MetaOp;
 pub use readmodel::{
-    Projection, ReadModelError, conflict_names, digest as read_model_digest,
+    MemoryProjection, Projection, ReadModelError, conflict_names, digest as read_model_digest,
     digest_at as read_model_digest_at,
 };
 

@@ -16,6 +16,7 @@
 //! Every rule depends only on the set of operations, never on their arrival order. `model.rs`
 //! states the same rules in plain Rust; `model_tests.rs` holds the projection to it.
 
+mod memory;
 #[cfg(test)]
 mod model;
 mod queries;
@@ -29,6 +30,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+pub use memory::MemoryProjection;
 pub use queries::{Account, FileRecord, ReadPool, Reader, RetiredNode};
 
 use crate::meta::MetaOp;
@@ -747,29 +749,67 @@ pub fn digest(conn: &Connection) -> Result<[u8; 32], ReadModelError> {
         ),
     ];
     let mut hasher = Sha256::new();
+    let mut out = Rows::default();
     for (table, query) in TABLES {
-        hasher.update(table.as_bytes());
+        out.table(table);
         let mut stmt = conn.prepare(query)?;
         let columns = stmt.column_count();
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             for i in 0..columns {
-                let value = row.get_ref(i)?;
-                let (tag, bytes): (u8, Vec<u8>) = match value {
-                    rusqlite::types::ValueRef::Null => (0, Vec::new()),
-                    rusqlite::types::ValueRef::Integer(v) => (1, v.to_be_bytes().to_vec()),
-                    rusqlite::types::ValueRef::Real(v) => (2, v.to_be_bytes().to_vec()),
+                match row.get_ref(i)? {
+                    rusqlite::types::ValueRef::Null => out.null(),
+                    rusqlite::types::ValueRef::Integer(v) => out.int(v),
+                    rusqlite::types::ValueRef::Real(v) => out.value(2, &v.to_be_bytes()),
                     rusqlite::types::ValueRef::Text(v) | rusqlite::types::ValueRef::Blob(v) => {
-                        (3, v.to_vec())
+                        out.bytes(v);
                     }
-                };
-                hasher.update([tag]);
-                hasher.update((bytes.len() as u64).to_be_bytes());
-                hasher.update(&bytes);
+                }
+            }
+            // Hashed a block at a time: millions of tiny updates cost more than the hashing.
+            if out.0.len() >= DIGEST_BLOCK_BYTES {
+                hasher.update(&out.0);
+                out.0.clear();
             }
         }
     }
+    hasher.update(&out.0);
     Ok(hasher.finalize().into())
+}
+
+/// Bytes of encoded rows hashed at a time.
+const DIGEST_BLOCK_BYTES: usize = 64 * 1024;
+
+/// The canonical encoding of rows the read-model digest hashes: each table's name, then each
+/// row's values as (type tag, length, bytes), so that no two different sets of rows encode
+/// alike.
+#[derive(Default)]
+struct Rows(Vec<u8>);
+
+impl Rows {
+    fn table(&mut self, name: &str) {
+        self.0.extend_from_slice(name.as_bytes());
+    }
+
+    fn null(&mut self) {
+        self.value(0, &[]);
+    }
+
+    fn int(&mut self, value: i64) {
+        self.value(1, &value.to_be_bytes());
+    }
+
+    /// A TEXT or BLOB value (one tag: the schema never lets a column hold both).
+    fn bytes(&mut self, value: &[u8]) {
+        self.value(3, value);
+    }
+
+    fn value(&mut self, tag: u8, bytes: &[u8]) {
+        self.0.push(tag);
+        self.0
+            .extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+        self.0.extend_from_slice(bytes);
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,661 @@
+//! The read model's tables held in memory: the projection of a whole history at once.
+//!
+//! [`Projection`](super::Projection) keeps SQLite up to date one transaction at a time, and
+//! pays for that with index work on every operation (about 30 k operations/s). A rebuild
+//! (`redcloud log rebuild`) only needs the state a history ends in and its digest, so
+//! [`MemoryProjection`] folds operations into hash maps with the same rules, leaves the
+//! columns that depend on other rows (which tag shows, which file is a conflict copy and
+//! under which name) to be derived once at the end, and hashes the rows in the order the
+//! SQLite digest reads them. The two must agree to the byte: `model_tests.rs` checks the
+//! digests of both over every generated history, in every delivery order, and over histories
+//! with operations left out (what `--exclude` makes).
+//!
+//! The derived columns are a function of the other columns: [`Projection`](super::Projection)
+//! recomputes a file's shown tags whenever one of its tags changes, and an owner's names
+//! whenever one of their files is added, replaced or deleted, from the rows alone.
+
+use std::collections::hash_map::Entry;
+
+use foldhash::{HashMap, HashMapExt as _, HashSet, HashSetExt as _};
+use std::path::Path;
+
+use redcloud_eventlog::{Dot, Hlc, LogBase, Op, VersionVector};
+use redcloud_types::ChunkId;
+use rusqlite::{Connection, OpenFlags};
+use sha2::{Digest as _, Sha256};
+use uuid::Uuid;
+
+use super::{
+    FOLDED_ORIGINS_KEY, RETIRED_CHUNKSERVER, RETIRED_CONTROLLER, ReadModelError, Rows, StampBytes,
+    check_snapshot_format, conflict_names, digest, read_meta, read_position, stamp_bytes,
+};
+use crate::meta::{KeyHash, MetaOp};
+
+struct User {
+    username: String,
+    registered_stamp: StampBytes,
+    password_hash: String,
+    key_hash: KeyHash,
+    key_stamp: StampBytes,
+}
+
+struct File {
+    owner_id: Uuid,
+    name: String,
+    size: i64,
+    chunk_size: i64,
+    created_at_ms: i64,
+    stamp: StampBytes,
+    deleted: bool,
+    chunks: Vec<ChunkId>,
+}
+
+struct Tag {
+    tag: String,
+    present: bool,
+    stamp: StampBytes,
+    carried: bool,
+}
+
+struct Node {
+    address: String,
+    stamp: StampBytes,
+}
+
+struct Retirement {
+    stamp: StampBytes,
+    reason: String,
+}
+
+/// The read model's tables in memory, fed operations in causal order like
+/// [`Projection`](super::Projection), read only through [`MemoryProjection::digest`].
+#[derive(Default)]
+pub struct MemoryProjection {
+    users: HashMap<Uuid, User>,
+    files: HashMap<Uuid, File>,
+    /// Per file, in no order (a file carries a handful of tags).
+    tags: HashMap<Uuid, Vec<Tag>>,
+    /// Per file, the (origin, seq) of every operation that deleted it, in no order.
+    deletions: HashMap<Uuid, Vec<(u64, u64)>>,
+    controllers: HashMap<String, Node>,
+    chunkservers: HashMap<String, Node>,
+    retired: HashMap<(&'static str, String), Retirement>,
+    applied: VersionVector,
+    newest: Hlc,
+    folds: VersionVector,
+}
+
+impl MemoryProjection {
+    /// An empty read model.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The read model of the snapshot file at `path`, if its digest is `expected` and it is of
+    /// this format (what [`Projection::install`](super::Projection::install) accepts). The file
+    /// is only read.
+    pub fn install(path: &Path, expected: &[u8; 32]) -> Result<Self, ReadModelError> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        check_snapshot_format(&conn)?;
+        let found = digest(&conn)?;
+        if &found != expected {
+            return Err(ReadModelError::Corrupt {
+                what: "snapshot",
+                reason: format!(
+                    "digest {} where {} was promised",
+                    hex::encode(found),
+                    hex::encode(expected)
+                ),
+            });
+        }
+        let (applied, newest) = read_position(&conn)?;
+        let folds: VersionVector = read_meta(&conn, FOLDED_ORIGINS_KEY, "folded origins")?;
+        if !applied.dominates(&folds) {
+            return Err(ReadModelError::Corrupt {
+                what: "snapshot",
+                reason: format!("folds {folds} beyond its frontier {applied}"),
+            });
+        }
+        let mut projection = Self {
+            applied,
+            newest,
+            folds,
+            ..Self::default()
+        };
+        projection.load(&conn)?;
+        Ok(projection)
+    }
+
+    fn load(&mut self, conn: &Connection) -> Result<(), ReadModelError> {
+        let mut users = conn.prepare(
+            "SELECT user_id, username, registered_stamp, password_hash, key_hash, key_stamp FROM users",
+        )?;
+        let mut rows = users.query([])?;
+        while let Some(row) = rows.next()? {
+            self.users.insert(
+                uuid_at(row, 0, "users.user_id")?,
+                User {
+                    username: row.get(1)?,
+                    registered_stamp: blob(row, 2, "users.registered_stamp")?,
+                    password_hash: row.get(3)?,
+                    key_hash: blob(row, 4, "users.key_hash")?,
+                    key_stamp: blob(row, 5, "users.key_stamp")?,
+                },
+            );
+        }
+        let mut files = conn.prepare(
+            "SELECT file_id, owner_id, name, size, chunk_size, created_at_ms, stamp, deleted FROM files",
+        )?;
+        let mut rows = files.query([])?;
+        while let Some(row) = rows.next()? {
+            self.files.insert(
+                uuid_at(row, 0, "files.file_id")?,
+                File {
+                    owner_id: uuid_at(row, 1, "files.owner_id")?,
+                    name: row.get(2)?,
+                    size: row.get(3)?,
+                    chunk_size: row.get(4)?,
+                    created_at_ms: row.get(5)?,
+                    stamp: blob(row, 6, "files.stamp")?,
+                    deleted: row.get(7)?,
+                    chunks: Vec::new(),
+                },
+            );
+        }
+        let mut chunks =
+            conn.prepare("SELECT file_id, chunk_id FROM file_chunks ORDER BY file_id, idx")?;
+        let mut rows = chunks.query([])?;
+        while let Some(row) = rows.next()? {
+            let file_id = uuid_at(row, 0, "file_chunks.file_id")?;
+            let chunk = ChunkId::from_digest(blob(row, 1, "file_chunks.chunk_id")?);
+            let Some(file) = self.files.get_mut(&file_id) else {
+                return Err(corrupt("file_chunks.file_id", "a chunk of no file"));
+            };
+            file.chunks.push(chunk);
+        }
+        let mut tags =
+            conn.prepare("SELECT file_id, tag, present, stamp, carried FROM file_tags")?;
+        let mut rows = tags.query([])?;
+        while let Some(row) = rows.next()? {
+            self.tags
+                .entry(uuid_at(row, 0, "file_tags.file_id")?)
+                .or_default()
+                .push(Tag {
+                    tag: row.get(1)?,
+                    present: row.get(2)?,
+                    stamp: blob(row, 3, "file_tags.stamp")?,
+                    carried: row.get(4)?,
+                });
+        }
+        let mut deletions = conn.prepare("SELECT file_id, origin, seq FROM file_deletions")?;
+        let mut rows = deletions.query([])?;
+        while let Some(row) = rows.next()? {
+            self.deletions
+                .entry(uuid_at(row, 0, "file_deletions.file_id")?)
+                .or_default()
+                .push((row.get::<_, i64>(1)? as u64, row.get::<_, i64>(2)? as u64));
+        }
+        for (table, nodes) in [
+            ("controllers", &mut self.controllers),
+            ("chunkservers", &mut self.chunkservers),
+        ] {
+            let mut statement =
+                conn.prepare(&format!("SELECT node_id, address, stamp FROM {table}"))?;
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next()? {
+                nodes.insert(
+                    row.get(0)?,
+                    Node {
+                        address: row.get(1)?,
+                        stamp: blob(row, 2, "node stamp")?,
+                    },
+                );
+            }
+        }
+        let mut retired = conn.prepare("SELECT kind, node_id, stamp, reason FROM retired_nodes")?;
+        let mut rows = retired.query([])?;
+        while let Some(row) = rows.next()? {
+            let kind = match row.get::<_, String>(0)?.as_str() {
+                RETIRED_CONTROLLER => RETIRED_CONTROLLER,
+                RETIRED_CHUNKSERVER => RETIRED_CHUNKSERVER,
+                other => {
+                    return Err(corrupt(
+                        "retired_nodes.kind",
+                        format!("unknown kind {other:?}"),
+                    ));
+                }
+            };
+            self.retired.insert(
+                (kind, row.get(1)?),
+                Retirement {
+                    stamp: blob(row, 2, "retired_nodes.stamp")?,
+                    reason: row.get(3)?,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The frontier of the operations folded in.
+    pub fn applied(&self) -> &VersionVector {
+        &self.applied
+    }
+
+    /// The operations folded in, as the base of a log that starts from this read model.
+    pub fn position(&self) -> LogBase {
+        LogBase {
+            frontier: self.applied.clone(),
+            hlc: self.newest,
+        }
+    }
+
+    /// Folds `ops` (in causal order), skipping those already applied. The operations are
+    /// taken: their names and tags move into the tables.
+    pub fn apply(&mut self, ops: impl IntoIterator<Item = Op<MetaOp>>) {
+        for op in ops {
+            if self.applied.contains(op.dot) {
+                continue;
+            }
+            if let MetaOp::OriginsFolded { folded } = &op.payload {
+                for (origin, seq) in folded.iter() {
+                    self.folds.raise(origin, seq.min(op.deps.get(origin)));
+                }
+            }
+            self.applied.raise(op.dot.origin, op.dot.seq);
+            self.newest = self.newest.max(op.hlc);
+            self.apply_one(op.dot, stamp_bytes(op.hlc, op.dot.origin), op.payload);
+        }
+    }
+
+    fn apply_one(&mut self, dot: Dot, stamp: StampBytes, payload: MetaOp) {
+        match payload {
+            MetaOp::UserRegistered {
+                user_id,
+                username,
+                password_hash,
+                api_key_hash,
+            } => match self.users.get_mut(&user_id) {
+                None => {
+                    self.users.insert(
+                        user_id,
+                        User {
+                            username,
+                            registered_stamp: stamp,
+                            password_hash,
+                            key_hash: api_key_hash,
+                            key_stamp: stamp,
+                        },
+                    );
+                }
+                Some(user) => {
+                    if stamp < user.registered_stamp {
+                        user.username = username;
+                        user.password_hash = password_hash;
+                        user.registered_stamp = stamp;
+                    }
+                    if stamp > user.key_stamp {
+                        user.key_hash = api_key_hash;
+                        user.key_stamp = stamp;
+                    }
+                }
+            },
+            MetaOp::ApiKeyIssued {
+                user_id,
+                api_key_hash,
+            } => {
+                if let Some(user) = self.users.get_mut(&user_id)
+                    && user.key_stamp < stamp
+                {
+                    user.key_hash = api_key_hash;
+                    user.key_stamp = stamp;
+                }
+            }
+            MetaOp::FileAdded {
+                file_id,
+                owner_id,
+                name,
+                size,
+                chunk_size,
+                chunks,
+                tags,
+                created_at_ms,
+                replaces,
+            } => {
+                let deleted = match self.files.get(&file_id) {
+                    Some(earlier) if earlier.stamp <= stamp => None,
+                    Some(earlier) => Some(earlier.deleted),
+                    None => Some(false),
+                };
+                if let Some(deleted) = deleted {
+                    self.files.insert(
+                        file_id,
+                        File {
+                            owner_id,
+                            name,
+                            size: size as i64,
+                            chunk_size: chunk_size as i64,
+                            created_at_ms: created_at_ms as i64,
+                            stamp,
+                            deleted,
+                            chunks,
+                        },
+                    );
+                }
+                self.set_tags(&[file_id], tags, true, stamp);
+                self.delete_files(&replaces, dot);
+            }
+            MetaOp::FilesDeleted { file_ids } => self.delete_files(&file_ids, dot),
+            MetaOp::TagsAdded { file_ids, tags } => self.set_tags(&file_ids, tags, true, stamp),
+            MetaOp::TagsRemoved { file_ids, tags } => self.set_tags(&file_ids, tags, false, stamp),
+            MetaOp::ControllerSeen { node_id, address } => {
+                see(&mut self.controllers, node_id, address, stamp);
+            }
+            MetaOp::ChunkserverSeen { node_id, address } => {
+                see(&mut self.chunkservers, node_id, address, stamp);
+            }
+            MetaOp::ControllerRetired { node_id, reason } => {
+                self.retire(RETIRED_CONTROLLER, node_id, reason, stamp);
+            }
+            MetaOp::ChunkserverRetired { node_id, reason } => {
+                self.retire(RETIRED_CHUNKSERVER, node_id, reason, stamp);
+            }
+            MetaOp::OriginsFolded { .. } => {}
+        }
+    }
+
+    fn retire(&mut self, kind: &'static str, node_id: String, reason: String, stamp: StampBytes) {
+        match self.retired.entry((kind, node_id)) {
+            Entry::Vacant(entry) => {
+                entry.insert(Retirement { stamp, reason });
+            }
+            Entry::Occupied(mut entry) => {
+                if stamp > entry.get().stamp {
+                    entry.insert(Retirement { stamp, reason });
+                }
+            }
+        }
+    }
+
+    fn delete_files(&mut self, file_ids: &[Uuid], by: Dot) {
+        for file_id in file_ids {
+            let by = (by.origin.get(), by.seq.get());
+            let deletions = self.deletions.entry(*file_id).or_default();
+            if !deletions.contains(&by) {
+                deletions.push(by);
+            }
+            if let Some(file) = self.files.get_mut(file_id) {
+                file.deleted = true;
+            }
+        }
+    }
+
+    fn set_tags(&mut self, file_ids: &[Uuid], tags: Vec<String>, present: bool, stamp: StampBytes) {
+        let Some((last, others)) = file_ids.split_last() else {
+            return;
+        };
+        for file_id in others {
+            self.set_tags_of(*file_id, tags.iter().cloned(), present, stamp);
+        }
+        self.set_tags_of(*last, tags, present, stamp);
+    }
+
+    fn set_tags_of(
+        &mut self,
+        file_id: Uuid,
+        tags: impl IntoIterator<Item = String>,
+        present: bool,
+        stamp: StampBytes,
+    ) {
+        let rows = self.tags.entry(file_id).or_default();
+        for tag in tags {
+            match rows.iter_mut().find(|row| row.tag == tag) {
+                None => rows.push(Tag {
+                    tag,
+                    present,
+                    stamp,
+                    carried: present,
+                }),
+                Some(row) => {
+                    if stamp > row.stamp {
+                        row.present = present;
+                        row.stamp = stamp;
+                    }
+                    row.carried |= present;
+                }
+            }
+        }
+    }
+
+    /// SHA-256 over the canonical contents of every table, equal to
+    /// [`Projection::digest`](super::Projection::digest) of a read model fed the same
+    /// operations. Encoding the rows costs far more than hashing them: the files and the
+    /// tags are encoded on two threads, then hashed in table order.
+    pub fn digest(&self) -> [u8; 32] {
+        let (files, others) = std::thread::scope(|scope| {
+            let others = scope.spawn(|| self.encode_tags_and_nodes());
+            (self.encode_users_and_files(), others.join())
+        });
+        let others = others.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let mut hasher = Sha256::new();
+        hasher.update(&files.0);
+        hasher.update(&others.0);
+        hasher.finalize().into()
+    }
+
+    /// The rows of `users`, `files` and `file_chunks`.
+    fn encode_users_and_files(&self) -> Rows {
+        let mut out = Rows::default();
+        out.table("users");
+        for (user_id, user) in sorted(&self.users) {
+            out.bytes(user_id.as_bytes());
+            out.bytes(user.username.as_bytes());
+            out.bytes(&user.registered_stamp);
+            out.bytes(user.password_hash.as_bytes());
+            out.bytes(&user.key_hash);
+            out.bytes(&user.key_stamp);
+        }
+
+        let shown = self.shown_names();
+        let files = sorted(&self.files);
+        out.table("files");
+        for (file_id, file) in &files {
+            out.bytes(file_id.as_bytes());
+            out.bytes(file.owner_id.as_bytes());
+            out.bytes(file.name.as_bytes());
+            out.int(file.size);
+            out.int(file.chunk_size);
+            out.int(file.created_at_ms);
+            out.bytes(&file.stamp);
+            out.int(i64::from(file.deleted));
+            match shown.get(file_id) {
+                Some(Shown { name, conflict }) => {
+                    out.bytes(name.as_bytes());
+                    out.int(i64::from(*conflict));
+                }
+                None => {
+                    out.null();
+                    out.int(0);
+                }
+            }
+        }
+        out.table("file_chunks");
+        for (file_id, file) in &files {
+            for (idx, chunk) in file.chunks.iter().enumerate() {
+                out.bytes(file_id.as_bytes());
+                out.int(idx as i64);
+                out.bytes(chunk.as_bytes());
+            }
+        }
+        out
+    }
+
+    /// The rows of `file_tags`, `file_deletions` and the node tables.
+    fn encode_tags_and_nodes(&self) -> Rows {
+        let mut out = Rows::default();
+        out.table("file_tags");
+        let mut rows: Vec<&Tag> = Vec::new();
+        for (file_id, tags) in sorted(&self.tags) {
+            rows.clear();
+            rows.extend(tags);
+            rows.sort_unstable_by(|a, b| a.tag.cmp(&b.tag));
+            // Every tag present shows; with none present, the carried tags the newest removal
+            // took away do (the never-tagless rule).
+            let any_present = rows.iter().any(|row| row.present);
+            let newest_carried = rows
+                .iter()
+                .filter(|row| row.carried)
+                .map(|row| row.stamp)
+                .max();
+            for row in &rows {
+                let effective = row.present
+                    || (!any_present && row.carried && Some(row.stamp) == newest_carried);
+                out.bytes(file_id.as_bytes());
+                out.bytes(row.tag.as_bytes());
+                out.int(i64::from(row.present));
+                out.bytes(&row.stamp);
+                out.int(i64::from(effective));
+                out.int(i64::from(row.carried));
+            }
+        }
+
+        out.table("file_deletions");
+        let mut dots = Vec::new();
+        for (file_id, deletions) in sorted(&self.deletions) {
+            dots.clear();
+            dots.extend_from_slice(deletions);
+            dots.sort_unstable();
+            for &(origin, seq) in &dots {
+                out.bytes(file_id.as_bytes());
+                out.int(origin as i64);
+                out.int(seq as i64);
+            }
+        }
+
+        for (table, nodes) in [
+            ("controllers", &self.controllers),
+            ("chunkservers", &self.chunkservers),
+        ] {
+            out.table(table);
+            for (node_id, node) in sorted(nodes) {
+                out.bytes(node_id.as_bytes());
+                out.bytes(node.address.as_bytes());
+                out.bytes(&node.stamp);
+            }
+        }
+
+        out.table("retired_nodes");
+        for ((kind, node_id), retirement) in sorted(&self.retired) {
+            out.bytes(kind.as_bytes());
+            out.bytes(node_id.as_bytes());
+            out.bytes(&retirement.stamp);
+            out.bytes(retirement.reason.as_bytes());
+        }
+        out
+    }
+
+    /// The name each live file shows under: the newest live file of an (owner, name) the name
+    /// itself, the others conflict names, given per owner in file id order as
+    /// [`Projection`](super::Projection) gives them.
+    fn shown_names(&self) -> HashMap<Uuid, Shown> {
+        let mut groups: HashMap<(Uuid, &str), Vec<(&StampBytes, Uuid)>> = HashMap::new();
+        for (file_id, file) in self.files.iter().filter(|(_, file)| !file.deleted) {
+            groups
+                .entry((file.owner_id, file.name.as_str()))
+                .or_default()
+                .push((&file.stamp, *file_id));
+        }
+        let mut shown = HashMap::with_capacity(self.files.len());
+        let mut copies: HashMap<Uuid, Vec<(Uuid, &str)>> = HashMap::new();
+        for ((owner, name), files) in &mut groups {
+            files.sort_unstable_by(|a, b| b.cmp(a));
+            let (_, newest) = files[0];
+            shown.insert(
+                newest,
+                Shown {
+                    name: (*name).to_owned(),
+                    conflict: false,
+                },
+            );
+            for &(_, copy) in &files[1..] {
+                copies.entry(*owner).or_default().push((copy, name));
+            }
+        }
+        for (owner, mut copies) in copies {
+            copies.sort_unstable();
+            let mut taken = HashSet::new();
+            for (file_id, name) in copies {
+                let name = conflict_names(name, &file_id)
+                    .find(|candidate| {
+                        !taken.contains(candidate)
+                            && !groups.contains_key(&(owner, candidate.as_str()))
+                    })
+                    .expect("conflict_names ends with an endless counter");
+                taken.insert(name.clone());
+                shown.insert(
+                    file_id,
+                    Shown {
+                        name,
+                        conflict: true,
+                    },
+                );
+            }
+        }
+        shown
+    }
+}
+
+struct Shown {
+    name: String,
+    conflict: bool,
+}
+
+/// Records a node's address; the newest sighting wins.
+fn see(nodes: &mut HashMap<String, Node>, node_id: String, address: String, stamp: StampBytes) {
+    match nodes.entry(node_id) {
+        Entry::Vacant(entry) => {
+            entry.insert(Node { address, stamp });
+        }
+        Entry::Occupied(mut entry) => {
+            if stamp > entry.get().stamp {
+                entry.insert(Node { address, stamp });
+            }
+        }
+    }
+}
+
+/// The entries of `map` in key order (byte order, as SQLite orders BLOB and TEXT keys).
+fn sorted<K: Ord, V>(map: &HashMap<K, V>) -> Vec<(&K, &V)> {
+    let mut entries: Vec<(&K, &V)> = map.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    entries
+}
+
+fn corrupt(what: &'static str, reason: impl Into<String>) -> ReadModelError {
+    ReadModelError::Corrupt {
+        what,
+        reason: reason.into(),
+    }
+}
+
+/// The BLOB of `N` bytes in column `idx` of `row`.
+fn blob<const N: usize>(
+    row: &rusqlite::Row<'_>,
+    idx: usize,
+    what: &'static str,
+) -> Result<[u8; N], ReadModelError> {
+    let bytes = row
+        .get_ref(idx)?
+        .as_blob()
+        .map_err(|e| corrupt(what, e.to_string()))?;
+    bytes
+        .try_into()
+        .map_err(|_| corrupt(what, format!("{} bytes where {N} belong", bytes.len())))
+}
+
+fn uuid_at(
+    row: &rusqlite::Row<'_>,
+    idx: usize,
+    what: &'static str,
+) -> Result<Uuid, ReadModelError> {
+    blob(row, idx, what).map(Uuid::from_bytes)
+}
