@@ -741,3 +741,163 @@ async fn unreachable_data_is_a_503_not_a_broken_200() {
         )
     );
 }
+
+#[tokio::test]
+async fn per_file_routes_and_the_tag_list() {
+    let c = cluster().start().await;
+    let alice = c.register("alice", "pw").await;
+    let bob = c.register("bob", "pw").await;
+    let mut ids = std::collections::BTreeMap::new();
+    for (name, tags) in [("a", "x,y"), ("b", "x"), ("c", "y,z")] {
+        let id = c
+            .upload_id_at(0, &alice, name, name.as_bytes().to_vec(), tags)
+            .await;
+        ids.insert(name, id);
+    }
+    let bobs = c.upload_id_at(0, &bob, "secret", b"s".to_vec(), "x").await;
+    let get = |key: &str, path: String| {
+        let request = c.http.get(format!("{}{path}", c.url())).bearer_auth(key);
+        async move { status_json(request.send().await.unwrap()).await }
+    };
+
+    let (status, body) = get(&alice, "/tags".into()).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"tags": [{"tag": "x", "count": 2}, {"tag": "y", "count": 2}, {"tag": "z", "count": 1}]}),
+        "only the caller's files count"
+    );
+    let (status, body) = get(&alice, format!("/files/{}", ids["a"])).await;
+    assert_eq!(
+        (status, &body["name"], &body["tags"]),
+        (200, &json!("a"), &json!(["x", "y"]))
+    );
+    assert_eq!(body["file_id"], json!(ids["a"]));
+
+    // Another user's file, a missing one and a malformed id are all simply not found.
+    for path in [
+        format!("/files/{bobs}"),
+        format!("/files/{}", uuid::Uuid::new_v4()),
+        "/files/not-an-id".to_owned(),
+    ] {
+        let (status, body) = get(&alice, path.clone()).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(
+            body["detail"].as_str().unwrap().ends_with("not found"),
+            "{body}"
+        );
+        let (status, _) = delete_json(&c, &path, &alice, None).await;
+        assert_eq!(status, 404, "DELETE {path}");
+        let (status, _) = post_json(
+            &c,
+            &format!("{path}/tags"),
+            Some(&alice),
+            json!({"tags": ["t"]}),
+        )
+        .await;
+        assert_eq!(status, 404, "POST {path}/tags");
+    }
+    let (status, _) = status_json(
+        c.http
+            .get(format!("{}/files/{}", c.url(), ids["a"]))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        status, 422,
+        "no key, no file (a missing header is a 422, as everywhere)"
+    );
+
+    let tags_path = format!("/files/{}/tags", ids["a"]);
+    let (status, body) = post_json(
+        &c,
+        &tags_path,
+        Some(&alice),
+        json!({"tags": ["n", "x", "n"]}),
+    )
+    .await;
+    assert_eq!((status, &body["tags"]), (200, &json!(["n", "x", "y"])));
+    let (status, body) = post_json(&c, &tags_path, Some(&alice), json!({"tags": []})).await;
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            json!({"detail": "New tags cannot be empty", "code": "INVALID_TAG_QUERY"})
+        )
+    );
+    let (status, body) = post_json(&c, &tags_path, Some(&alice), json!({"labels": ["n"]})).await;
+    assert_eq!(
+        (status, &body["detail"][0]["loc"]),
+        (422, &json!(["body", "tags"]))
+    );
+    let (status, body) = post_json(
+        &c,
+        &tags_path,
+        Some(&alice),
+        json!({"tags": ["t".repeat(1000)]}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (400, &json!("INVALID_REQUEST")),
+        "{body}"
+    );
+
+    // The last tag stays, and the answer says why.
+    let (status, body) = delete_json(
+        &c,
+        &format!("/files/{}/tags", ids["b"]),
+        &alice,
+        Some(json!({"tags": ["x"]})),
+    )
+    .await;
+    assert_eq!((status, &body["code"]), (409, &json!("LAST_TAGS")));
+    assert_eq!(
+        body["detail"],
+        "'b' would be left without tags: a file always keeps at least one, so add another tag before removing 'x'"
+    );
+    let (_, body) = get(&alice, format!("/files/{}", ids["b"])).await;
+    assert_eq!(
+        body["tags"],
+        json!(["x"]),
+        "a refused removal changes nothing"
+    );
+    let (status, body) = delete_json(
+        &c,
+        &tags_path,
+        &alice,
+        Some(json!({"tags": ["x", "absent"]})),
+    )
+    .await;
+    assert_eq!((status, &body["tags"]), (200, &json!(["n", "y"])));
+    let (status, body) = delete_json(&c, &tags_path, &alice, Some(json!({"tags": []}))).await;
+    assert_eq!(
+        (status, &body["detail"]),
+        (400, &json!("Tags to remove cannot be empty"))
+    );
+
+    let (status, body) = delete_json(&c, &format!("/files/{}", ids["c"]), &alice, None).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"deleted_count": 1, "file_ids": [ids["c"]]}))
+    );
+    let (status, _) = get(&alice, format!("/files/{}", ids["c"])).await;
+    assert_eq!(status, 404, "gone");
+    let (status, _) = delete_json(&c, &format!("/files/{}", ids["c"]), &alice, None).await;
+    assert_eq!(status, 404, "a second delete finds nothing");
+    let (_, body) = get(&alice, "/tags".into()).await;
+    assert_eq!(
+        body,
+        json!({"tags": [{"tag": "n", "count": 1}, {"tag": "x", "count": 1}, {"tag": "y", "count": 1}]})
+    );
+    let names: Vec<Value> = c
+        .list(&alice, "")
+        .await
+        .into_iter()
+        .map(|f| f["name"].clone())
+        .collect();
+    assert_eq!(names, vec![json!("a"), json!("b")]);
+    assert_eq!(c.list(&bob, "x").await.len(), 1, "bob's file untouched");
+}

@@ -192,6 +192,12 @@ impl Client {
         self.json(self.authed(request)?).await
     }
 
+    /// `GET /tags`.
+    pub async fn tags(&self) -> anyhow::Result<Value> {
+        self.json(self.authed(self.http.get(self.url("/tags")))?)
+            .await
+    }
+
     /// `DELETE /files?tags=...`.
     pub async fn delete(&self, tags: &[String]) -> anyhow::Result<Value> {
         let request = self.http.delete(self.url(&tags_query(tags)));

@@ -58,6 +58,8 @@ enum Command {
     },
     /// List your files carrying every TAG (all of them without tags).
     List { tags: Vec<String> },
+    /// List the tags on your files, with how many files carry each.
+    Tags,
     /// Download a file by name.
     Download {
         name: String,
@@ -140,6 +142,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             commands::add(&ctx, &files, &tags(&raw).join(",")).await
         }
         Command::List { tags: query } => commands::list(&ctx, &commands::split_tags(&query)).await,
+        Command::Tags => commands::tags(&ctx).await,
         Command::Download { name, output } => {
             commands::download(&ctx, &name, output.as_deref()).await
         }

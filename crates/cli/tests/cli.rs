@@ -579,6 +579,25 @@ fn list_prints_a_table_whose_columns_line_up() {
         .unwrap();
     let zoned = String::from_utf8(zoned.stdout).unwrap();
     assert!(zoned.contains(" JST "), "{zoned}");
+
+    // The tag list is a table too, counts right-aligned under their header.
+    let tags = local.ok(&["tags"]);
+    let lines: Vec<&str> = tags.lines().collect();
+    assert_eq!(lines.len(), 3, "{tags}");
+    assert!(
+        lines[0].starts_with("TAG") && lines[0].ends_with("FILES"),
+        "{tags}"
+    );
+    assert!(
+        lines[1].starts_with("work ") && lines[1].ends_with(" 4"),
+        "{tags}"
+    );
+    assert!(
+        lines[2].starts_with("ünïcode") && lines[2].ends_with(" 4"),
+        "{tags}"
+    );
+    assert_eq!(lines[1].width(), lines[0].width(), "{tags}");
+    assert_eq!(lines[2].width(), lines[0].width(), "{tags}");
 }
 
 #[test]

@@ -63,6 +63,17 @@ pub enum ApiError {
     /// Another user's file (403, no code).
     #[error("You do not have permission to download this file")]
     Forbidden,
+    /// A removal would take every tag a file carries, and a file always keeps one.
+    #[error(
+        "'{name}' would be left without tags: a file always keeps at least one, so add another tag before removing {}",
+        quoted(tags)
+    )]
+    LastTags {
+        /// The file's shown name.
+        name: String,
+        /// The tags it carries.
+        tags: Vec<String>,
+    },
     /// No chunkserver could take or serve the data (503).
     #[error("{0}")]
     ChunkserverUnavailable(String),
@@ -147,6 +158,12 @@ pub enum ApiError {
 }
 
 /// What a client is told when this controller's disk is full.
+/// `'a', 'b'`: tags as a sentence names them.
+fn quoted(tags: &[String]) -> String {
+    let quoted: Vec<String> = tags.iter().map(|t| format!("'{t}'")).collect();
+    quoted.join(", ")
+}
+
 fn insufficient_storage_detail(since_unix_ms: u64, recorded: bool) -> String {
     let since = crate::service::format_timestamp(since_unix_ms);
     if recorded {
@@ -241,7 +258,7 @@ impl ApiError {
             ApiError::FileNotFound(_) | ApiError::NodeNotFound(_) | ApiError::NoSnapshot => {
                 ErrorCode::NotFound
             }
-            ApiError::NodeAlive { .. } => ErrorCode::Conflict,
+            ApiError::NodeAlive { .. } | ApiError::LastTags { .. } => ErrorCode::Conflict,
             ApiError::Forbidden => ErrorCode::Forbidden,
             ApiError::ChunkserverUnavailable(_) | ApiError::NotCaughtUp | ApiError::Retired => {
                 ErrorCode::Unavailable
@@ -271,6 +288,7 @@ impl ApiError {
             ApiError::NodeNotFound(_) => Some("NODE_NOT_FOUND"),
             ApiError::NoSnapshot => Some("SNAPSHOT_NOT_FOUND"),
             ApiError::NodeAlive { .. } => Some("NODE_ALIVE"),
+            ApiError::LastTags { .. } => Some("LAST_TAGS"),
             ApiError::Internal(_) => Some("INTERNAL_ERROR"),
             ApiError::ChecksumMismatch { .. } => Some("CHECKSUM_MISMATCH"),
             ApiError::Validation(_)

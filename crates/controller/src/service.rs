@@ -520,6 +520,91 @@ impl Service {
         Ok(TagsRemoved { updated, skipped })
     }
 
+    /// The caller's live file `file_id`. Another user's file is not found, like a missing one:
+    /// an id tells nobody but its owner whether it exists.
+    pub async fn file(&self, owner: Uuid, file_id: Uuid) -> Result<FileRecord, ApiError> {
+        self.read(move |r| r.file_by_id(&file_id))
+            .await?
+            .filter(|file| file.owner_id == owner)
+            .ok_or_else(|| ApiError::FileNotFound(file_id.to_string()))
+    }
+
+    /// Deletes the caller's file `file_id`.
+    pub async fn delete_file(&self, owner: Uuid, file_id: Uuid) -> Result<(), ApiError> {
+        self.file(owner, file_id).await?;
+        self.log
+            .append(vec![MetaOp::FilesDeleted {
+                file_ids: vec![file_id],
+            }])
+            .await?;
+        Ok(())
+    }
+
+    /// Adds `tags` to the caller's file `file_id`; returns the file as it now is.
+    pub async fn add_file_tags(
+        &self,
+        owner: Uuid,
+        file_id: Uuid,
+        tags: Vec<String>,
+    ) -> Result<FileRecord, ApiError> {
+        if tags.is_empty() {
+            return Err(ApiError::InvalidTagQuery("New tags cannot be empty"));
+        }
+        check_tags(&tags)?;
+        let tags = dedup_tags(tags);
+        let mut file = self.file(owner, file_id).await?;
+        let added: Vec<String> = tags
+            .iter()
+            .filter(|t| file.tags.binary_search(t).is_err())
+            .cloned()
+            .collect();
+        check_file_tag_count(file_id, file.tags.len() + added.len())?;
+        self.log
+            .append(vec![MetaOp::TagsAdded {
+                file_ids: vec![file_id],
+                tags,
+            }])
+            .await?;
+        file.tags.extend(added);
+        file.tags.sort_unstable();
+        Ok(file)
+    }
+
+    /// Removes `tags` from the caller's file `file_id`, unless none would be left; returns the
+    /// file as it now is.
+    pub async fn remove_file_tags(
+        &self,
+        owner: Uuid,
+        file_id: Uuid,
+        tags: Vec<String>,
+    ) -> Result<FileRecord, ApiError> {
+        if tags.is_empty() {
+            return Err(ApiError::InvalidTagQuery("Tags to remove cannot be empty"));
+        }
+        check_tags(&tags)?;
+        let tags = dedup_tags(tags);
+        let mut file = self.file(owner, file_id).await?;
+        if file.tags.iter().all(|t| tags.contains(t)) {
+            return Err(ApiError::LastTags {
+                name: file.name,
+                tags: file.tags,
+            });
+        }
+        self.log
+            .append(vec![MetaOp::TagsRemoved {
+                file_ids: vec![file_id],
+                tags: tags.clone(),
+            }])
+            .await?;
+        file.tags.retain(|t| !tags.contains(t));
+        Ok(file)
+    }
+
+    /// The tags on the caller's live files, each with how many files carry it, by tag.
+    pub async fn tag_counts(&self, owner: Uuid) -> Result<Vec<(String, u64)>, ApiError> {
+        self.read(move |r| r.tag_counts(&owner)).await
+    }
+
     /// Finds the file to download for `owner`.
     pub async fn find_download(
         &self,

@@ -202,6 +202,27 @@ pub async fn list(ctx: &Context, tags: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `tags`: the tags on the caller's files, each with how many files carry it.
+pub async fn tags(ctx: &Context) -> anyhow::Result<()> {
+    let body = ctx.client.tags().await?;
+    report(ctx, &body, |body| {
+        let tags = body["tags"].as_array().cloned().unwrap_or_default();
+        if tags.is_empty() {
+            println!("No tags yet: `redcloud add FILE --tags TAG` uploads a file with its tags.");
+            return;
+        }
+        let mut table = Table::new(&[("TAG", Align::Left), ("FILES", Align::Right)]);
+        for tag in &tags {
+            table.row(vec![
+                tag["tag"].as_str().unwrap_or("?").to_owned(),
+                tag["count"].to_string(),
+            ]);
+        }
+        print!("{}", table.render());
+    });
+    Ok(())
+}
+
 /// Where a download goes: `output` if given (into it, when it is a directory), else the
 /// download directory (`REDCLOUD_DOWNLOAD_DIR`, default the current directory).
 pub fn download_target(name: &str, output: Option<&Path>) -> PathBuf {

@@ -293,6 +293,95 @@ pub async fn remove_tags(
     })))
 }
 
+/// A file id from the path; one that is not a UUID names no file.
+fn file_id_of(raw: String) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(&raw).map_err(|_| ApiError::FileNotFound(raw))
+}
+
+/// `GET /files/{file_id}`: the caller's file.
+pub async fn file(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(file_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let user = authenticated(&app.service, &headers).await?;
+    let file = app.service.file(user, file_id_of(file_id)?).await?;
+    Ok(Json(file_json(&file)))
+}
+
+/// `DELETE /files/{file_id}`: deletes the caller's file.
+pub async fn delete_file(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(file_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let user = authenticated(&app.service, &headers).await?;
+    let file_id = file_id_of(file_id)?;
+    app.service.delete_file(user, file_id).await?;
+    Ok(Json(
+        json!({"deleted_count": 1, "file_ids": ids_json(&[file_id])}),
+    ))
+}
+
+/// Parses a per-file tag change: the caller (authenticated before the body is read) and the
+/// body's `tags`.
+async fn file_tag_change(
+    app: &AppState,
+    request: Request,
+) -> Result<(Uuid, Vec<String>), ApiError> {
+    let (parts, body) = request.into_parts();
+    let mut issues = Vec::new();
+    let user = authenticate_first(&app.service, &parts.headers, &mut issues).await?;
+    let body = json_body(&parts.headers, body).await?;
+    let tags = json_object(&body, &mut issues)
+        .and_then(|object| string_list_field(&object, "tags", &mut issues));
+    let user = finish(user, issues)?;
+    Ok((user, tags.unwrap_or_default()))
+}
+
+/// `POST /files/{file_id}/tags` with `{"tags": [...]}`: the file with its tags now.
+pub async fn add_file_tags(
+    State(app): State<Arc<AppState>>,
+    Path(file_id): Path<String>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    let (user, tags) = file_tag_change(&app, request).await?;
+    let file = app
+        .service
+        .add_file_tags(user, file_id_of(file_id)?, tags)
+        .await?;
+    Ok(Json(file_json(&file)))
+}
+
+/// `DELETE /files/{file_id}/tags` with `{"tags": [...]}`: the file with its tags now; 409
+/// `LAST_TAGS` when no tag would be left.
+pub async fn remove_file_tags(
+    State(app): State<Arc<AppState>>,
+    Path(file_id): Path<String>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    let (user, tags) = file_tag_change(&app, request).await?;
+    let file = app
+        .service
+        .remove_file_tags(user, file_id_of(file_id)?, tags)
+        .await?;
+    Ok(Json(file_json(&file)))
+}
+
+/// `GET /tags`: the tags on the caller's files, each with how many files carry it.
+pub async fn tags(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let user = authenticated(&app.service, &headers).await?;
+    let counts = app.service.tag_counts(user).await?;
+    let tags: Vec<Value> = counts
+        .into_iter()
+        .map(|(tag, count)| json!({"tag": tag, "count": count}))
+        .collect();
+    Ok(Json(json!({ "tags": tags })))
+}
+
 /// `GET /files/{file_id}/download`.
 pub async fn download_by_id(
     State(app): State<Arc<AppState>>,
@@ -300,10 +389,7 @@ pub async fn download_by_id(
     Path(file_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let user = authenticated(&app.service, &headers).await?;
-    let target = match Uuid::parse_str(&file_id) {
-        Ok(id) => DownloadTarget::Id(id),
-        Err(_) => return Err(ApiError::FileNotFound(file_id)),
-    };
+    let target = DownloadTarget::Id(file_id_of(file_id)?);
     let download = app.service.find_download(user, target).await?;
     download_response(app, download, headers.get(header::RANGE)).await
 }

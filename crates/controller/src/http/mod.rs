@@ -77,6 +77,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/files/tags",
             post(files::add_tags).delete(files::remove_tags),
         )
+        .route(
+            "/files/{file_id}",
+            get(files::file).delete(files::delete_file),
+        )
+        .route(
+            "/files/{file_id}/tags",
+            post(files::add_file_tags).delete(files::remove_file_tags),
+        )
+        .route("/tags", get(files::tags))
         .route("/files/{file_id}/download", get(files::download_by_id))
         .route(
             "/files/by-name/{filename}/download",

@@ -238,6 +238,19 @@ impl Reader<'_> {
         Ok(files)
     }
 
+    /// The tags shown on the owner's live files, each with how many files carry it, by tag.
+    pub fn tag_counts(&self, owner: &Uuid) -> Result<Vec<(String, u64)>, ReadModelError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT t.tag, count(*) FROM files f CROSS JOIN file_tags t ON t.file_id = f.file_id
+             WHERE f.owner_id = ?1 AND f.deleted = 0 AND t.effective = 1
+             GROUP BY t.tag ORDER BY t.tag",
+        )?;
+        let rows = stmt.query_map([owner.as_bytes()], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// A live file by id, whoever owns it.
     pub fn file_by_id(&self, file_id: &Uuid) -> Result<Option<FileRecord>, ReadModelError> {
         let sql =
