@@ -901,3 +901,66 @@ async fn per_file_routes_and_the_tag_list() {
     assert_eq!(names, vec![json!("a"), json!("b")]);
     assert_eq!(c.list(&bob, "x").await.len(), 1, "bob's file untouched");
 }
+
+#[tokio::test]
+async fn the_web_app_is_served_with_a_same_origin_policy() {
+    let c = cluster().start().await;
+    let response = c.http.get(format!("{}/app", c.url())).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.url().path(),
+        "/app/",
+        "redirected to where relative links resolve"
+    );
+    for (path, content_type, needle) in [
+        (
+            "/app/",
+            "text/html; charset=utf-8",
+            "<script type=\"module\" src=\"app.js\">",
+        ),
+        (
+            "/app/app.js",
+            "text/javascript; charset=utf-8",
+            "x-redcloud-frontier",
+        ),
+        ("/app/app.css", "text/css; charset=utf-8", ":focus-visible"),
+    ] {
+        let response = c
+            .http
+            .get(format!("{}{path}", c.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let headers = response.headers().clone();
+        assert_eq!(headers["content-type"], content_type, "{path}");
+        let policy = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            policy.contains("script-src 'self'") && policy.contains("default-src 'none'"),
+            "{path}: {policy}"
+        );
+        assert!(!policy.contains("unsafe"), "{path}: {policy}");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        let body = response.text().await.unwrap();
+        assert!(body.contains(needle), "{path}");
+        // User strings reach the page as text only.
+        for sink in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+        ] {
+            assert!(!body.contains(sink), "{path} uses {sink}");
+        }
+    }
+    let (status, _) = status_json(
+        c.http
+            .get(format!("{}/app/missing.js", c.url()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404);
+}

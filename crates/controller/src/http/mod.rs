@@ -2,6 +2,7 @@
 //! and the status page. Nothing here serves other nodes (that is `crate::internal`, on the
 //! cluster listener). Errors become responses only in `ApiError`.
 
+mod app;
 mod auth;
 mod extract;
 mod files;
@@ -63,6 +64,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ready", get(system::ready))
         .route("/status", get(status::page))
         .route("/metrics", get(status::metrics))
+        .route("/app", get(app::root))
+        .route("/app/", get(app::index))
+        .route("/app/app.js", get(app::script))
+        .route("/app/app.css", get(app::style))
         .route("/auth/register", post(auth::register))
         .route("/auth/login", post(auth::login))
         .route("/auth/me", get(auth::me))
