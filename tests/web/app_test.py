@@ -205,10 +205,35 @@ def the_whole_flow(app: App, work: Path, downloads: Path) -> None:
         assert time.time() < deadline, f"no download: {list(downloads.iterdir())}"
         time.sleep(0.1)
 
+    # A selection: both files get the tag through the toolbar.
+    for name in ("notes.md", "plan.txt"):
+        app.row(name).find_element(By.CSS_SELECTOR, "input[type=checkbox]").click()
+    app.find("#sel-add").click()
+    app.dialog("shared")
+    assert app.tags_of("notes.md") == ["q4", "shared", "work"], app.tags_of("notes.md")
+    assert app.tags_of("plan.txt") == ["shared", "urgent", "work"], app.tags_of("plan.txt")
+    app.find("#sel-remove").click()
+    app.dialog("shared")
+    assert "shared" not in app.tags_of("notes.md") + app.tags_of("plan.txt")
+
+    # A failed upload says why, in the server's words, next to the file.
+    bad = work / "bad.txt"
+    bad.write_bytes(b"x")
+    app.driver.find_element(By.ID, "file-input").send_keys(str(bad))
+    app.find("#upload-tags").clear()
+    app.find("#upload-tags").send_keys("t" * 300)
+    before = app.loads()
+    app.find("#upload").click()
+    app.wait_loaded_after(before)
+    failed = app.find("#uploads li.failed").text
+    assert "bad.txt" in failed and "tag" in failed.lower() and "400" not in failed, failed
+    assert "bad.txt" not in app.names()
+    app.shot("5-upload-failed")
+
     # Delete one, with confirmation (cancel first: nothing happens).
     app.row("photo.bin").find_element(By.XPATH, ".//button[text()='Delete']").click()
     app.find("#confirm-title")
-    app.shot("5-confirm-delete")
+    app.shot("6-confirm-delete")
     app.find("#confirm-dialog button[value='cancel']").click()
     assert "photo.bin" in app.names()
     app.row("photo.bin").find_element(By.XPATH, ".//button[text()='Delete']").click()
@@ -220,7 +245,7 @@ def the_whole_flow(app: App, work: Path, downloads: Path) -> None:
     # A phone-sized window still shows the files and their actions.
     app.driver.set_window_size(390, 844)
     app.find("#rows tr")
-    app.shot("6-phone")
+    app.shot("7-phone")
     app.driver.set_window_size(1280, 900)
 
     # Keyboard: Tab reaches the upload field and the tag buttons, Enter activates.
@@ -231,7 +256,7 @@ def the_whole_flow(app: App, work: Path, downloads: Path) -> None:
     app.find("#logout").click()
     app.find("#signin-form")
     assert app.driver.execute_script("return sessionStorage.getItem('redcloud.key')") is None
-    app.shot("7-logged-out")
+    app.shot("8-logged-out")
 
     # The same user's CLI, through the other controller, sees what the browser did.
     cli("login", user, password, server=OTHER_URL)
@@ -285,7 +310,7 @@ def the_budgets(app: App) -> None:
         views.append(float(app.driver.execute_script("return document.body.dataset.firstViewMs")))
         assert len(app.names()) == 100, "a page of the list"
     assert app.find("#count").text == f"({BUDGET_FILES:,})"
-    app.shot("8-ten-thousand-files")
+    app.shot("9-ten-thousand-files")
     clicks = []
     for tag in ("t3", "bulk"):
         clicks.append(app.click_tag(tag))
