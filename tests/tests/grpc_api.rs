@@ -173,3 +173,127 @@ async fn every_operation_over_grpc() {
     let gone = client.download(authed(missing, &key)).await.unwrap_err();
     assert_eq!(gone.code(), tonic::Code::NotFound);
 }
+
+#[tokio::test]
+async fn per_file_calls_and_the_tag_list_over_grpc() {
+    use redcloud_proto::files::{FileRef, FileTags, ListTagsRequest, TagCount};
+    let c = ClusterBuilder::new(env!("CARGO_BIN_EXE_redcloud-test-node"))
+        .start()
+        .await;
+    let mut client = FilesClient::connect(c.url()).await.unwrap();
+    let key = c.register("hana", "pw").await;
+    let other = c.register("ivo", "pw").await;
+    let first = c.upload_id_at(0, &key, "a.txt", b"a".to_vec(), "x,y").await;
+    let second = c.upload_id_at(0, &key, "b.txt", b"b".to_vec(), "x").await;
+    let foreign = c.upload_id_at(0, &other, "c.txt", b"c".to_vec(), "x").await;
+
+    let tags = client
+        .list_tags(authed(ListTagsRequest {}, &key))
+        .await
+        .unwrap()
+        .into_inner()
+        .tags;
+    let count = |tag: &str, count| TagCount {
+        tag: tag.into(),
+        count,
+    };
+    assert_eq!(tags, vec![count("x", 2), count("y", 1)]);
+
+    let file = client
+        .get_file(authed(
+            FileRef {
+                file_id: first.clone(),
+            },
+            &key,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (file.name.as_str(), file.tags.clone()),
+        ("a.txt", vec!["x".to_owned(), "y".to_owned()])
+    );
+    for id in [foreign.clone(), "not-an-id".to_owned()] {
+        let status = client
+            .get_file(authed(
+                FileRef {
+                    file_id: id.clone(),
+                },
+                &key,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::NotFound, "{id}");
+    }
+
+    let file = client
+        .add_file_tags(authed(
+            FileTags {
+                file_id: second.clone(),
+                tags: vec!["z".into()],
+            },
+            &key,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(file.tags, vec!["x".to_owned(), "z".to_owned()]);
+    let last = client
+        .remove_file_tags(authed(
+            FileTags {
+                file_id: first.clone(),
+                tags: vec!["x".into(), "y".into()],
+            },
+            &key,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(last.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        last.message().contains("would be left without tags"),
+        "{}",
+        last.message()
+    );
+    let file = client
+        .remove_file_tags(authed(
+            FileTags {
+                file_id: first.clone(),
+                tags: vec!["x".into()],
+            },
+            &key,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(file.tags, vec!["y".to_owned()]);
+
+    let deleted = client
+        .delete_file(authed(
+            FileRef {
+                file_id: second.clone(),
+            },
+            &key,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (deleted.deleted_count, deleted.file_ids),
+        (1, vec![second.clone()])
+    );
+    let gone = client
+        .delete_file(authed(FileRef { file_id: second }, &key))
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), tonic::Code::NotFound);
+    let untouched = client
+        .delete_file(authed(FileRef { file_id: foreign }, &key))
+        .await
+        .unwrap_err();
+    assert_eq!(untouched.code(), tonic::Code::NotFound);
+    assert_eq!(
+        c.list(&other, "x").await.len(),
+        1,
+        "another user's file stays"
+    );
+}

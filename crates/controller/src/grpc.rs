@@ -9,9 +9,10 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use redcloud_proto::files::files_server::Files;
 use redcloud_proto::files::{
-    Account, Credentials, DeleteResponse, DownloadRequest, DownloadResponse, FileInfo,
-    ListResponse, LoginResponse, MeRequest, RegisterResponse, SkippedFile, TagChange,
-    TagChangeResponse, TagQuery, UploadRequest, download_request,
+    Account, Credentials, DeleteResponse, DownloadRequest, DownloadResponse, FileInfo, FileRef,
+    FileTags, ListResponse, ListTagsRequest, ListTagsResponse, LoginResponse, MeRequest,
+    RegisterResponse, SkippedFile, TagChange, TagChangeResponse, TagCount, TagQuery, UploadRequest,
+    download_request,
 };
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
@@ -64,6 +65,11 @@ fn file_info(file: &FileRecord) -> FileInfo {
         created_at: format_timestamp(file.created_at_ms),
         replaced_file_id: None,
     }
+}
+
+/// A file id from a request; one that is not a UUID names no file.
+fn file_id(raw: String) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(&raw).map_err(|_| ApiError::FileNotFound(raw))
 }
 
 fn ids(ids: &[Uuid]) -> Vec<String> {
@@ -227,9 +233,7 @@ impl Files for FilesApi {
     ) -> Result<Response<Self::DownloadStream>, Status> {
         let owner = self.caller(&request).await?;
         let target = match request.into_inner().target {
-            Some(download_request::Target::FileId(id)) => {
-                DownloadTarget::Id(Uuid::parse_str(&id).map_err(|_| ApiError::FileNotFound(id))?)
-            }
+            Some(download_request::Target::FileId(id)) => DownloadTarget::Id(file_id(id)?),
             Some(download_request::Target::Name(name)) => DownloadTarget::Name(name),
             None => return Err(Status::invalid_argument("a file id or a name is required")),
         };
@@ -258,5 +262,69 @@ impl Files for FilesApi {
             })
         });
         Ok(Response::new(Box::pin(head.chain(chunks))))
+    }
+
+    async fn get_file(&self, request: Request<FileRef>) -> Result<Response<FileInfo>, Status> {
+        let owner = self.caller(&request).await?;
+        let id = file_id(request.into_inner().file_id)?;
+        let file = self.state.service.file(owner, id).await?;
+        Ok(Response::new(file_info(&file)))
+    }
+
+    async fn delete_file(
+        &self,
+        request: Request<FileRef>,
+    ) -> Result<Response<DeleteResponse>, Status> {
+        let owner = self.caller(&request).await?;
+        let id = file_id(request.into_inner().file_id)?;
+        self.state.service.delete_file(owner, id).await?;
+        Ok(Response::new(DeleteResponse {
+            deleted_count: 1,
+            file_ids: ids(&[id]),
+        }))
+    }
+
+    async fn add_file_tags(
+        &self,
+        request: Request<FileTags>,
+    ) -> Result<Response<FileInfo>, Status> {
+        let owner = self.caller(&request).await?;
+        let FileTags { file_id: id, tags } = request.into_inner();
+        let file = self
+            .state
+            .service
+            .add_file_tags(owner, file_id(id)?, tags)
+            .await?;
+        Ok(Response::new(file_info(&file)))
+    }
+
+    async fn remove_file_tags(
+        &self,
+        request: Request<FileTags>,
+    ) -> Result<Response<FileInfo>, Status> {
+        let owner = self.caller(&request).await?;
+        let FileTags { file_id: id, tags } = request.into_inner();
+        let file = self
+            .state
+            .service
+            .remove_file_tags(owner, file_id(id)?, tags)
+            .await?;
+        Ok(Response::new(file_info(&file)))
+    }
+
+    async fn list_tags(
+        &self,
+        request: Request<ListTagsRequest>,
+    ) -> Result<Response<ListTagsResponse>, Status> {
+        let owner = self.caller(&request).await?;
+        let tags = self
+            .state
+            .service
+            .tag_counts(owner)
+            .await?
+            .into_iter()
+            .map(|(tag, count)| TagCount { tag, count })
+            .collect();
+        Ok(Response::new(ListTagsResponse { tags }))
     }
 }
