@@ -33,7 +33,13 @@ TAG_CLICK_BUDGET_MS = 200
 def browser(downloads: Path) -> webdriver.Chrome:
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+    ):
         options.add_argument(flag)
     options.add_experimental_option(
         "prefs",
@@ -157,6 +163,8 @@ def the_whole_flow(app: App, work: Path, downloads: Path) -> None:
         paths[name].write_bytes(data)
     upload(app, [paths["plan.txt"], paths["notes.md"]], "work, q4")
     upload(app, [paths["photo.bin"]], "work, home")
+    frontier = app.driver.execute_script("return sessionStorage.getItem('redcloud.frontier')")
+    assert frontier, "the page keeps the session token, to read its writes through any controller"
     assert app.names() == ["notes.md", "photo.bin", "plan.txt"], app.names()
     assert app.tags_of("photo.bin") == ["home", "work"]
     app.shot("2-files")
@@ -248,10 +256,21 @@ def the_whole_flow(app: App, work: Path, downloads: Path) -> None:
     app.shot("7-phone")
     app.driver.set_window_size(1280, 900)
 
-    # Keyboard: Tab reaches the upload field and the tag buttons, Enter activates.
+    # Keyboard: Tab order runs from the tags field to its button and on to the tag list, and
+    # Enter on a tag narrows the list.
     app.find("#upload-tags").click()
     app.driver.switch_to.active_element.send_keys(Keys.TAB)
     assert app.driver.switch_to.active_element.get_attribute("id") == "upload"
+    app.driver.switch_to.active_element.send_keys(Keys.TAB)
+    focused = app.driver.switch_to.active_element
+    assert focused.get_attribute("class") == "tag", focused.get_attribute("outerHTML")
+    label = focused.get_attribute("aria-label")
+    before = app.loads()
+    focused.send_keys(Keys.ENTER)
+    app.wait_loaded_after(before)
+    assert len(app.driver.find_elements(By.CSS_SELECTOR, "#chips .chip")) == 1, label
+    app.find("#chips .link").click()
+    app.wait.until(lambda _: len(app.names()) == 2)
 
     app.find("#logout").click()
     app.find("#signin-form")
