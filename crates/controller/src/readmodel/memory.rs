@@ -21,13 +21,13 @@ use std::path::Path;
 
 use redcloud_eventlog::{Dot, Hlc, LogBase, Op, VersionVector};
 use redcloud_types::ChunkId;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
 use super::{
-    FOLDED_ORIGINS_KEY, RETIRED_CHUNKSERVER, RETIRED_CONTROLLER, ReadModelError, Rows, StampBytes,
-    check_snapshot_format, conflict_names, digest, read_meta, read_position, stamp_bytes,
+    RETIRED_CHUNKSERVER, RETIRED_CONTROLLER, ReadModelError, Rows, StampBytes, conflict_names,
+    open_snapshot, stamp_bytes,
 };
 use crate::meta::{KeyHash, MetaOp};
 
@@ -95,27 +95,7 @@ impl MemoryProjection {
     /// this format (what [`Projection::install`](super::Projection::install) accepts). The file
     /// is only read.
     pub fn install(path: &Path, expected: &[u8; 32]) -> Result<Self, ReadModelError> {
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        check_snapshot_format(&conn)?;
-        let found = digest(&conn)?;
-        if &found != expected {
-            return Err(ReadModelError::Corrupt {
-                what: "snapshot",
-                reason: format!(
-                    "digest {} where {} was promised",
-                    hex::encode(found),
-                    hex::encode(expected)
-                ),
-            });
-        }
-        let (applied, newest) = read_position(&conn)?;
-        let folds: VersionVector = read_meta(&conn, FOLDED_ORIGINS_KEY, "folded origins")?;
-        if !applied.dominates(&folds) {
-            return Err(ReadModelError::Corrupt {
-                what: "snapshot",
-                reason: format!("folds {folds} beyond its frontier {applied}"),
-            });
-        }
+        let (conn, (applied, newest), folds) = open_snapshot(path, expected)?;
         let mut projection = Self {
             applied,
             newest,

@@ -166,27 +166,7 @@ impl Projection {
     /// is `expected` and it is of this format; readers see the old state or the new, never a
     /// mix. Returns the snapshot's position. The file is only read.
     pub fn install(&mut self, path: &Path, expected: &[u8; 32]) -> Result<LogBase, ReadModelError> {
-        let snapshot = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        check_snapshot_format(&snapshot)?;
-        let found = digest(&snapshot)?;
-        if &found != expected {
-            return Err(ReadModelError::Corrupt {
-                what: "snapshot",
-                reason: format!(
-                    "digest {} where {} was promised",
-                    hex::encode(found),
-                    hex::encode(expected)
-                ),
-            });
-        }
-        let position = read_position(&snapshot)?;
-        let folds: VersionVector = read_meta(&snapshot, FOLDED_ORIGINS_KEY, "folded origins")?;
-        if !position.0.dominates(&folds) {
-            return Err(ReadModelError::Corrupt {
-                what: "snapshot",
-                reason: format!("folds {folds} beyond its frontier {}", position.0),
-            });
-        }
+        let (snapshot, position, _) = open_snapshot(path, expected)?;
         let backup = rusqlite::backup::Backup::new(&snapshot, &mut self.conn)?;
         // One step: readers of the destination must never see a half-copied database.
         backup.run_to_completion(i32::MAX, Duration::ZERO, None)?;
@@ -332,6 +312,37 @@ pub fn snapshot_position(path: &Path) -> Result<LogBase, ReadModelError> {
     check_snapshot_format(&conn)?;
     let (frontier, hlc) = read_position(&conn)?;
     Ok(LogBase { frontier, hlc })
+}
+
+/// The snapshot file at `path`, opened read-only, once it is known to be of this format, to
+/// have the digest `expected`, and to fold nothing beyond its frontier; with its position
+/// (applied frontier, newest stamp) and its folds.
+fn open_snapshot(
+    path: &Path,
+    expected: &[u8; 32],
+) -> Result<(Connection, (VersionVector, Hlc), VersionVector), ReadModelError> {
+    let snapshot = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    check_snapshot_format(&snapshot)?;
+    let found = digest(&snapshot)?;
+    if &found != expected {
+        return Err(ReadModelError::Corrupt {
+            what: "snapshot",
+            reason: format!(
+                "digest {} where {} was promised",
+                hex::encode(found),
+                hex::encode(expected)
+            ),
+        });
+    }
+    let position = read_position(&snapshot)?;
+    let folds: VersionVector = read_meta(&snapshot, FOLDED_ORIGINS_KEY, "folded origins")?;
+    if !position.0.dominates(&folds) {
+        return Err(ReadModelError::Corrupt {
+            what: "snapshot",
+            reason: format!("folds {folds} beyond its frontier {}", position.0),
+        });
+    }
+    Ok((snapshot, position, folds))
 }
 
 fn check_snapshot_format(conn: &Connection) -> Result<(), ReadModelError> {
