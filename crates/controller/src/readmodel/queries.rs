@@ -207,33 +207,46 @@ impl Reader<'_> {
         owner: &Uuid,
         tags: &[String],
     ) -> Result<Vec<FileRecord>, ReadModelError> {
-        let sql = if tags.is_empty() {
-            format!(
-                "SELECT {FILE_COLUMNS} FROM files f WHERE f.owner_id = ?1 AND f.deleted = 0
-                 ORDER BY f.display_name, f.file_id"
-            )
+        let matching = if tags.is_empty() {
+            "SELECT file_id FROM files WHERE owner_id = ?1 AND deleted = 0".to_owned()
         } else {
             // Drive the query from the tag index: the few files carrying every tag are found
             // first and then looked up by key, instead of scanning all the owner's files.
             let marks: Vec<String> = (0..tags.len()).map(|i| format!("?{}", i + 2)).collect();
             format!(
-                "SELECT {FILE_COLUMNS} FROM (
-                   SELECT file_id FROM file_tags WHERE effective = 1 AND tag IN ({})
-                   GROUP BY file_id HAVING count(*) = {}
-                 ) AS m CROSS JOIN files f ON f.file_id = m.file_id
-                 WHERE f.owner_id = ?1 AND f.deleted = 0
-                 ORDER BY f.display_name, f.file_id",
+                "SELECT file_id FROM file_tags WHERE effective = 1 AND tag IN ({})
+                 GROUP BY file_id HAVING count(*) = {}",
                 marks.join(", "),
                 tags.len()
             )
         };
+        // Each file's tags come in the same pass, one row per (file, tag) in file order: a
+        // query per file cost more than the whole list at a hundred thousand files.
+        let sql = format!(
+            "SELECT {FILE_COLUMNS}, t.tag FROM ({matching}) AS m
+               CROSS JOIN files f ON f.file_id = m.file_id
+               LEFT JOIN file_tags t ON t.file_id = f.file_id AND t.effective = 1
+             WHERE f.owner_id = ?1 AND f.deleted = 0
+             ORDER BY f.display_name, f.file_id, t.tag"
+        );
         let args = std::iter::once(rusqlite::types::Value::Blob(owner.as_bytes().to_vec()))
             .chain(tags.iter().map(|t| rusqlite::types::Value::Text(t.clone())));
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params_from_iter(args), file_row)?;
-        let mut files = Vec::new();
-        for row in rows {
-            files.push(self.with_tags(row?)?);
+        let mut rows = stmt.query(params_from_iter(args))?;
+        let mut files: Vec<FileRecord> = Vec::new();
+        while let Some(row) = rows.next()? {
+            let tag: Option<String> = row.get(6)?;
+            let file_id = row.get_ref(0)?.as_blob().unwrap_or_default();
+            match files.last_mut() {
+                Some(last) if last.file_id.as_bytes().as_slice() == file_id => {
+                    last.tags.extend(tag);
+                }
+                _ => {
+                    let mut file = file_row(row)?;
+                    file.tags.extend(tag);
+                    files.push(file);
+                }
+            }
         }
         Ok(files)
     }
