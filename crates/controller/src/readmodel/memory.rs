@@ -411,20 +411,24 @@ impl MemoryProjection {
     /// operations. Encoding the rows costs far more than hashing them: the files and the
     /// tags are encoded on two threads, then hashed in table order.
     pub fn digest(&self) -> [u8; 32] {
-        let (files, others) = std::thread::scope(|scope| {
+        let (mut hasher, others) = std::thread::scope(|scope| {
             let others = scope.spawn(|| self.encode_tags_and_nodes());
-            (self.encode_users_and_files(), others.join())
+            // The first tables are hashed while the others are still being encoded.
+            let mut hasher = Sha256::new();
+            hasher.update(&self.encode_users_and_files().0);
+            (hasher, others.join())
         });
         let others = others.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        let mut hasher = Sha256::new();
-        hasher.update(&files.0);
         hasher.update(&others.0);
         hasher.finalize().into()
     }
 
     /// The rows of `users`, `files` and `file_chunks`.
     fn encode_users_and_files(&self) -> Rows {
-        let mut out = Rows::default();
+        // About what a row takes encoded, so that the buffer is not copied as it grows.
+        let mut out = Rows(Vec::with_capacity(
+            self.users.len() * 200 + self.files.len() * 250,
+        ));
         out.table("users");
         for (user_id, user) in sorted(&self.users) {
             out.bytes(user_id.as_bytes());
@@ -435,7 +439,7 @@ impl MemoryProjection {
             out.bytes(&user.key_stamp);
         }
 
-        let shown = self.shown_names();
+        let copies = self.conflict_copies();
         let files = sorted(&self.files);
         out.table("files");
         for (file_id, file) in &files {
@@ -447,15 +451,15 @@ impl MemoryProjection {
             out.int(file.created_at_ms);
             out.bytes(&file.stamp);
             out.int(i64::from(file.deleted));
-            match shown.get(file_id) {
-                Some(Shown { name, conflict }) => {
-                    out.bytes(name.as_bytes());
-                    out.int(i64::from(*conflict));
-                }
-                None => {
-                    out.null();
-                    out.int(0);
-                }
+            if file.deleted {
+                out.null();
+                out.int(0);
+            } else if let Some(name) = copies.get(file_id) {
+                out.bytes(name.as_bytes());
+                out.int(1);
+            } else {
+                out.bytes(file.name.as_bytes());
+                out.int(0);
             }
         }
         out.table("file_chunks");
@@ -471,7 +475,9 @@ impl MemoryProjection {
 
     /// The rows of `file_tags`, `file_deletions` and the node tables.
     fn encode_tags_and_nodes(&self) -> Rows {
-        let mut out = Rows::default();
+        let mut out = Rows(Vec::with_capacity(
+            self.tags.len() * 250 + self.deletions.len() * 50,
+        ));
         out.table("file_tags");
         let mut rows: Vec<&Tag> = Vec::new();
         for (file_id, tags) in sorted(&self.tags) {
@@ -533,60 +539,53 @@ impl MemoryProjection {
         out
     }
 
-    /// The name each live file shows under: the newest live file of an (owner, name) the name
-    /// itself, the others conflict names, given per owner in file id order as
-    /// [`Projection`](super::Projection) gives them.
-    fn shown_names(&self) -> HashMap<Uuid, Shown> {
-        let mut groups: HashMap<(Uuid, &str), Vec<(&StampBytes, Uuid)>> = HashMap::new();
-        for (file_id, file) in self.files.iter().filter(|(_, file)| !file.deleted) {
-            groups
-                .entry((file.owner_id, file.name.as_str()))
-                .or_default()
-                .push((&file.stamp, *file_id));
-        }
-        let mut shown = HashMap::with_capacity(self.files.len());
-        let mut copies: HashMap<Uuid, Vec<(Uuid, &str)>> = HashMap::new();
-        for ((owner, name), files) in &mut groups {
-            files.sort_unstable_by(|a, b| b.cmp(a));
-            let (_, newest) = files[0];
-            shown.insert(
-                newest,
-                Shown {
-                    name: (*name).to_owned(),
-                    conflict: false,
-                },
-            );
-            for &(_, copy) in &files[1..] {
-                copies.entry(*owner).or_default().push((copy, name));
+    /// The names of the conflict copies: every live file but the newest of its (owner,
+    /// name) is one, named per owner in file id order as [`Projection`](super::Projection)
+    /// names them; every other live file shows under its own name. One sort of the live
+    /// files by (owner, name, newest first) finds both the copies and, by binary search,
+    /// whether a live file was uploaded under a candidate name.
+    fn conflict_copies(&self) -> HashMap<Uuid, String> {
+        let mut live: Vec<(&[u8; 16], &str, &StampBytes, &Uuid)> = self
+            .files
+            .iter()
+            .filter(|(_, file)| !file.deleted)
+            .map(|(id, file)| {
+                (
+                    file.owner_id.as_bytes(),
+                    file.name.as_str(),
+                    &file.stamp,
+                    id,
+                )
+            })
+            .collect();
+        live.sort_unstable_by(|a, b| (a.0, a.1, b.2).cmp(&(b.0, b.1, a.2)));
+        let mut copies: Vec<(&[u8; 16], &Uuid, &str)> = live
+            .windows(2)
+            .filter(|pair| (pair[0].0, pair[0].1) == (pair[1].0, pair[1].1))
+            .map(|pair| (pair[1].0, pair[1].3, pair[1].1))
+            .collect();
+        copies.sort_unstable();
+        let uploaded_under = |owner: &[u8; 16], name: &str| {
+            let at = live.partition_point(|probe| (probe.0, probe.1) < (owner, name));
+            live.get(at)
+                .is_some_and(|probe| (probe.0, probe.1) == (owner, name))
+        };
+        let mut named = HashMap::with_capacity(copies.len());
+        let mut taken: HashSet<String> = HashSet::new();
+        let mut owner_of_taken = None;
+        for (owner, file_id, name) in copies {
+            if owner_of_taken != Some(owner) {
+                taken.clear();
+                owner_of_taken = Some(owner);
             }
+            let shown = conflict_names(name, file_id)
+                .find(|candidate| !taken.contains(candidate) && !uploaded_under(owner, candidate))
+                .expect("conflict_names ends with an endless counter");
+            taken.insert(shown.clone());
+            named.insert(*file_id, shown);
         }
-        for (owner, mut copies) in copies {
-            copies.sort_unstable();
-            let mut taken = HashSet::new();
-            for (file_id, name) in copies {
-                let name = conflict_names(name, &file_id)
-                    .find(|candidate| {
-                        !taken.contains(candidate)
-                            && !groups.contains_key(&(owner, candidate.as_str()))
-                    })
-                    .expect("conflict_names ends with an endless counter");
-                taken.insert(name.clone());
-                shown.insert(
-                    file_id,
-                    Shown {
-                        name,
-                        conflict: true,
-                    },
-                );
-            }
-        }
-        shown
+        named
     }
-}
-
-struct Shown {
-    name: String,
-    conflict: bool,
 }
 
 /// Records a node's address; the newest sighting wins.
