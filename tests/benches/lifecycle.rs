@@ -134,6 +134,11 @@ async fn cluster_with_history(ops: u64, snapshots: bool) -> (Cluster, Value) {
         .start()
         .await;
     let second = c.state_of(1).await["node_id"].as_str().unwrap().to_owned();
+    // Forget names a controller the first one knows: wait until it has heard of the second.
+    c.state_until(0, Duration::from_secs(60), |state| {
+        state["frontier"][second.as_str()].is_u64()
+    })
+    .await;
     c.more_controllers[0].wipe();
     assert_eq!(c.forget(&second, true).await.0, 200);
     let state = c.state_of(0).await;
