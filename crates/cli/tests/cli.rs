@@ -82,7 +82,7 @@ impl Local {
             ])
             .arg(dir.path().join("data"))
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join("up.out")).unwrap())
             .stderr(std::fs::File::create(dir.path().join("up.log")).unwrap())
             .spawn()
             .unwrap();
@@ -532,6 +532,12 @@ fn a_normal_start_of_up_warns_about_nothing() {
     std::thread::sleep(Duration::from_millis(2500));
     let log = std::fs::read_to_string(local.dir.path().join("up.log")).unwrap();
     assert!(log.trim().is_empty(), "redcloud up warned: {log}");
+    // What it does say: where to go next, the web app first.
+    let out = std::fs::read_to_string(local.dir.path().join("up.out")).unwrap();
+    assert!(
+        out.contains(&format!("Open {}/app/ in a browser", local.server)),
+        "{out}"
+    );
 }
 
 #[test]

@@ -105,6 +105,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         args.chunkservers,
         data_dir.display()
     );
+    if let Some(first) = addresses.first() {
+        println!(
+            "Open {scheme}://{first}/app/ in a browser, or start with `redcloud register NAME PASSWORD`."
+        );
+    }
     let mut failure = None;
     while let Some(finished) = tasks.join_next().await {
         if let Ok(Err(error)) | Err(error) = finished.map_err(anyhow::Error::from) {
