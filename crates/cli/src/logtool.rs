@@ -461,9 +461,10 @@ pub struct Rebuilt {
 }
 
 /// Replays the log into a fresh read model, keeping only operations within `until` (when
-/// given) and not in `exclude`. The read model is built in memory ([`MemoryProjection`]), whose
-/// digest is the one a controller's SQLite read model of the same operations has. A log truncated below a snapshot is replayed on top of that
-/// snapshot (its digest checked); what the snapshot covers can be neither cut nor excluded.
+/// given) and not in `exclude`. The read model is built in memory ([`MemoryProjection`]),
+/// whose digest is the one a controller's SQLite read model of the same operations has. A log
+/// truncated below a snapshot is replayed on top of that snapshot (its digest checked); what
+/// the snapshot covers can be neither cut nor excluded.
 pub async fn rebuild(
     reader: &Reader,
     until: Option<&VersionVector>,

@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use super::{
     RETIRED_CHUNKSERVER, RETIRED_CONTROLLER, ReadModelError, Rows, StampBytes, conflict_names,
-    open_snapshot, stamp_bytes,
+    open_snapshot, record, stamp_bytes,
 };
 use crate::meta::{KeyHash, MetaOp};
 
@@ -236,13 +236,7 @@ impl MemoryProjection {
             if self.applied.contains(op.dot) {
                 continue;
             }
-            if let MetaOp::OriginsFolded { folded } = &op.payload {
-                for (origin, seq) in folded.iter() {
-                    self.folds.raise(origin, seq.min(op.deps.get(origin)));
-                }
-            }
-            self.applied.raise(op.dot.origin, op.dot.seq);
-            self.newest = self.newest.max(op.hlc);
+            record(&op, &mut self.applied, &mut self.newest, &mut self.folds);
             self.apply_one(op.dot, stamp_bytes(op.hlc, op.dot.origin), op.payload);
         }
     }

@@ -202,16 +202,8 @@ impl Projection {
         let mut folds = self.folds.clone();
         let tx = self.conn.transaction()?;
         for op in fresh {
-            if let MetaOp::OriginsFolded { folded } = &op.payload {
-                // Never beyond what its author held: a fold names only operations every
-                // holder of the fold holds too.
-                for (origin, seq) in folded.iter() {
-                    folds.raise(origin, seq.min(op.deps.get(origin)));
-                }
-            }
             apply_one(&tx, op)?;
-            applied.raise(op.dot.origin, op.dot.seq);
-            newest = newest.max(op.hlc);
+            record(op, &mut applied, &mut newest, &mut folds);
         }
         let encode = |what: &'static str, bytes: Result<Vec<u8>, rmp_serde::encode::Error>| {
             bytes.map_err(|e| ReadModelError::Corrupt {
@@ -411,6 +403,25 @@ fn drop_other_format(conn: &Connection) -> Result<(), ReadModelError> {
 
 fn uuid_text(bytes: &[u8]) -> String {
     Uuid::from_slice(bytes).map_or_else(|_| hex::encode(bytes), |id| id.to_string())
+}
+
+/// What every projection keeps of an operation besides its tables: the applied frontier, the
+/// newest stamp, and the folds an `OriginsFolded` adds, each capped by the operation's causal
+/// past (never beyond what its author held: a fold names only operations every holder of the
+/// fold holds too).
+fn record(
+    op: &Op<MetaOp>,
+    applied: &mut VersionVector,
+    newest: &mut Hlc,
+    folds: &mut VersionVector,
+) {
+    if let MetaOp::OriginsFolded { folded } = &op.payload {
+        for (origin, seq) in folded.iter() {
+            folds.raise(origin, seq.min(op.deps.get(origin)));
+        }
+    }
+    applied.raise(op.dot.origin, op.dot.seq);
+    *newest = (*newest).max(op.hlc);
 }
 
 fn apply_one(tx: &Transaction<'_>, op: &Op<MetaOp>) -> Result<(), ReadModelError> {
