@@ -131,6 +131,22 @@ pub fn check_upload(name: &str, tags: Option<&[String]>) -> Result<(), ApiError>
     Ok(())
 }
 
+/// The tags an add or a removal names: at least one (`empty` says so when there are none),
+/// each within the limits, repeats dropped.
+fn tags_to_change(tags: Vec<String>, empty: &'static str) -> Result<Vec<String>, ApiError> {
+    if tags.is_empty() {
+        return Err(ApiError::InvalidTagQuery(empty));
+    }
+    check_tags(&tags)?;
+    Ok(dedup_tags(tags))
+}
+
+/// Whether removing `remove` would leave `file` without a tag, which the never-tagless rule
+/// refuses.
+fn leaves_no_tag(file: &FileRecord, remove: &[String]) -> bool {
+    file.tags.iter().all(|t| remove.contains(t))
+}
+
 /// A new API key: `dfs_` and a hyphenated UUIDv4 (40 characters).
 pub fn new_api_key() -> String {
     format!("dfs_{}", Uuid::new_v4())
@@ -457,32 +473,9 @@ impl Service {
         if query.is_empty() {
             return Err(ApiError::InvalidTagQuery("Query tags cannot be empty"));
         }
-        if new_tags.is_empty() {
-            return Err(ApiError::InvalidTagQuery("New tags cannot be empty"));
-        }
-        check_tags(&new_tags)?;
-        let tags = dedup_tags(new_tags);
+        let tags = tags_to_change(new_tags, "New tags cannot be empty")?;
         let files = self.list(owner, dedup_tags(query)).await?;
-        // Every file is checked before anything is written, so a change that would take one
-        // file over the limit changes none.
-        for file in &files {
-            // `FileRecord::tags` is sorted, so each lookup is a binary search.
-            let added = tags
-                .iter()
-                .filter(|t| file.tags.binary_search(t).is_err())
-                .count();
-            check_file_tag_count(file.file_id, file.tags.len() + added)?;
-        }
-        let file_ids: Vec<Uuid> = files.into_iter().map(|f| f.file_id).collect();
-        if !file_ids.is_empty() {
-            self.log
-                .append(vec![MetaOp::TagsAdded {
-                    file_ids: file_ids.clone(),
-                    tags,
-                }])
-                .await?;
-        }
-        Ok(file_ids)
+        self.append_tags_added(&files, tags).await
     }
 
     /// Removes `remove` from the caller's files matching `query`, except where no tag would be
@@ -496,27 +489,14 @@ impl Service {
         if query.is_empty() {
             return Err(ApiError::InvalidTagQuery("Query tags cannot be empty"));
         }
-        if remove.is_empty() {
-            return Err(ApiError::InvalidTagQuery("Tags to remove cannot be empty"));
-        }
-        check_tags(&remove)?;
-        let remove = dedup_tags(remove);
-        let (mut updated, mut skipped) = (Vec::new(), Vec::new());
-        for file in self.list(owner, dedup_tags(query)).await? {
-            if file.tags.iter().all(|t| remove.contains(t)) {
-                skipped.push(file);
-            } else {
-                updated.push(file.file_id);
-            }
-        }
-        if !updated.is_empty() {
-            self.log
-                .append(vec![MetaOp::TagsRemoved {
-                    file_ids: updated.clone(),
-                    tags: remove,
-                }])
-                .await?;
-        }
+        let remove = tags_to_change(remove, "Tags to remove cannot be empty")?;
+        let (skipped, updated): (Vec<FileRecord>, Vec<FileRecord>) = self
+            .list(owner, dedup_tags(query))
+            .await?
+            .into_iter()
+            .partition(|file| leaves_no_tag(file, &remove));
+        let updated: Vec<Uuid> = updated.into_iter().map(|f| f.file_id).collect();
+        self.append_tags_removed(&updated, remove).await?;
         Ok(TagsRemoved { updated, skipped })
     }
 
@@ -547,26 +527,13 @@ impl Service {
         file_id: Uuid,
         tags: Vec<String>,
     ) -> Result<FileRecord, ApiError> {
-        if tags.is_empty() {
-            return Err(ApiError::InvalidTagQuery("New tags cannot be empty"));
-        }
-        check_tags(&tags)?;
-        let tags = dedup_tags(tags);
+        let tags = tags_to_change(tags, "New tags cannot be empty")?;
         let mut file = self.file(owner, file_id).await?;
-        let added: Vec<String> = tags
-            .iter()
-            .filter(|t| file.tags.binary_search(t).is_err())
-            .cloned()
-            .collect();
-        check_file_tag_count(file_id, file.tags.len() + added.len())?;
-        self.log
-            .append(vec![MetaOp::TagsAdded {
-                file_ids: vec![file_id],
-                tags,
-            }])
+        self.append_tags_added(std::slice::from_ref(&file), tags.clone())
             .await?;
-        file.tags.extend(added);
+        file.tags.extend(tags);
         file.tags.sort_unstable();
+        file.tags.dedup();
         Ok(file)
     }
 
@@ -578,26 +545,61 @@ impl Service {
         file_id: Uuid,
         tags: Vec<String>,
     ) -> Result<FileRecord, ApiError> {
-        if tags.is_empty() {
-            return Err(ApiError::InvalidTagQuery("Tags to remove cannot be empty"));
-        }
-        check_tags(&tags)?;
-        let tags = dedup_tags(tags);
+        let tags = tags_to_change(tags, "Tags to remove cannot be empty")?;
         let mut file = self.file(owner, file_id).await?;
-        if file.tags.iter().all(|t| tags.contains(t)) {
+        if leaves_no_tag(&file, &tags) {
             return Err(ApiError::LastTags {
                 name: file.name,
                 tags: file.tags,
             });
         }
-        self.log
-            .append(vec![MetaOp::TagsRemoved {
-                file_ids: vec![file_id],
-                tags: tags.clone(),
-            }])
-            .await?;
+        self.append_tags_removed(&[file_id], tags.clone()).await?;
         file.tags.retain(|t| !tags.contains(t));
         Ok(file)
+    }
+
+    /// Adds `tags` to `files` in one operation. Every file is checked before anything is
+    /// written, so a change that would take one file over the tag limit changes none.
+    async fn append_tags_added(
+        &self,
+        files: &[FileRecord],
+        tags: Vec<String>,
+    ) -> Result<Vec<Uuid>, ApiError> {
+        for file in files {
+            // `FileRecord::tags` is sorted, so each lookup is a binary search.
+            let added = tags
+                .iter()
+                .filter(|t| file.tags.binary_search(t).is_err())
+                .count();
+            check_file_tag_count(file.file_id, file.tags.len() + added)?;
+        }
+        let file_ids: Vec<Uuid> = files.iter().map(|f| f.file_id).collect();
+        if !file_ids.is_empty() {
+            self.log
+                .append(vec![MetaOp::TagsAdded {
+                    file_ids: file_ids.clone(),
+                    tags,
+                }])
+                .await?;
+        }
+        Ok(file_ids)
+    }
+
+    /// Removes `tags` from `file_ids` in one operation (none when there are no files).
+    async fn append_tags_removed(
+        &self,
+        file_ids: &[Uuid],
+        tags: Vec<String>,
+    ) -> Result<(), ApiError> {
+        if !file_ids.is_empty() {
+            self.log
+                .append(vec![MetaOp::TagsRemoved {
+                    file_ids: file_ids.to_vec(),
+                    tags,
+                }])
+                .await?;
+        }
+        Ok(())
     }
 
     /// The tags on the caller's live files, each with how many files carry it, by tag.

@@ -242,24 +242,35 @@ pub async fn delete(
     ))
 }
 
-/// Parses a tag-change body: the query and the second list named `tags_field`. The caller
-/// is authenticated before the body is read.
+/// Parses a JSON body of string lists named `fields`, each reported when missing or not a
+/// list of strings. The caller is authenticated before the body is read.
+async fn string_lists<const N: usize>(
+    app: &AppState,
+    request: Request,
+    fields: [&str; N],
+) -> Result<(Uuid, [Vec<String>; N]), ApiError> {
+    let (parts, body) = request.into_parts();
+    let mut issues = Vec::new();
+    let user = authenticate_first(&app.service, &parts.headers, &mut issues).await?;
+    let body = json_body(&parts.headers, body).await?;
+    let lists = match json_object(&body, &mut issues) {
+        Some(object) => {
+            fields.map(|field| string_list_field(&object, field, &mut issues).unwrap_or_default())
+        }
+        None => fields.map(|_| Vec::new()),
+    };
+    let user = finish(user, issues)?;
+    Ok((user, lists))
+}
+
+/// Parses a tag-change body: the query and the second list named `tags_field`.
 async fn tag_change(
     app: &AppState,
     request: Request,
     tags_field: &str,
 ) -> Result<(Uuid, Vec<String>, Vec<String>), ApiError> {
-    let (parts, body) = request.into_parts();
-    let mut issues = Vec::new();
-    let user = authenticate_first(&app.service, &parts.headers, &mut issues).await?;
-    let body = json_body(&parts.headers, body).await?;
-    let (mut query, mut tags) = (None, None);
-    if let Some(object) = json_object(&body, &mut issues) {
-        query = string_list_field(&object, "query_tags", &mut issues);
-        tags = string_list_field(&object, tags_field, &mut issues);
-    }
-    let user = finish(user, issues)?;
-    Ok((user, query.unwrap_or_default(), tags.unwrap_or_default()))
+    let (user, [query, tags]) = string_lists(app, request, ["query_tags", tags_field]).await?;
+    Ok((user, query, tags))
 }
 
 /// `POST /files/tags` with `{"query_tags": [...], "new_tags": [...]}`.
@@ -323,29 +334,13 @@ pub async fn delete_file(
     ))
 }
 
-/// Parses a per-file tag change: the caller (authenticated before the body is read) and the
-/// body's `tags`.
-async fn file_tag_change(
-    app: &AppState,
-    request: Request,
-) -> Result<(Uuid, Vec<String>), ApiError> {
-    let (parts, body) = request.into_parts();
-    let mut issues = Vec::new();
-    let user = authenticate_first(&app.service, &parts.headers, &mut issues).await?;
-    let body = json_body(&parts.headers, body).await?;
-    let tags = json_object(&body, &mut issues)
-        .and_then(|object| string_list_field(&object, "tags", &mut issues));
-    let user = finish(user, issues)?;
-    Ok((user, tags.unwrap_or_default()))
-}
-
 /// `POST /files/{file_id}/tags` with `{"tags": [...]}`: the file with its tags now.
 pub async fn add_file_tags(
     State(app): State<Arc<AppState>>,
     Path(file_id): Path<String>,
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let (user, tags) = file_tag_change(&app, request).await?;
+    let (user, [tags]) = string_lists(&app, request, ["tags"]).await?;
     let file = app
         .service
         .add_file_tags(user, file_id_of(file_id)?, tags)
@@ -360,7 +355,7 @@ pub async fn remove_file_tags(
     Path(file_id): Path<String>,
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let (user, tags) = file_tag_change(&app, request).await?;
+    let (user, [tags]) = string_lists(&app, request, ["tags"]).await?;
     let file = app
         .service
         .remove_file_tags(user, file_id_of(file_id)?, tags)
