@@ -1,5 +1,5 @@
 //! A request with a bad key is refused before its body is read: bodies that would never end
-//! still get their 401 at once, on the upload and on the JSON routes.
+//! still get their 401 at once, on the upload and on the JSON routes (the per-file ones too).
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -58,6 +58,40 @@ async fn a_bad_key_is_refused_without_waiting_for_the_body() {
                 .bearer_auth(&bad_key)
                 .header("content-type", "application/json")
                 .body(endless("{\"query_tags\": [")),
+        ),
+        (
+            "tag change of one file with a wrong key",
+            c.http
+                .post(format!("{}/files/{}/tags", c.url(), uuid::Uuid::new_v4()))
+                .bearer_auth(&bad_key)
+                .header("content-type", "application/json")
+                .body(endless("{\"tags\": [")),
+        ),
+        (
+            "tag removal from one file with a wrong key",
+            c.http
+                .delete(format!("{}/files/{}/tags", c.url(), uuid::Uuid::new_v4()))
+                .bearer_auth(&bad_key)
+                .header("content-type", "application/json")
+                .body(endless("{\"tags\": [")),
+        ),
+        (
+            "one file with a wrong key",
+            c.http
+                .get(format!("{}/files/{}", c.url(), uuid::Uuid::new_v4()))
+                .bearer_auth(&bad_key),
+        ),
+        (
+            "delete of one file with a wrong key",
+            c.http
+                .delete(format!("{}/files/{}", c.url(), uuid::Uuid::new_v4()))
+                .bearer_auth(&bad_key),
+        ),
+        (
+            "the tag list with a wrong key",
+            c.http
+                .get(format!("{}/tags", c.url()))
+                .bearer_auth(&bad_key),
         ),
     ];
     for (what, request) in requests {

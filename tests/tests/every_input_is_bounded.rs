@@ -231,8 +231,13 @@ async fn credentials_are_bounded_over_http_and_grpc() {
 async fn oversized_bodies_and_parts_get_a_json_413() {
     let c = cluster().start().await;
     let key = c.register("alice", "pw").await;
-    let big_list = json!({"query_tags": ["t"], "new_tags": ["x".repeat(1024 * 1024)]});
-    for (path, auth) in [("/files/tags", Some(key.as_str())), ("/auth/login", None)] {
+    let big_list = json!({"query_tags": ["t"], "new_tags": ["x".repeat(1024 * 1024)], "tags": ["x".repeat(1024 * 1024)]});
+    let one_file = format!("/files/{}/tags", uuid::Uuid::new_v4());
+    for (path, auth) in [
+        ("/files/tags", Some(key.as_str())),
+        (one_file.as_str(), Some(key.as_str())),
+        ("/auth/login", None),
+    ] {
         let (status, body) = post_json(&c, path, auth, &big_list).await;
         assert_eq!(
             (status, body["code"].as_str()),

@@ -19,6 +19,14 @@ fn authed<T>(message: T, key: &str) -> Request<T> {
     request
 }
 
+/// `message` with the key's metadata when there is a key.
+fn maybe_authed<T>(message: T, key: Option<&str>) -> Request<T> {
+    match key {
+        Some(key) => authed(message, key),
+        None => Request::new(message),
+    }
+}
+
 #[tokio::test]
 async fn every_operation_over_grpc() {
     let c = ClusterBuilder::new(env!("CARGO_BIN_EXE_redcloud-test-node"))
@@ -295,5 +303,64 @@ async fn per_file_calls_and_the_tag_list_over_grpc() {
         c.list(&other, "x").await.len(),
         1,
         "another user's file stays"
+    );
+
+    // Without a key, or with a wrong one, every per-file call and the tag list are refused.
+    for key in [None, Some("dfs_not-a-key")] {
+        let refused = [
+            client
+                .list_tags(maybe_authed(ListTagsRequest {}, key))
+                .await
+                .map(|_| ()),
+            client
+                .get_file(maybe_authed(
+                    FileRef {
+                        file_id: first.clone(),
+                    },
+                    key,
+                ))
+                .await
+                .map(|_| ()),
+            client
+                .delete_file(maybe_authed(
+                    FileRef {
+                        file_id: first.clone(),
+                    },
+                    key,
+                ))
+                .await
+                .map(|_| ()),
+        ];
+        for status in refused {
+            assert_eq!(
+                status.unwrap_err().code(),
+                tonic::Code::Unauthenticated,
+                "{key:?}"
+            );
+        }
+        let tags = |tags: &[&str]| FileTags {
+            file_id: first.clone(),
+            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        };
+        let added = client
+            .add_file_tags(maybe_authed(tags(&["z"]), key))
+            .await
+            .unwrap_err();
+        assert_eq!(added.code(), tonic::Code::Unauthenticated, "{key:?}");
+        let removed = client
+            .remove_file_tags(maybe_authed(tags(&["y"]), key))
+            .await
+            .unwrap_err();
+        assert_eq!(removed.code(), tonic::Code::Unauthenticated, "{key:?}");
+    }
+    let file = client
+        .get_file(authed(FileRef { file_id: first }, &key))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        file.tags,
+        vec!["y".to_owned()],
+        "nothing changed without a key"
     );
 }
