@@ -21,6 +21,11 @@ use redcloud_tests::{Cluster, ClusterBuilder, bench_arg};
 use serde_json::Value;
 use uuid::Uuid;
 
+/// The allocator the `redcloud` binary runs `log rebuild` with, so that the rebuild measured
+/// here, in process, is the command's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BIN: &str = env!("CARGO_BIN_EXE_redcloud-test-node");
 const OWNERS: u64 = 500;
 

@@ -24,6 +24,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest answer read: a page of operations.
 const REPLY_LIMIT_BYTES: usize = 256 * 1024 * 1024;
+/// The directories of the storage engine's table files, which are never changed once written.
+const TABLES_DIR: &str = "tables";
 /// Attempts at copying a running node's log before giving up.
 const SNAPSHOT_ATTEMPTS: usize = 3;
 
@@ -361,15 +363,25 @@ impl Snapshot {
     }
 }
 
+/// Copies the log directory `from` into `to`. The storage engine writes each table file once
+/// and never changes it (it writes new tables and deletes old ones), so table files are
+/// hard-linked where both directories share a filesystem: the bulk of a large log then costs
+/// neither the time nor the space of a copy, and a node that deletes a table after a
+/// compaction leaves the link's data in place. Everything else (journals, version pointers)
+/// is copied.
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    copy_dir_linking(from, to, false)
+}
+
+fn copy_dir_linking(from: &Path, to: &Path, tables: bool) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let target = to.join(entry.file_name());
         let kind = entry.file_type()?;
         if kind.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else if kind.is_file() {
+            copy_dir_linking(&entry.path(), &target, entry.file_name() == TABLES_DIR)?;
+        } else if kind.is_file() && !(tables && std::fs::hard_link(entry.path(), &target).is_ok()) {
             std::fs::copy(entry.path(), &target)?;
         }
     }
@@ -575,4 +587,43 @@ fn entities(ops: &[Op<MetaOp>]) -> anyhow::Result<BTreeMap<String, String>> {
 /// Every step of `entity`'s history.
 pub async fn history(reader: &Reader, entity: &Entity) -> anyhow::Result<Vec<Step>> {
     Ok(inspect::history(entity, &reader.ops().await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt as _;
+
+    use super::*;
+
+    #[test]
+    fn a_log_copy_links_table_files_and_copies_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, copy) = (dir.path().join("log"), dir.path().join("copy"));
+        let tables = log.join("keyspaces/0/tables");
+        std::fs::create_dir_all(&tables).unwrap();
+        std::fs::write(tables.join("7"), b"table").unwrap();
+        std::fs::write(log.join("keyspaces/0/current"), b"v1").unwrap();
+        std::fs::write(log.join("0.jnl"), b"journal").unwrap();
+
+        copy_dir(&log, &copy).unwrap();
+
+        let inode = |path: &Path| std::fs::metadata(path).unwrap().ino();
+        assert_eq!(
+            inode(&tables.join("7")),
+            inode(&copy.join("keyspaces/0/tables/7")),
+            "a table file is linked, not copied"
+        );
+        for written in ["0.jnl", "keyspaces/0/current"] {
+            assert_ne!(inode(&log.join(written)), inode(&copy.join(written)));
+        }
+        // What the node does next (append to its journal, delete a compacted table) leaves
+        // the copy as it was.
+        std::fs::write(log.join("0.jnl"), b"journal and more").unwrap();
+        std::fs::remove_file(tables.join("7")).unwrap();
+        assert_eq!(std::fs::read(copy.join("0.jnl")).unwrap(), b"journal");
+        assert_eq!(
+            std::fs::read(copy.join("keyspaces/0/tables/7")).unwrap(),
+            b"table"
+        );
+    }
 }

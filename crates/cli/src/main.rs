@@ -13,6 +13,12 @@ use clap::{Parser, Subcommand};
 
 use commands::Context;
 
+/// mimalloc rather than the system allocator: `log rebuild` decodes operations on one thread
+/// and folds them into the read model on another, and with the system allocator every
+/// operation freed on the second thread contends for the first thread's arena lock.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Files by tag, on a RedCloud cluster.
 #[derive(Parser, Debug)]
 #[command(name = "redcloud", version)]

@@ -22,7 +22,6 @@ use std::path::Path;
 use redcloud_eventlog::{Dot, Hlc, LogBase, Op, VersionVector};
 use redcloud_types::ChunkId;
 use rusqlite::Connection;
-use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
 use super::{
@@ -55,6 +54,13 @@ struct Tag {
     present: bool,
     stamp: StampBytes,
     carried: bool,
+}
+
+/// A `file_tags` row as the digest encodes it.
+struct TagRow<'a> {
+    file_id: &'a Uuid,
+    tag: &'a Tag,
+    effective: bool,
 }
 
 struct Node {
@@ -402,27 +408,21 @@ impl MemoryProjection {
 
     /// SHA-256 over the canonical contents of every table, equal to
     /// [`Projection::digest`](super::Projection::digest) of a read model fed the same
-    /// operations. Encoding the rows costs far more than hashing them: the files and the
-    /// tags are encoded on two threads, then hashed in table order.
+    /// operations. Putting the rows in key order costs far more than encoding and hashing
+    /// them: the files (with their conflict names) are ordered on this thread while the tags
+    /// and deletions are on another; then every table is encoded and hashed in order, a
+    /// block at a time.
     pub fn digest(&self) -> [u8; 32] {
-        let (mut hasher, others) = std::thread::scope(|scope| {
-            let others = scope.spawn(|| self.encode_tags_and_nodes());
-            // The first tables are hashed while the others are still being encoded.
-            let mut hasher = Sha256::new();
-            hasher.update(&self.encode_users_and_files().0);
-            (hasher, others.join())
+        let (files, copies, (tags, deletions)) = std::thread::scope(|scope| {
+            let tags_and_deletions = scope.spawn(|| (self.tag_rows(), self.deletion_rows()));
+            let files = sorted(&self.files);
+            let copies = self.conflict_copies();
+            let tags_and_deletions = tags_and_deletions
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (files, copies, tags_and_deletions)
         });
-        let others = others.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        hasher.update(&others.0);
-        hasher.finalize().into()
-    }
-
-    /// The rows of `users`, `files` and `file_chunks`.
-    fn encode_users_and_files(&self) -> Rows {
-        // About what a row takes encoded, so that the buffer is not copied as it grows.
-        let mut out = Rows(Vec::with_capacity(
-            self.users.len() * 200 + self.files.len() * 250,
-        ));
+        let mut out = Rows::default();
         out.table("users");
         for (user_id, user) in sorted(&self.users) {
             out.bytes(user_id.as_bytes());
@@ -433,8 +433,6 @@ impl MemoryProjection {
             out.bytes(&user.key_stamp);
         }
 
-        let copies = self.conflict_copies();
-        let files = sorted(&self.files);
         out.table("files");
         for (file_id, file) in &files {
             out.bytes(file_id.as_bytes());
@@ -464,51 +462,22 @@ impl MemoryProjection {
                 out.bytes(chunk.as_bytes());
             }
         }
-        out
-    }
 
-    /// The rows of `file_tags`, `file_deletions` and the node tables.
-    fn encode_tags_and_nodes(&self) -> Rows {
-        let mut out = Rows(Vec::with_capacity(
-            self.tags.len() * 250 + self.deletions.len() * 50,
-        ));
         out.table("file_tags");
-        let mut rows: Vec<&Tag> = Vec::new();
-        for (file_id, tags) in sorted(&self.tags) {
-            rows.clear();
-            rows.extend(tags);
-            rows.sort_unstable_by(|a, b| a.tag.cmp(&b.tag));
-            // Every tag present shows; with none present, the carried tags the newest removal
-            // took away do (the never-tagless rule).
-            let any_present = rows.iter().any(|row| row.present);
-            let newest_carried = rows
-                .iter()
-                .filter(|row| row.carried)
-                .map(|row| row.stamp)
-                .max();
-            for row in &rows {
-                let effective = row.present
-                    || (!any_present && row.carried && Some(row.stamp) == newest_carried);
-                out.bytes(file_id.as_bytes());
-                out.bytes(row.tag.as_bytes());
-                out.int(i64::from(row.present));
-                out.bytes(&row.stamp);
-                out.int(i64::from(effective));
-                out.int(i64::from(row.carried));
-            }
+        for row in &tags {
+            out.bytes(row.file_id.as_bytes());
+            out.bytes(row.tag.tag.as_bytes());
+            out.int(i64::from(row.tag.present));
+            out.bytes(&row.tag.stamp);
+            out.int(i64::from(row.effective));
+            out.int(i64::from(row.tag.carried));
         }
 
         out.table("file_deletions");
-        let mut dots = Vec::new();
-        for (file_id, deletions) in sorted(&self.deletions) {
-            dots.clear();
-            dots.extend_from_slice(deletions);
-            dots.sort_unstable();
-            for &(origin, seq) in &dots {
-                out.bytes(file_id.as_bytes());
-                out.int(origin as i64);
-                out.int(seq as i64);
-            }
+        for (file_id, (origin, seq)) in deletions {
+            out.bytes(file_id.as_bytes());
+            out.int(origin as i64);
+            out.int(seq as i64);
         }
 
         for (table, nodes) in [
@@ -530,7 +499,47 @@ impl MemoryProjection {
             out.bytes(&retirement.stamp);
             out.bytes(retirement.reason.as_bytes());
         }
-        out
+        out.finish()
+    }
+
+    /// The rows of `file_tags` in (file, tag) order, each with whether it shows: every tag
+    /// present does; with none present on a file, the carried tags its newest removal took
+    /// away do (the never-tagless rule).
+    fn tag_rows(&self) -> Vec<TagRow<'_>> {
+        let mut rows = Vec::with_capacity(self.tags.values().map(Vec::len).sum());
+        for (file_id, tags) in sorted(&self.tags) {
+            let first = rows.len();
+            rows.extend(tags.iter().map(|tag| TagRow {
+                file_id,
+                tag,
+                effective: tag.present,
+            }));
+            let of_file = &mut rows[first..];
+            of_file.sort_unstable_by(|a, b| a.tag.tag.cmp(&b.tag.tag));
+            if of_file.iter().any(|row| row.tag.present) {
+                continue;
+            }
+            let newest_carried = of_file
+                .iter()
+                .filter(|row| row.tag.carried)
+                .map(|row| row.tag.stamp)
+                .max();
+            for row in of_file {
+                row.effective = row.tag.carried && Some(row.tag.stamp) == newest_carried;
+            }
+        }
+        rows
+    }
+
+    /// The rows of `file_deletions` in (file, origin, seq) order.
+    fn deletion_rows(&self) -> Vec<(&Uuid, (u64, u64))> {
+        let mut rows = Vec::with_capacity(self.deletions.values().map(Vec::len).sum());
+        for (file_id, deletions) in sorted(&self.deletions) {
+            let first = rows.len();
+            rows.extend(deletions.iter().map(|&dot| (file_id, dot)));
+            rows[first..].sort_unstable();
+        }
+        rows
     }
 
     /// The names of the conflict copies: every live file but the newest of its (owner,

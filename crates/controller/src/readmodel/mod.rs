@@ -770,7 +770,6 @@ pub fn digest(conn: &Connection) -> Result<[u8; 32], ReadModelError> {
             "SELECT kind, node_id, stamp, reason FROM retired_nodes ORDER BY kind, node_id",
         ),
     ];
-    let mut hasher = Sha256::new();
     let mut out = Rows::default();
     for (table, query) in TABLES {
         out.table(table);
@@ -788,15 +787,9 @@ pub fn digest(conn: &Connection) -> Result<[u8; 32], ReadModelError> {
                     }
                 }
             }
-            // Hashed a block at a time: millions of tiny updates cost more than the hashing.
-            if out.0.len() >= DIGEST_BLOCK_BYTES {
-                hasher.update(&out.0);
-                out.0.clear();
-            }
         }
     }
-    hasher.update(&out.0);
-    Ok(hasher.finalize().into())
+    Ok(out.finish())
 }
 
 /// Bytes of encoded rows hashed at a time.
@@ -804,13 +797,18 @@ const DIGEST_BLOCK_BYTES: usize = 64 * 1024;
 
 /// The canonical encoding of rows the read-model digest hashes: each table's name, then each
 /// row's values as (type tag, length, bytes), so that no two different sets of rows encode
-/// alike.
+/// alike. Hashed as it is written, a block at a time: millions of tiny hasher updates cost
+/// more than the hashing, and the encoding of a large read model whole would be hundreds of
+/// MiB of fresh memory.
 #[derive(Default)]
-struct Rows(Vec<u8>);
+struct Rows {
+    block: Vec<u8>,
+    hasher: Sha256,
+}
 
 impl Rows {
     fn table(&mut self, name: &str) {
-        self.0.extend_from_slice(name.as_bytes());
+        self.write(name.as_bytes());
     }
 
     fn null(&mut self) {
@@ -827,10 +825,23 @@ impl Rows {
     }
 
     fn value(&mut self, tag: u8, bytes: &[u8]) {
-        self.0.push(tag);
-        self.0
-            .extend_from_slice(&(bytes.len() as u64).to_be_bytes());
-        self.0.extend_from_slice(bytes);
+        self.write(&[tag]);
+        self.write(&(bytes.len() as u64).to_be_bytes());
+        self.write(bytes);
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.block.extend_from_slice(bytes);
+        if self.block.len() >= DIGEST_BLOCK_BYTES {
+            self.hasher.update(&self.block);
+            self.block.clear();
+        }
+    }
+
+    /// The SHA-256 of everything written.
+    fn finish(mut self) -> [u8; 32] {
+        self.hasher.update(&self.block);
+        self.hasher.finalize().into()
     }
 }
 

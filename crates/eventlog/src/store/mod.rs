@@ -115,6 +115,9 @@ pub struct CausalPage<P> {
 
 /// Most operations read from one origin at a time while merging origins in causal order.
 const READ_CHUNK_OPS: usize = 256;
+/// Most operations a page is allocated room for up front (a caller may ask for pages of any
+/// size; larger ones grow as they fill).
+const PAGE_CAPACITY_MAX: usize = 16 * 1024;
 
 /// Walks the operations a store holds beyond a starting frontier, in causal order, reading
 /// each origin lazily in chunks so that nothing is read twice or far ahead of need.
@@ -159,7 +162,7 @@ impl<P> CausalCursor<P> {
         max_ops: usize,
     ) -> StoreResult<Vec<Op<P>>> {
         let chunk = max_ops.clamp(1, READ_CHUNK_OPS);
-        let mut ops = Vec::new();
+        let mut ops = Vec::with_capacity(max_ops.min(PAGE_CAPACITY_MAX));
         while ops.len() < max_ops {
             for cursor in &mut self.origins {
                 if cursor.queue.is_empty() && cursor.next <= cursor.last {
