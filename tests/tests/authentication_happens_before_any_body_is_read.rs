@@ -93,6 +93,26 @@ async fn a_bad_key_is_refused_without_waiting_for_the_body() {
                 .get(format!("{}/tags", c.url()))
                 .bearer_auth(&bad_key),
         ),
+        (
+            "a new S3 key with a wrong key, and an endless body it never needs",
+            c.http
+                .post(format!("{}/s3-keys", c.url()))
+                .bearer_auth(&bad_key)
+                .header("content-type", "application/json")
+                .body(endless("{\"x\": [")),
+        ),
+        (
+            "the S3 key list with a wrong key",
+            c.http
+                .get(format!("{}/s3-keys", c.url()))
+                .bearer_auth(&bad_key),
+        ),
+        (
+            "an S3 key deletion with a wrong key",
+            c.http
+                .delete(format!("{}/s3-keys/RCAAAAAAAAAAAAAAAAAA", c.url()))
+                .bearer_auth(&bad_key),
+        ),
     ];
     for (what, request) in requests {
         let started = Instant::now();

@@ -964,3 +964,171 @@ async fn the_web_app_is_served_with_a_same_origin_policy() {
     .await;
     assert_eq!(status, 404);
 }
+
+/// Walks `dir` and says whether any file holds `needle`.
+fn any_file_holds(dir: &std::path::Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|entry| {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            any_file_holds(&path, needle)
+        } else {
+            std::fs::read(&path)
+                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|window| window == needle))
+        }
+    })
+}
+
+#[tokio::test]
+async fn s3_keys_are_made_sealed_listed_and_deleted_everywhere() {
+    let c = cluster().controllers(2).start().await;
+    let alice = c.register("alice", "pw").await;
+    let bob = c.register("bob", "pw").await;
+    let url_of = |i: usize| c.url_of(i);
+
+    let made = c
+        .http
+        .post(format!("{}/s3-keys", url_of(0)))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.headers()["cache-control"], "no-store");
+    let (status, key) = status_json(made).await;
+    assert_eq!(status, 201, "{key}");
+    let key_id = key["access_key_id"].as_str().unwrap().to_owned();
+    let secret = key["secret_access_key"].as_str().unwrap().to_owned();
+    assert!(
+        key_id.len() == 20
+            && key_id.starts_with("RC")
+            && key_id
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)),
+        "{key_id}"
+    );
+    assert!(
+        secret.len() == 40
+            && secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/'),
+        "{secret}"
+    );
+
+    // The other controller lists it (ids and dates only), once the operation reached it.
+    let list = |i: usize, key: &str| {
+        let request = c
+            .http
+            .get(format!("{}/s3-keys", url_of(i)))
+            .bearer_auth(key);
+        async move { status_json(request.send().await.unwrap()).await }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, body) = list(1, &alice).await;
+        assert_eq!(status, 200);
+        if body["keys"].as_array().unwrap().len() == 1 {
+            assert_eq!(body["keys"][0]["access_key_id"], json!(key_id));
+            assert!(body["keys"][0]["created_at"].is_string());
+            assert!(body["keys"][0].get("secret_access_key").is_none());
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never replicated");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(list(1, &bob).await, (200, json!({"keys": []})));
+
+    // The secret travels only sealed, under the cluster secret, bound to its key id.
+    let reader = redcloud_cli::logtool::Reader::new(
+        redcloud_cli::logtool::Source::Dir(c.controller.data_dir().to_owned()),
+        &redcloud_tests::cluster_link(),
+    )
+    .unwrap();
+    let sealed = reader
+        .ops()
+        .await
+        .unwrap()
+        .into_iter()
+        .find_map(|op| match op.payload {
+            redcloud_controller::MetaOp::S3KeyCreated {
+                key_id: id,
+                sealed_secret,
+                ..
+            } if id == key_id => Some(sealed_secret),
+            _ => None,
+        })
+        .expect("the key's creation is in the log");
+    let sealer = redcloud_tests::cluster_link().sealer();
+    assert_eq!(
+        sealer.open(key_id.as_bytes(), &sealed).unwrap(),
+        secret.as_bytes()
+    );
+    assert!(sealer.open(b"RCANOTHERKEYID000000", &sealed).is_err());
+    for node in [&c.controller, &c.more_controllers[0]] {
+        assert!(
+            !any_file_holds(node.data_dir(), secret.as_bytes()),
+            "the plaintext secret is stored under {}",
+            node.data_dir().display()
+        );
+    }
+
+    // Only its owner can delete it, through any controller; then it is gone everywhere.
+    let delete = |i: usize, key: &str, id: &str| {
+        let request = c
+            .http
+            .delete(format!("{}/s3-keys/{id}", url_of(i)))
+            .bearer_auth(key);
+        async move { status_json(request.send().await.unwrap()).await }
+    };
+    let (status, body) = delete(1, &bob, &key_id).await;
+    assert_eq!((status, &body["code"]), (404, &json!("S3_KEY_NOT_FOUND")));
+    let (status, body) = delete(1, &alice, "RCNOSUCHKEY000000000").await;
+    assert_eq!((status, &body["code"]), (404, &json!("S3_KEY_NOT_FOUND")));
+    assert_eq!(
+        delete(1, &alice, &key_id).await,
+        (200, json!({"deleted": key_id}))
+    );
+    let (status, body) = delete(1, &alice, &key_id).await;
+    assert_eq!((status, &body["code"]), (404, &json!("S3_KEY_NOT_FOUND")));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while list(0, &alice).await != (200, json!({"keys": []})) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deletion never replicated"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // A user holds a bounded number of keys; without a key (a missing header is a request
+    // of the wrong shape, as on every route) or with a wrong one, nothing.
+    for _ in 0..16 {
+        let (status, body) = post_json(&c, "/s3-keys", Some(&alice), json!({})).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, body) = post_json(&c, "/s3-keys", Some(&alice), json!({})).await;
+    assert_eq!(
+        (status, &body["code"], &body["detail"]),
+        (
+            400,
+            &json!("INVALID_REQUEST"),
+            &json!("You hold 16 S3 access keys, the most allowed: delete one first")
+        )
+    );
+    let (status, _) = status_json(
+        c.http
+            .post(format!("{}/s3-keys", url_of(0)))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let (status, _) = status_json(
+        c.http
+            .get(format!("{}/s3-keys", url_of(1)))
+            .bearer_auth("dfs_not-a-key")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 401);
+}

@@ -198,6 +198,25 @@ impl Client {
             .await
     }
 
+    /// `POST /s3-keys`.
+    pub async fn create_s3_key(&self) -> anyhow::Result<Value> {
+        self.json(self.authed(self.http.post(self.url("/s3-keys")))?)
+            .await
+    }
+
+    /// `GET /s3-keys`.
+    pub async fn s3_keys(&self) -> anyhow::Result<Value> {
+        self.json(self.authed(self.http.get(self.url("/s3-keys")))?)
+            .await
+    }
+
+    /// `DELETE /s3-keys/{key_id}`.
+    pub async fn delete_s3_key(&self, key_id: &str) -> anyhow::Result<Value> {
+        let id = percent_encoding::utf8_percent_encode(key_id, percent_encoding::NON_ALPHANUMERIC);
+        let request = self.http.delete(self.url(&format!("/s3-keys/{id}")));
+        self.json(self.authed(request)?).await
+    }
+
     /// `DELETE /files?tags=...`.
     pub async fn delete(&self, tags: &[String]) -> anyhow::Result<Value> {
         let request = self.http.delete(self.url(&tags_query(tags)));

@@ -94,6 +94,9 @@ enum Command {
         #[arg(long, short)]
         tags: String,
     },
+    /// Make, list or delete your S3 access keys.
+    #[command(name = "s3-key", subcommand)]
+    S3Key(S3KeyCommand),
     /// Show whether the server is up and ready.
     Status,
     /// Show the account behind the saved key, and whether another account registered its
@@ -109,6 +112,17 @@ enum Command {
     /// Operator commands on the cluster (through a controller's cluster listener, with the
     /// cluster secret).
     Cluster(commands::cluster::ClusterArgs),
+}
+
+/// What `redcloud s3-key` does.
+#[derive(Subcommand, Debug)]
+enum S3KeyCommand {
+    /// Make a new access key; its secret is shown this once.
+    Create,
+    /// List your access keys (ids and dates; secrets are never shown again).
+    List,
+    /// Delete an access key: it stops working on every controller, for good.
+    Delete { key_id: String },
 }
 
 #[tokio::main]
@@ -165,6 +179,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => commands::delete_tags(&ctx, &commands::split_tags(&query_tags), &tags(&raw)).await,
         Command::Status => commands::status(&ctx).await,
         Command::Whoami => commands::whoami(&ctx).await,
+        Command::S3Key(S3KeyCommand::Create) => commands::create_s3_key(&ctx).await,
+        Command::S3Key(S3KeyCommand::List) => commands::s3_keys(&ctx).await,
+        Command::S3Key(S3KeyCommand::Delete { key_id }) => {
+            commands::delete_s3_key(&ctx, &key_id).await
+        }
         Command::Shell => commands::shell::run(&ctx).await,
         Command::Up(args) => commands::up::run(args).await,
         Command::Log(args) => commands::log::run(args, &cli.server, cli.json).await,

@@ -620,3 +620,36 @@ fn log_takes_its_data_dir_before_or_after_the_verb() {
         assert!(out.contains("user \"alice\" registered"), "{args:?}: {out}");
     }
 }
+
+#[test]
+fn s3_keys_are_made_listed_and_deleted() {
+    let local = Local::start();
+    local.ok(&["register", "alice", "pw"]);
+    assert!(local.ok(&["s3-key", "list"]).contains("No S3 access keys"));
+
+    let made = local.ok(&["s3-key", "create"]);
+    let field = |label: &str| {
+        made.lines()
+            .find_map(|line| line.strip_prefix(label))
+            .map(|value| value.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {label} in {made}"))
+    };
+    let (key_id, secret) = (field("Access key id:"), field("Secret access key:"));
+    assert_eq!((key_id.len(), secret.len()), (20, 40), "{made}");
+    assert!(made.contains("never shown again"), "{made}");
+
+    let listed = local.ok(&["s3-key", "list"]);
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 2, "{listed}");
+    assert!(lines[0].starts_with("ACCESS KEY ID"), "{listed}");
+    assert!(lines[1].starts_with(&key_id), "{listed}");
+    assert!(!listed.contains(&secret), "a list never shows a secret");
+
+    assert!(local.ok(&["s3-key", "delete", &key_id]).contains(&key_id));
+    assert!(local.ok(&["s3-key", "list"]).contains("No S3 access keys"));
+    let refused = local.fails(&["s3-key", "delete", &key_id]);
+    assert!(
+        refused.contains(&format!("You have no S3 access key {key_id}")),
+        "{refused}"
+    );
+}

@@ -149,6 +149,9 @@ pub enum ApiError {
         /// Seconds since it was last heard from.
         seconds_ago: u64,
     },
+    /// No such S3 access key of the caller's (404).
+    #[error("You have no S3 access key {0}")]
+    S3KeyNotFound(String),
     /// This controller has taken no snapshot yet (404).
     #[error("This controller has no snapshot yet")]
     NoSnapshot,
@@ -255,9 +258,10 @@ impl ApiError {
             | ApiError::UploadWithoutTags
             | ApiError::OverLimit(_)
             | ApiError::InvalidFrontier { .. } => ErrorCode::BadRequest,
-            ApiError::FileNotFound(_) | ApiError::NodeNotFound(_) | ApiError::NoSnapshot => {
-                ErrorCode::NotFound
-            }
+            ApiError::FileNotFound(_)
+            | ApiError::NodeNotFound(_)
+            | ApiError::NoSnapshot
+            | ApiError::S3KeyNotFound(_) => ErrorCode::NotFound,
             ApiError::NodeAlive { .. } | ApiError::LastTags { .. } => ErrorCode::Conflict,
             ApiError::Forbidden => ErrorCode::Forbidden,
             ApiError::ChunkserverUnavailable(_) | ApiError::NotCaughtUp | ApiError::Retired => {
@@ -287,6 +291,7 @@ impl ApiError {
             ApiError::Retired => Some("CONTROLLER_RETIRED"),
             ApiError::NodeNotFound(_) => Some("NODE_NOT_FOUND"),
             ApiError::NoSnapshot => Some("SNAPSHOT_NOT_FOUND"),
+            ApiError::S3KeyNotFound(_) => Some("S3_KEY_NOT_FOUND"),
             ApiError::NodeAlive { .. } => Some("NODE_ALIVE"),
             ApiError::LastTags { .. } => Some("LAST_TAGS"),
             ApiError::Internal(_) => Some("INTERNAL_ERROR"),

@@ -52,6 +52,8 @@ impl FromStr for Entity {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Matcher {
     users: BTreeSet<Uuid>,
+    /// The S3 access keys of those users (their deletions name only the key).
+    s3_keys: BTreeSet<String>,
     files: BTreeSet<Uuid>,
     tag: Option<String>,
 }
@@ -89,6 +91,15 @@ impl Matcher {
             }
             Entity::Tag(tag) => matcher.tag = Some(tag.clone()),
         }
+        for op in ops {
+            if let MetaOp::S3KeyCreated {
+                key_id, user_id, ..
+            } = &op.payload
+                && matcher.users.contains(user_id)
+            {
+                matcher.s3_keys.insert(key_id.clone());
+            }
+        }
         matcher
     }
 
@@ -109,6 +120,9 @@ impl Matcher {
             MetaOp::FilesDeleted { file_ids } => any_file(file_ids),
             MetaOp::TagsAdded { file_ids, tags } | MetaOp::TagsRemoved { file_ids, tags } => {
                 any_file(file_ids) || has_tag(tags)
+            }
+            MetaOp::S3KeyCreated { key_id, .. } | MetaOp::S3KeyDeleted { key_id } => {
+                self.s3_keys.contains(key_id)
             }
             MetaOp::ControllerSeen { .. }
             | MetaOp::ChunkserverSeen { .. }
@@ -174,6 +188,10 @@ pub fn describe(op: &MetaOp) -> String {
         MetaOp::OriginsFolded { folded } => {
             format!("retired controllers folded out of frontiers at {folded}")
         }
+        MetaOp::S3KeyCreated {
+            key_id, user_id, ..
+        } => format!("S3 access key {key_id} made for user {user_id}"),
+        MetaOp::S3KeyDeleted { key_id } => format!("S3 access key {key_id} deleted"),
     }
 }
 
@@ -311,6 +329,16 @@ fn rule(op: &Op<MetaOp>, ops: &[Op<MetaOp>], matcher: &Matcher) -> String {
             "LWW address by stamp".to_owned()
         }
         MetaOp::ControllerRetired { .. } => "retired for good".to_owned(),
+        MetaOp::S3KeyCreated { key_id, .. } => {
+            let deleted = ops
+                .iter()
+                .find(|o| matches!(&o.payload, MetaOp::S3KeyDeleted { key_id: k } if k == key_id));
+            match deleted {
+                Some(deletion) => format!("key made; deleted for good by {}", deletion.dot),
+                None => "key made, live".to_owned(),
+            }
+        }
+        MetaOp::S3KeyDeleted { .. } => "a deletion is for good, whatever arrives after".to_owned(),
         MetaOp::ChunkserverRetired { .. } => {
             "retired until a newer sighting (LWW by stamp)".to_owned()
         }

@@ -215,6 +215,7 @@ pub async fn run(
         registering: tokio::sync::Mutex::new(()),
         auth: throttle::AuthGate::new(config.auth_gate()),
         clock,
+        sealer: link.sealer(),
     };
     let local = listeners.client.local_addr()?;
     let mut seeds = config.peer_addresses();

@@ -16,6 +16,8 @@ pub const USERNAME_MAX_CHARS: usize = 64;
 pub const PASSWORD_MAX_BYTES: usize = 1_024;
 /// Largest JSON request body.
 pub const JSON_BODY_MAX_BYTES: usize = 1024 * 1024;
+/// Most S3 access keys one user may hold at once.
+pub const S3_KEYS_PER_USER_MAX: usize = 16;
 /// Largest multipart text part (`tags`).
 pub const MULTIPART_TEXT_MAX_BYTES: usize = 64 * 1024;
 
@@ -81,6 +83,12 @@ pub enum LimitError {
     ControlCharacter {
         /// `file name`, `tag` or `username`.
         what: &'static str,
+    },
+    /// A new S3 access key for a user who holds as many as allowed.
+    #[error("You hold {max} S3 access keys, the most allowed: delete one first")]
+    TooManyS3Keys {
+        /// The limit.
+        max: usize,
     },
 }
 

@@ -110,6 +110,24 @@ pub enum MetaOp {
         /// Who retired it and why, for the operator.
         reason: String,
     },
+    /// A user made an S3 access key. The secret SigV4 needs on the server travels only
+    /// sealed, under a key derived from the cluster secret (`s3keys`), bound to its key id.
+    S3KeyCreated {
+        /// The access key id (public: clients send it with every request).
+        key_id: String,
+        /// Whose key it is.
+        user_id: Uuid,
+        /// The secret access key, sealed.
+        sealed_secret: Vec<u8>,
+        /// Milliseconds since the Unix epoch.
+        created_at_ms: u64,
+    },
+    /// An S3 access key was deleted: for good, whatever the order its creation and deletion
+    /// arrive in.
+    S3KeyDeleted {
+        /// The access key id.
+        key_id: String,
+    },
     /// Retired controllers whose operations every live controller held up to these seqs when
     /// it was written. Frontiers sent between controllers that hold the same folds leave those
     /// origins out, so what travels grows with the live controllers, not with history. A fold

@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::limits::{check_credentials, check_file_name, check_file_tag_count, check_tags};
 use crate::log_worker::LogHandle;
 use crate::meta::{KeyHash, MetaOp};
-use crate::readmodel::{Account, FileRecord, ReadModelError, ReadPool, Reader};
+use crate::readmodel::{Account, FileRecord, ReadModelError, ReadPool, Reader, S3KeyRecord};
 use crate::throttle::AuthGate;
 use crate::upload::{StoredData, UploadLimits, store_stream};
 use redcloud_types::ChunkId;
@@ -42,6 +42,17 @@ pub struct Service {
     pub(crate) auth: AuthGate,
     /// Dates new files.
     pub(crate) clock: WallClock,
+    /// Seals S3 secret access keys for the log.
+    pub(crate) sealer: Arc<redcloud_link::SecretSealer>,
+}
+
+/// A new S3 access key: the only time its secret is shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewS3Key {
+    /// The access key id (20 characters, `RC` and 18 of base32).
+    pub key_id: String,
+    /// The secret access key (40 characters of base64's alphabet, 240 random bits).
+    pub secret: String,
 }
 
 /// What a registration or login gave the caller.
@@ -150,6 +161,31 @@ fn leaves_no_tag(file: &FileRecord, remove: &[String]) -> bool {
 /// A new API key: `dfs_` and a hyphenated UUIDv4 (40 characters).
 pub fn new_api_key() -> String {
     format!("dfs_{}", Uuid::new_v4())
+}
+
+/// `RC` and 18 characters of base32 (90 random bits): the shape of an AWS access key id, so
+/// that tools that check it accept it.
+fn new_s3_key_id() -> String {
+    const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let bits: u128 = rand::random();
+    let mut id = String::from("RC");
+    id.extend((0..18).map(|i| char::from(BASE32[((bits >> (5 * i)) & 31) as usize])));
+    id
+}
+
+/// 40 characters of base64's alphabet (240 random bits), as AWS secret access keys look.
+fn new_s3_secret() -> String {
+    const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes: [u8; 30] = rand::random();
+    bytes
+        .chunks(3)
+        .flat_map(|three| {
+            let word = u32::from_be_bytes([0, three[0], three[1], three[2]]);
+            (0..4)
+                .rev()
+                .map(move |i| char::from(BASE64[((word >> (6 * i)) & 63) as usize]))
+        })
+        .collect()
 }
 
 /// The only form in which a key is stored or replicated.
@@ -507,6 +543,56 @@ impl Service {
             .await?
             .filter(|file| file.owner_id == owner)
             .ok_or_else(|| ApiError::FileNotFound(file_id.to_string()))
+    }
+
+    /// Makes the caller a new S3 access key; the secret is returned here once and travels
+    /// only sealed.
+    pub async fn create_s3_key(&self, user_id: Uuid) -> Result<NewS3Key, ApiError> {
+        let held = self.read(move |r| r.s3_keys_of(&user_id)).await?.len();
+        if held >= crate::limits::S3_KEYS_PER_USER_MAX {
+            return Err(crate::limits::LimitError::TooManyS3Keys {
+                max: crate::limits::S3_KEYS_PER_USER_MAX,
+            }
+            .into());
+        }
+        let key = NewS3Key {
+            key_id: new_s3_key_id(),
+            secret: new_s3_secret(),
+        };
+        let sealed_secret = self
+            .sealer
+            .seal(key.key_id.as_bytes(), key.secret.as_bytes())
+            .map_err(ApiError::internal)?;
+        self.log
+            .append(vec![MetaOp::S3KeyCreated {
+                key_id: key.key_id.clone(),
+                user_id,
+                sealed_secret,
+                created_at_ms: self.clock.now_ms(),
+            }])
+            .await?;
+        Ok(key)
+    }
+
+    /// The caller's S3 access keys (ids and dates; never the secrets).
+    pub async fn s3_keys(&self, user_id: Uuid) -> Result<Vec<S3KeyRecord>, ApiError> {
+        self.read(move |r| r.s3_keys_of(&user_id)).await
+    }
+
+    /// Deletes the caller's S3 access key `key_id`, on every controller and for good.
+    pub async fn delete_s3_key(&self, user_id: Uuid, key_id: String) -> Result<(), ApiError> {
+        let id = key_id.clone();
+        let owner = self
+            .read(move |r| r.s3_key(&id))
+            .await?
+            .map(|key| key.user_id);
+        if owner != Some(user_id) {
+            return Err(ApiError::S3KeyNotFound(key_id));
+        }
+        self.log
+            .append(vec![MetaOp::S3KeyDeleted { key_id }])
+            .await?;
+        Ok(())
     }
 
     /// Deletes the caller's file `file_id`.

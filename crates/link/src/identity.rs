@@ -21,6 +21,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use crate::error::LinkError;
+use crate::sealing::SecretSealer;
 
 /// The name every node's certificate carries and every node verifies.
 pub const CLUSTER_SERVER_NAME: &str = "redcloud-cluster";
@@ -73,6 +74,7 @@ pub struct ClusterTls {
     ca_pem: String,
     cert_pem: String,
     key_pem: String,
+    sealer: Arc<SecretSealer>,
 }
 
 impl std::fmt::Debug for ClusterTls {
@@ -89,15 +91,20 @@ fn derive_err(e: impl std::fmt::Display) -> LinkError {
     LinkError::Derive(e.to_string())
 }
 
-fn ca_key(secret: &ClusterSecret) -> Result<KeyPair, LinkError> {
+/// Argon2id(secret): the CA key's seed, and the root of the sealing key.
+fn cluster_seed(secret: &ClusterSecret) -> Result<[u8; 32], LinkError> {
     let params =
         argon2::Params::new(CA_KEY_MEMORY_KIB, CA_KEY_PASSES, 1, Some(32)).map_err(derive_err)?;
     let mut seed = [0u8; 32];
     argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
         .hash_password_into(secret.0.as_bytes(), CA_KEY_SALT, &mut seed)
         .map_err(derive_err)?;
+    Ok(seed)
+}
+
+fn ca_key(seed: &[u8; 32]) -> Result<KeyPair, LinkError> {
     let mut pkcs8 = ED25519_PKCS8_PREFIX.to_vec();
-    pkcs8.extend_from_slice(&seed);
+    pkcs8.extend_from_slice(seed);
     KeyPair::from_pkcs8_der_and_sign_algo(&PrivatePkcs8KeyDer::from(pkcs8), &PKCS_ED25519)
         .map_err(derive_err)
 }
@@ -120,7 +127,8 @@ fn ca_params() -> CertificateParams {
 impl ClusterTls {
     /// Derives the cluster CA from `secret` and issues this node a fresh certificate.
     pub fn derive(secret: &ClusterSecret) -> Result<Self, LinkError> {
-        let ca_key = ca_key(secret)?;
+        let seed = cluster_seed(secret)?;
+        let ca_key = ca_key(&seed)?;
         let ca_cert = ca_params().self_signed(&ca_key).map_err(derive_err)?;
         let issuer = Issuer::new(ca_params(), ca_key);
 
@@ -163,6 +171,7 @@ impl ClusterTls {
             ca_pem: ca_cert.pem(),
             cert_pem: leaf_cert.pem(),
             key_pem: leaf_key.serialize_pem(),
+            sealer: Arc::new(SecretSealer::from_seed(&seed)),
         })
     }
 
@@ -193,6 +202,14 @@ impl ClusterLink {
             Some(secret) => Self::Tls(Arc::new(ClusterTls::derive(secret)?)),
             None => Self::Plain,
         })
+    }
+
+    /// What seals secrets for the log: keyed by the cluster secret, or well known without one.
+    pub fn sealer(&self) -> Arc<SecretSealer> {
+        match self {
+            Self::Tls(tls) => Arc::clone(&tls.sealer),
+            Self::Plain => Arc::new(SecretSealer::well_known()),
+        }
     }
 
     /// Whether links are authenticated and encrypted.

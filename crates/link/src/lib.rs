@@ -12,6 +12,7 @@ mod error;
 mod identity;
 mod listener;
 mod policy;
+mod sealing;
 
 pub use client::{ClusterClient, Reply, error_chain};
 pub use error::{ClusterHttpError, LinkError};
@@ -21,3 +22,4 @@ pub use identity::{
 };
 pub use listener::{RemoteAddr, ServeListener, ServedStream};
 pub use policy::{NodeLink, choose_link, remind_insecure};
+pub use sealing::{SealError, SecretSealer};

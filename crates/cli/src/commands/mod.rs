@@ -223,6 +223,46 @@ pub async fn tags(ctx: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `redcloud s3-key create`.
+pub async fn create_s3_key(ctx: &Context) -> anyhow::Result<()> {
+    let body = ctx.client.create_s3_key().await?;
+    report(ctx, &body, |body| {
+        let field = |name: &str| body[name].as_str().unwrap_or("?").to_owned();
+        println!("Access key id:     {}", field("access_key_id"));
+        println!("Secret access key: {}", field("secret_access_key"));
+        println!("Keep the secret now: it is never shown again.");
+    });
+    Ok(())
+}
+
+/// `redcloud s3-key list`.
+pub async fn s3_keys(ctx: &Context) -> anyhow::Result<()> {
+    let body = ctx.client.s3_keys().await?;
+    report(ctx, &body, |body| {
+        let keys = body["keys"].as_array().cloned().unwrap_or_default();
+        if keys.is_empty() {
+            println!("No S3 access keys: `redcloud s3-key create` makes one.");
+            return;
+        }
+        let mut table = Table::new(&[("ACCESS KEY ID", Align::Left), ("CREATED", Align::Left)]);
+        for key in &keys {
+            table.row(vec![
+                key["access_key_id"].as_str().unwrap_or("?").to_owned(),
+                ctx.units.time(key["created_at"].as_str().unwrap_or("")),
+            ]);
+        }
+        print!("{}", table.render());
+    });
+    Ok(())
+}
+
+/// `redcloud s3-key delete KEY_ID`.
+pub async fn delete_s3_key(ctx: &Context, key_id: &str) -> anyhow::Result<()> {
+    let body = ctx.client.delete_s3_key(key_id).await?;
+    report(ctx, &body, |_| println!("Deleted S3 access key {key_id}."));
+    Ok(())
+}
+
 /// Where a download goes: `output` if given (into it, when it is a directory), else the
 /// download directory (`REDCLOUD_DOWNLOAD_DIR`, default the current directory).
 pub fn download_target(name: &str, output: Option<&Path>) -> PathBuf {

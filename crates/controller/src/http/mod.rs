@@ -7,6 +7,7 @@ mod auth;
 mod extract;
 mod files;
 mod linger;
+mod s3keys;
 mod session;
 pub use session::CATCH_UP_WAITERS;
 pub(crate) mod status;
@@ -19,7 +20,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde_json::json;
 use tracing::Instrument;
 
@@ -91,6 +92,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(files::add_file_tags).delete(files::remove_file_tags),
         )
         .route("/tags", get(files::tags))
+        .route("/s3-keys", post(s3keys::create).get(s3keys::list))
+        .route("/s3-keys/{key_id}", delete(s3keys::delete))
         .route("/files/{file_id}/download", get(files::download_by_id))
         .route(
             "/files/by-name/{filename}/download",

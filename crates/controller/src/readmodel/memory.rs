@@ -73,6 +73,21 @@ struct Retirement {
     reason: String,
 }
 
+/// An S3 access key: its creation (absent while only its deletion has arrived) and whether
+/// it is deleted.
+#[derive(Default)]
+struct S3Key {
+    created: Option<S3KeyCreation>,
+    deleted: bool,
+}
+
+struct S3KeyCreation {
+    user_id: Uuid,
+    sealed_secret: Vec<u8>,
+    created_at_ms: i64,
+    stamp: StampBytes,
+}
+
 /// The read model's tables in memory, fed operations in causal order like
 /// [`Projection`](super::Projection), read only through [`MemoryProjection::digest`].
 #[derive(Default)]
@@ -86,6 +101,7 @@ pub struct MemoryProjection {
     controllers: HashMap<String, Node>,
     chunkservers: HashMap<String, Node>,
     retired: HashMap<(&'static str, String), Retirement>,
+    s3_keys: HashMap<String, S3Key>,
     applied: VersionVector,
     newest: Hlc,
     folds: VersionVector,
@@ -219,6 +235,28 @@ impl MemoryProjection {
                 },
             );
         }
+        let mut keys = conn.prepare(
+            "SELECT key_id, user_id, sealed_secret, created_at_ms, created_stamp, deleted FROM s3_keys",
+        )?;
+        let mut rows = keys.query([])?;
+        while let Some(row) = rows.next()? {
+            let created = match row.get_ref(4)? {
+                rusqlite::types::ValueRef::Null => None,
+                _ => Some(S3KeyCreation {
+                    user_id: uuid_at(row, 1, "s3_keys.user_id")?,
+                    sealed_secret: row.get(2)?,
+                    created_at_ms: row.get(3)?,
+                    stamp: blob(row, 4, "s3_keys.created_stamp")?,
+                }),
+            };
+            self.s3_keys.insert(
+                row.get(0)?,
+                S3Key {
+                    created,
+                    deleted: row.get(5)?,
+                },
+            );
+        }
         Ok(())
     }
 
@@ -327,6 +365,29 @@ impl MemoryProjection {
             MetaOp::FilesDeleted { file_ids } => self.delete_files(&file_ids, dot),
             MetaOp::TagsAdded { file_ids, tags } => self.set_tags(&file_ids, tags, true, stamp),
             MetaOp::TagsRemoved { file_ids, tags } => self.set_tags(&file_ids, tags, false, stamp),
+            MetaOp::S3KeyCreated {
+                key_id,
+                user_id,
+                sealed_secret,
+                created_at_ms,
+            } => {
+                let key = self.s3_keys.entry(key_id).or_default();
+                if key
+                    .created
+                    .as_ref()
+                    .is_none_or(|earlier| stamp < earlier.stamp)
+                {
+                    key.created = Some(S3KeyCreation {
+                        user_id,
+                        sealed_secret,
+                        created_at_ms: created_at_ms as i64,
+                        stamp,
+                    });
+                }
+            }
+            MetaOp::S3KeyDeleted { key_id } => {
+                self.s3_keys.entry(key_id).or_default().deleted = true
+            }
             MetaOp::ControllerSeen { node_id, address } => {
                 see(&mut self.controllers, node_id, address, stamp);
             }
@@ -498,6 +559,21 @@ impl MemoryProjection {
             out.bytes(node_id.as_bytes());
             out.bytes(&retirement.stamp);
             out.bytes(retirement.reason.as_bytes());
+        }
+
+        out.table("s3_keys");
+        for (key_id, key) in sorted(&self.s3_keys) {
+            out.bytes(key_id.as_bytes());
+            match &key.created {
+                Some(created) => {
+                    out.bytes(created.user_id.as_bytes());
+                    out.bytes(&created.sealed_secret);
+                    out.int(created.created_at_ms);
+                    out.bytes(&created.stamp);
+                }
+                None => (0..4).for_each(|_| out.null()),
+            }
+            out.int(i64::from(key.deleted));
         }
         out.finish()
     }

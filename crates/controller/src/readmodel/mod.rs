@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 pub use memory::MemoryProjection;
-pub use queries::{Account, FileRecord, ReadPool, Reader, RetiredNode};
+pub use queries::{Account, FileRecord, ReadPool, Reader, RetiredNode, S3KeyRecord};
 
 use crate::meta::MetaOp;
 
@@ -39,8 +39,8 @@ const SCHEMA: &str = include_str!("schema.sql");
 /// The read model's format, kept in SQLite's `user_version`. Bump it whenever the tables or a
 /// rule change: a read model of another format is emptied when opened and rebuilt from the
 /// log, the source of truth. 2: tags record whether the file ever carried them. 3: conflict
-/// names unique among the owner's live files. 4: retired nodes.
-const FORMAT: i64 = 4;
+/// names unique among the owner's live files. 4: retired nodes. 5: S3 access keys.
+const FORMAT: i64 = 5;
 const APPLIED_FRONTIER_KEY: &str = "applied_frontier";
 /// The newest stamp among the operations applied (MessagePack of an `Hlc`): a snapshot of
 /// this read model hands it on, so that the new log's stamps exceed everything it covers.
@@ -528,6 +528,27 @@ fn apply_one(tx: &Transaction<'_>, op: &Op<MetaOp>) -> Result<(), ReadModelError
         MetaOp::ChunkserverRetired { node_id, reason } => {
             retire(tx, RETIRED_CHUNKSERVER, node_id, reason, &stamp)?;
         }
+        MetaOp::S3KeyCreated {
+            key_id,
+            user_id,
+            sealed_secret,
+            created_at_ms,
+        } => {
+            tx.prepare_cached("INSERT INTO s3_keys (key_id, user_id, sealed_secret, created_at_ms, created_stamp, deleted)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 0)
+                 ON CONFLICT (key_id) DO UPDATE SET user_id = excluded.user_id,
+                   sealed_secret = excluded.sealed_secret, created_at_ms = excluded.created_at_ms,
+                   created_stamp = excluded.created_stamp
+                 WHERE s3_keys.created_stamp IS NULL OR excluded.created_stamp < s3_keys.created_stamp")?
+                .execute(params![key_id, user_id.as_bytes(), sealed_secret, *created_at_ms as i64, stamp])?;
+        }
+        MetaOp::S3KeyDeleted { key_id } => {
+            tx.prepare_cached(
+                "INSERT INTO s3_keys (key_id, deleted) VALUES (?1, 1)
+                 ON CONFLICT (key_id) DO UPDATE SET deleted = 1",
+            )?
+            .execute([key_id])?;
+        }
         // Kept in `meta` by `Projection::apply`: nothing a client reads.
         MetaOp::OriginsFolded { .. } => {}
     }
@@ -768,6 +789,10 @@ pub fn digest(conn: &Connection) -> Result<[u8; 32], ReadModelError> {
         (
             "retired_nodes",
             "SELECT kind, node_id, stamp, reason FROM retired_nodes ORDER BY kind, node_id",
+        ),
+        (
+            "s3_keys",
+            "SELECT key_id, user_id, sealed_secret, created_at_ms, created_stamp, deleted FROM s3_keys ORDER BY key_id",
         ),
     ];
     let mut out = Rows::default();

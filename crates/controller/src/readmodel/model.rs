@@ -10,7 +10,7 @@ use redcloud_eventlog::{Hlc, NodeId, Op};
 use uuid::Uuid;
 
 use super::conflict_names;
-use super::queries::{Account, FileRecord, UserRecord};
+use super::queries::{Account, FileRecord, S3KeyRecord, S3KeySecret, UserRecord};
 use crate::meta::{KeyHash, MetaOp};
 
 /// The last-writer-wins order: "ordered by (HLC, origin)".
@@ -291,5 +291,52 @@ impl Model {
         self.shown()
             .into_values()
             .find(|f| &f.owner_id == owner && f.name == name)
+    }
+
+    /// The live S3 access keys: per key id, the earliest creation describes it ("a second
+    /// creation of one id is never made by a healthy node"), and a deletion is for good,
+    /// whichever stamp it has.
+    fn s3_keys(&self) -> BTreeMap<String, (Uuid, Vec<u8>, u64)> {
+        let mut keys = BTreeMap::new();
+        for op in self.by_stamp() {
+            if let MetaOp::S3KeyCreated {
+                key_id,
+                user_id,
+                sealed_secret,
+                created_at_ms,
+            } = &op.payload
+            {
+                keys.entry(key_id.clone())
+                    .or_insert_with(|| (*user_id, sealed_secret.clone(), *created_at_ms));
+            }
+        }
+        for op in &self.ops {
+            if let MetaOp::S3KeyDeleted { key_id } = &op.payload {
+                keys.remove(key_id);
+            }
+        }
+        keys
+    }
+
+    /// The user's live S3 access keys, by key id.
+    pub fn s3_keys_of(&self, user_id: &Uuid) -> Vec<S3KeyRecord> {
+        self.s3_keys()
+            .into_iter()
+            .filter(|(_, (owner, _, _))| owner == user_id)
+            .map(|(key_id, (_, _, created_at_ms))| S3KeyRecord {
+                key_id,
+                created_at_ms,
+            })
+            .collect()
+    }
+
+    /// The live S3 access key `key_id`.
+    pub fn s3_key(&self, key_id: &str) -> Option<S3KeySecret> {
+        self.s3_keys()
+            .remove(key_id)
+            .map(|(user_id, sealed_secret, _)| S3KeySecret {
+                user_id,
+                sealed_secret,
+            })
     }
 }

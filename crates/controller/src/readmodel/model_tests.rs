@@ -64,6 +64,11 @@ enum Step {
         file: usize,
         tags: Vec<usize>,
     },
+    /// `at` makes an S3 access key for the `user`th user it has seen.
+    CreateS3Key { at: usize, user: usize },
+    /// `at` deletes the `key`th S3 access key it has seen (deleted ones included: a second
+    /// deletion is what two controllers make when both are asked during a partition).
+    DeleteS3Key { at: usize, key: usize },
     /// `into` learns everything `from` has, unless a partition separates them.
     Sync { into: usize, from: usize },
     /// The origins whose bit is set in `side` are cut off from the others until the next heal.
@@ -168,20 +173,26 @@ impl History {
                     },
                 );
             }
-            Step::Login { at, user } => {
+            Step::Login { at, user } | Step::CreateS3Key { at, user } => {
                 let at = at % origins;
                 let Some(user_id) = pick(&self.seen(at).0, *user) else {
                     return;
                 };
                 let n = self.fresh_id();
-                self.append(
-                    at,
-                    index,
+                let payload = if matches!(step, Step::Login { .. }) {
                     MetaOp::ApiKeyIssued {
                         user_id,
                         api_key_hash: key_hash(n),
-                    },
-                );
+                    }
+                } else {
+                    MetaOp::S3KeyCreated {
+                        key_id: format!("RCKEY{n:015}"),
+                        user_id,
+                        sealed_secret: n.to_be_bytes().to_vec(),
+                        created_at_ms: index,
+                    }
+                };
+                self.append(at, index, payload);
             }
             Step::Upload {
                 at,
@@ -258,6 +269,21 @@ impl History {
                 };
                 self.append(at, index, payload);
             }
+            Step::DeleteS3Key { at, key } => {
+                let at = at % origins;
+                let keys: Vec<String> = self.logs[at]
+                    .iter()
+                    .filter_map(|op| match &op.payload {
+                        MetaOp::S3KeyCreated { key_id, .. } => Some(key_id.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                if keys.is_empty() {
+                    return;
+                }
+                let key_id = keys[key % keys.len()].clone();
+                self.append(at, index, MetaOp::S3KeyDeleted { key_id });
+            }
             Step::Sync { into, from } => {
                 let (into, from) = (into % origins, from % origins);
                 let cut = |o: usize| self.side & (1 << o) != 0;
@@ -285,13 +311,32 @@ fn build(skews: &[u64], steps: &[Step]) -> History {
     history
 }
 
+/// The same answer from the model and the projection, or the difference, named by `what`.
+fn same<T: PartialEq + std::fmt::Debug>(
+    what: impl FnOnce() -> String,
+    expected: T,
+    got: T,
+) -> Result<(), String> {
+    if expected == got {
+        return Ok(());
+    }
+    Err(format!(
+        "{}:\n  model:      {expected:#?}\n  projection: {got:#?}",
+        what()
+    ))
+}
+
 /// Every query of the read model, asked of both; the first difference, if any.
 fn compare(model: &Model, reader: &Reader<'_>, ops: &[Op<MetaOp>]) -> Result<(), String> {
     let mut users = BTreeSet::new();
     let mut keys = BTreeSet::new();
     let mut files = BTreeSet::new();
+    let mut s3_keys = BTreeSet::new();
     for op in ops {
         match &op.payload {
+            MetaOp::S3KeyCreated { key_id, .. } | MetaOp::S3KeyDeleted { key_id } => {
+                s3_keys.insert(key_id.clone());
+            }
             MetaOp::UserRegistered {
                 user_id,
                 api_key_hash,
@@ -309,47 +354,39 @@ fn compare(model: &Model, reader: &Reader<'_>, ops: &[Op<MetaOp>]) -> Result<(),
             _ => {}
         }
     }
-    let differ = |what: String, expected: String, got: String| {
-        Err(format!(
-            "{what}:\n  model:      {expected}\n  projection: {got}"
-        ))
-    };
     let fail = |e: ReadModelError| format!("the projection failed: {e}");
     for name in USERNAMES {
-        let (expected, got) = (
+        same(
+            || format!("users_by_name({name:?})"),
             model.users_by_name(name),
             reader.users_by_name(name, LIMIT).map_err(fail)?,
-        );
-        if expected != got {
-            return differ(
-                format!("users_by_name({name:?})"),
-                format!("{expected:?}"),
-                format!("{got:?}"),
-            );
-        }
+        )?;
     }
     for user in &users {
-        let (expected, got) = (model.account(user), reader.account(user).map_err(fail)?);
-        if expected != got {
-            return differ(
-                format!("account({user})"),
-                format!("{expected:?}"),
-                format!("{got:?}"),
-            );
-        }
+        same(
+            || format!("account({user})"),
+            model.account(user),
+            reader.account(user).map_err(fail)?,
+        )?;
+        same(
+            || format!("s3_keys_of({user})"),
+            model.s3_keys_of(user),
+            reader.s3_keys_of(user).map_err(fail)?,
+        )?;
     }
     for key in &keys {
-        let (expected, got) = (
+        same(
+            || format!("user_by_key({})", hex::encode(&key[..4])),
             model.user_by_key(key),
             reader.user_by_key(key).map_err(fail)?,
-        );
-        if expected != got {
-            return differ(
-                format!("user_by_key({})", hex::encode(&key[..4])),
-                format!("{expected:?}"),
-                format!("{got:?}"),
-            );
-        }
+        )?;
+    }
+    for key_id in &s3_keys {
+        same(
+            || format!("s3_key({key_id})"),
+            model.s3_key(key_id),
+            reader.s3_key(key_id).map_err(fail)?,
+        )?;
     }
     let mut queries: Vec<Vec<String>> = vec![Vec::new()];
     for (i, a) in TAGS.iter().enumerate() {
@@ -360,46 +397,28 @@ fn compare(model: &Model, reader: &Reader<'_>, ops: &[Op<MetaOp>]) -> Result<(),
     }
     for owner in &users {
         for query in &queries {
-            let (expected, got) = (
+            same(
+                || format!("files_matching({owner}, {query:?})"),
                 model.files_matching(owner, query),
                 reader.files_matching(owner, query).map_err(fail)?,
-            );
-            if expected != got {
-                return differ(
-                    format!("files_matching({owner}, {query:?})"),
-                    format!("{expected:#?}"),
-                    format!("{got:#?}"),
-                );
-            }
+            )?;
         }
         let mut names: BTreeSet<String> = NAMES.iter().map(|n| (*n).to_owned()).collect();
         names.extend(model.files_matching(owner, &[]).into_iter().map(|f| f.name));
         for name in names {
-            let (expected, got) = (
+            same(
+                || format!("file_by_name({owner}, {name:?})"),
                 model.file_by_name(owner, &name),
                 reader.file_by_name(owner, &name).map_err(fail)?,
-            );
-            if expected != got {
-                return differ(
-                    format!("file_by_name({owner}, {name:?})"),
-                    format!("{expected:#?}"),
-                    format!("{got:#?}"),
-                );
-            }
+            )?;
         }
     }
     for file in &files {
-        let (expected, got) = (
+        same(
+            || format!("file_by_id({file})"),
             model.file_by_id(file),
             reader.file_by_id(file).map_err(fail)?,
-        );
-        if expected != got {
-            return differ(
-                format!("file_by_id({file})"),
-                format!("{expected:#?}"),
-                format!("{got:#?}"),
-            );
-        }
+        )?;
     }
     Ok(())
 }
@@ -529,6 +548,8 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0..5usize, 0..8usize).prop_map(|(at, file)| Step::Delete { at, file }),
         3 => (0..5usize, 0..8usize, tags()).prop_map(|(at, file, tags)| Step::AddTags { at, file, tags }),
         4 => (0..5usize, 0..8usize, tags()).prop_map(|(at, file, tags)| Step::RemoveTags { at, file, tags }),
+        1 => (0..5usize, 0..4usize).prop_map(|(at, user)| Step::CreateS3Key { at, user }),
+        1 => (0..5usize, 0..4usize).prop_map(|(at, key)| Step::DeleteS3Key { at, key }),
         5 => (0..5usize, 0..5usize).prop_map(|(into, from)| Step::Sync { into, from }),
         1 => (1u8..31).prop_map(|side| Step::Partition { side }),
         1 => Just(Step::Heal),

@@ -116,6 +116,24 @@ pub struct FileRecord {
     pub tags: Vec<String>,
 }
 
+/// A live S3 access key as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3KeyRecord {
+    /// The access key id.
+    pub key_id: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+}
+
+/// A live S3 access key as the gateway needs it to check a signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3KeySecret {
+    /// Whose key it is.
+    pub user_id: Uuid,
+    /// The secret, sealed (`s3keys`).
+    pub sealed_secret: Vec<u8>,
+}
+
 /// Queries over one connection.
 pub struct Reader<'c> {
     pub(super) conn: &'c Connection,
@@ -197,6 +215,41 @@ impl Reader<'_> {
             )
             .optional()?
             .map(|id| uuid(id, "users.user_id"))
+            .transpose()
+    }
+
+    /// The user's live S3 access keys, by key id.
+    pub fn s3_keys_of(&self, user_id: &Uuid) -> Result<Vec<S3KeyRecord>, ReadModelError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT key_id, created_at_ms FROM s3_keys
+             WHERE user_id = ?1 AND deleted = 0 ORDER BY key_id",
+        )?;
+        let rows = statement.query_map([user_id.as_bytes()], |row| {
+            Ok(S3KeyRecord {
+                key_id: row.get(0)?,
+                created_at_ms: row.get::<_, i64>(1)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The live S3 access key `key_id`.
+    pub fn s3_key(&self, key_id: &str) -> Result<Option<S3KeySecret>, ReadModelError> {
+        self.conn
+            .prepare_cached(
+                "SELECT user_id, sealed_secret FROM s3_keys
+                 WHERE key_id = ?1 AND deleted = 0 AND user_id IS NOT NULL",
+            )?
+            .query_row([key_id], |row| {
+                Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Vec<u8>>(1)?))
+            })
+            .optional()?
+            .map(|(user_id, sealed_secret)| {
+                Ok(S3KeySecret {
+                    user_id: uuid(user_id, "s3_keys.user_id")?,
+                    sealed_secret,
+                })
+            })
             .transpose()
     }
 

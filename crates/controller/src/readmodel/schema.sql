@@ -97,3 +97,16 @@ CREATE TABLE IF NOT EXISTS retired_nodes (
     reason TEXT NOT NULL,
     PRIMARY KEY (kind, node_id)
 ) WITHOUT ROWID;
+
+-- S3 access keys. A key is created once (its id is random) and deleted for good: a row can
+-- hold a deletion whose creation has not arrived yet (user_id NULL until it does). Of two
+-- creations of one id (never made by a healthy node), the earliest by stamp describes it.
+CREATE TABLE IF NOT EXISTS s3_keys (
+    key_id TEXT PRIMARY KEY,
+    user_id BLOB,
+    sealed_secret BLOB,
+    created_at_ms INTEGER,
+    created_stamp BLOB,
+    deleted INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS s3_keys_by_user ON s3_keys (user_id, key_id) WHERE deleted = 0;

@@ -547,6 +547,25 @@ fn the_in_memory_projection_settles_what_healthy_nodes_never_make_as_sqlite_does
             reason: "again".into(),
         },
     );
+    // One S3 key id made twice (the earliest describes it), and a key deleted by an origin
+    // that never saw it made (the deletion holds whichever arrives first).
+    let (other, sealed) = (Uuid::new_v4(), |byte: u8| vec![byte; 40]);
+    let created = |key_id: &str, user_id: Uuid, byte: u8| MetaOp::S3KeyCreated {
+        key_id: key_id.into(),
+        user_id,
+        sealed_secret: sealed(byte),
+        created_at_ms: u64::from(byte),
+    };
+    h.op(0, 50, created("RCTWICE", user, 1));
+    h.op(1, 21, created("RCTWICE", other, 2));
+    h.op(0, 51, created("RCDELETED", user, 3));
+    h.op(
+        1,
+        52,
+        MetaOp::S3KeyDeleted {
+            key_id: "RCDELETED".into(),
+        },
+    );
     for seed in 0..16 {
         let order = random_causal_order(&h.all, &mut rand::rngs::StdRng::seed_from_u64(seed));
         let mut p = memory();
@@ -561,6 +580,16 @@ fn the_in_memory_projection_settles_what_healthy_nodes_never_make_as_sqlite_does
                 op.dot
             );
         }
+        let reader = reader_of(&p);
+        assert_eq!(
+            reader.s3_key("RCTWICE").unwrap(),
+            Some(super::queries::S3KeySecret {
+                user_id: other,
+                sealed_secret: sealed(2),
+            })
+        );
+        assert_eq!(reader.s3_key("RCDELETED").unwrap(), None);
+        assert_eq!(reader.s3_keys_of(&user).unwrap(), vec![]);
     }
 }
 
