@@ -67,6 +67,17 @@ pub enum ReadModelError {
         /// Why it does not decode.
         reason: String,
     },
+    /// A read model written by another version, whose tables this one cannot read (a
+    /// controller rebuilds its own from the log at start; a snapshot must be taken again).
+    #[error("the {what} is in format {found}; this version reads format {reads}")]
+    OtherFormat {
+        /// `snapshot` or `read model`.
+        what: &'static str,
+        /// Its format.
+        found: i64,
+        /// This version's.
+        reads: i64,
+    },
 }
 
 impl ReadModelError {
@@ -301,7 +312,7 @@ impl Projection {
 /// file of another format.
 pub fn snapshot_position(path: &Path) -> Result<LogBase, ReadModelError> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    check_snapshot_format(&conn)?;
+    check_format(&conn, "snapshot")?;
     let (frontier, hlc) = read_position(&conn)?;
     Ok(LogBase { frontier, hlc })
 }
@@ -314,7 +325,7 @@ fn open_snapshot(
     expected: &[u8; 32],
 ) -> Result<(Connection, (VersionVector, Hlc), VersionVector), ReadModelError> {
     let snapshot = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    check_snapshot_format(&snapshot)?;
+    check_format(&snapshot, "snapshot")?;
     let found = digest(&snapshot)?;
     if &found != expected {
         return Err(ReadModelError::Corrupt {
@@ -337,14 +348,17 @@ fn open_snapshot(
     Ok((snapshot, position, folds))
 }
 
-fn check_snapshot_format(conn: &Connection) -> Result<(), ReadModelError> {
+/// Refuses a read model (`what`: a snapshot, or a data directory's) of another format,
+/// whose tables this version cannot read.
+fn check_format(conn: &Connection, what: &'static str) -> Result<(), ReadModelError> {
     let format: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     if format == FORMAT {
         Ok(())
     } else {
-        Err(ReadModelError::Corrupt {
-            what: "snapshot",
-            reason: format!("read model format {format}, this controller reads {FORMAT}"),
+        Err(ReadModelError::OtherFormat {
+            what,
+            found: format,
+            reads: FORMAT,
         })
     }
 }
@@ -752,6 +766,9 @@ pub fn digest_at(path: &Path) -> Result<[u8; 32], ReadModelError> {
     }
     let conn = open_connection(path)?;
     conn.pragma_update(None, "query_only", true)?;
+    // A controller rebuilds a read model of another format from its log at start; until
+    // then its tables are not this version's.
+    check_format(&conn, "read model")?;
     digest(&conn)
 }
 
