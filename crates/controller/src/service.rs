@@ -175,17 +175,8 @@ fn new_s3_key_id() -> String {
 
 /// 40 characters of base64's alphabet (240 random bits), as AWS secret access keys look.
 fn new_s3_secret() -> String {
-    const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes: [u8; 30] = rand::random();
-    bytes
-        .chunks(3)
-        .flat_map(|three| {
-            let word = u32::from_be_bytes([0, three[0], three[1], three[2]]);
-            (0..4)
-                .rev()
-                .map(move |i| char::from(BASE64[((word >> (6 * i)) & 63) as usize]))
-        })
-        .collect()
+    use base64ct::Encoding as _;
+    base64ct::Base64::encode_string(&rand::random::<[u8; 30]>())
 }
 
 /// The only form in which a key is stored or replicated.
