@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use redcloud_cli::logtool::{self, Reader, Source};
-use redcloud_controller::MetaOp;
+use redcloud_controller::{ContentMd5, MetaOp};
 use redcloud_eventlog::{Dot, FjallStore, Hlc, LogStore, NodeId, Op, Seq, VersionVector};
 use redcloud_tests::{Cluster, ClusterBuilder, bench_arg};
 use serde_json::Value;
@@ -51,6 +51,13 @@ fn history_payload(n: u64) -> MetaOp {
             tags: vec![format!("project-{}", n % 97), "all".to_owned()],
             created_at_ms: 1_790_000_000_000 + n,
             replaces: Vec::new(),
+            md5: Some(ContentMd5 {
+                digest: *redcloud_types::ChunkId::of(&n.to_be_bytes())
+                    .as_bytes()
+                    .first_chunk()
+                    .expect("a chunk id is 32 bytes"),
+                parts: 0,
+            }),
         },
         n if n % 20 == 1 => MetaOp::FilesDeleted {
             file_ids: vec![file],

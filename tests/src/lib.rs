@@ -31,6 +31,8 @@ pub struct Node {
     pub port: u16,
     /// Its second listener: a controller's cluster listener, a chunkserver's metrics listener.
     pub second_port: u16,
+    /// A controller's S3 listener (unused by a chunkserver).
+    pub s3_port: u16,
     /// The cluster secret it is given (`None`: it runs without one).
     pub secret: Option<String>,
     args: Vec<String>,
@@ -89,6 +91,7 @@ impl Node {
     ) -> Self {
         let port = free_port_on(ip);
         let second_port = free_port_on(ip);
+        let s3_port = free_port_on(ip);
         let data_dir = dir.join(format!("{role}-{}-{port}", ip.octets()[3]));
         std::fs::create_dir_all(&data_dir).unwrap();
         if can_partition() {
@@ -103,6 +106,7 @@ impl Node {
             uid,
             port,
             second_port,
+            s3_port,
             secret: Some(CLUSTER_SECRET.to_owned()),
             args,
             child: None,
@@ -161,6 +165,11 @@ impl Node {
             "controller" => "--cluster-listen",
             _ => "--metrics-listen",
         };
+        let s3: Vec<String> = if self.role == "controller" {
+            vec!["--s3-listen".to_owned(), self.s3_address()]
+        } else {
+            Vec::new()
+        };
         command.env_remove("REDCLOUD_CLUSTER_TOKEN");
         if let Some(secret) = &self.secret {
             command.env("REDCLOUD_CLUSTER_TOKEN", secret);
@@ -173,6 +182,7 @@ impl Node {
             .arg(format!("{}:{}", self.ip, self.second_port))
             .arg("--data-dir")
             .arg(&self.data_dir)
+            .args(&s3)
             .args(&self.args)
             .env("RUST_LOG", "info,lsm_tree=warn,fjall=warn")
             .stdin(Stdio::null())
@@ -292,6 +302,11 @@ impl Node {
             "controller" => format!("{}:{}", self.ip, self.second_port),
             _ => self.address(),
         }
+    }
+
+    /// `host:port` of a controller's S3 listener.
+    pub fn s3_address(&self) -> String {
+        format!("{}:{}", self.ip, self.s3_port)
     }
 
     /// `host:port` serving its `/metrics`.

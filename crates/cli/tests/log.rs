@@ -42,6 +42,10 @@ fn payload(i: u64) -> MetaOp {
             tags: vec![format!("t{}", i % 50)],
             created_at_ms: WALL_MS + i,
             replaces: Vec::new(),
+            md5: Some(redcloud_controller::ContentMd5 {
+                digest: (u128::from(i) * 0x9e37_79b9_7f4a_7c15).to_be_bytes(),
+                parts: 0,
+            }),
         }
     } else {
         MetaOp::TagsAdded {

@@ -8,6 +8,7 @@ use clap::Parser;
 
 const DEFAULT_LISTEN: &str = "0.0.0.0:8000";
 const DEFAULT_CLUSTER_LISTEN: &str = "0.0.0.0:8001";
+const DEFAULT_S3_LISTEN: &str = "0.0.0.0:9000";
 /// The cluster listener's port where a peer or seed names only a host.
 pub const DEFAULT_CLUSTER_PORT: u16 = 8001;
 const DEFAULT_CHUNK_WRITE_TIMEOUT_MS: u64 = 5_000;
@@ -51,6 +52,21 @@ pub struct Config {
     /// --server`, over mutual TLS keyed by the cluster secret.
     #[arg(long, env = "REDCLOUD_CONTROLLER_CLUSTER_LISTEN", default_value = DEFAULT_CLUSTER_LISTEN)]
     pub cluster_listen: SocketAddr,
+
+    /// Address the S3 listener binds: the S3 protocol for `aws`, `rclone`, `s3cmd` and SDKs,
+    /// with access keys from `redcloud s3-key create` (TLS as on --listen). Serves nothing to
+    /// other nodes.
+    #[arg(long, env = "REDCLOUD_S3_LISTEN", default_value = DEFAULT_S3_LISTEN)]
+    pub s3_listen: SocketAddr,
+
+    /// The region S3 clients sign their requests for; requests signed for another are refused.
+    #[arg(long, env = "REDCLOUD_S3_REGION", default_value = "redcloud")]
+    pub s3_region: String,
+
+    /// Domain for virtual-host-style S3 requests: a request to `BUCKET.DOMAIN` names bucket
+    /// `BUCKET`. Without it, buckets are named in the path only (`http://host:9000/BUCKET/key`).
+    #[arg(long, env = "REDCLOUD_S3_ROOT_DOMAIN")]
+    pub s3_root_domain: Option<String>,
 
     /// Address (host:port) of the cluster listener that other nodes dial. Detected from the
     /// routing table when not given.
@@ -229,6 +245,9 @@ impl Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             cluster_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            s3_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            s3_region: "redcloud".to_owned(),
+            s3_root_domain: None,
             advertise: None,
             tls_cert: None,
             tls_key: None,

@@ -319,6 +319,30 @@ impl ApiError {
     }
 }
 
+/// The S3 gateway's view of an error: it picks the S3 code from the kind.
+impl From<ApiError> for redcloud_s3::BackendError {
+    fn from(error: ApiError) -> Self {
+        use redcloud_s3::ErrorKind;
+        let kind = match error.code() {
+            ErrorCode::Unprocessable
+            | ErrorCode::BadRequest
+            | ErrorCode::AlreadyExists
+            | ErrorCode::Conflict => ErrorKind::Invalid,
+            ErrorCode::Unauthenticated | ErrorCode::Forbidden => ErrorKind::Denied,
+            ErrorCode::NotFound => ErrorKind::NotFound,
+            ErrorCode::TooLarge => ErrorKind::TooLarge,
+            ErrorCode::TooManyRequests => ErrorKind::SlowDown,
+            ErrorCode::Unavailable => ErrorKind::Unavailable,
+            ErrorCode::Full => ErrorKind::InsufficientStorage,
+            ErrorCode::Internal => {
+                tracing::error!(%error, "S3 request failed with an internal error");
+                ErrorKind::Internal
+            }
+        };
+        redcloud_s3::BackendError::new(kind, error.public_detail())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.code().http_status();

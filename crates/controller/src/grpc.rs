@@ -151,8 +151,9 @@ impl Files for FilesApi {
             name: uploaded.name.clone(),
             original_name: uploaded.name,
             size: uploaded.size,
-            created_at_ms: self.state.service.clock.now_ms(),
+            created_at_ms: uploaded.created_at_ms,
             tags: uploaded.tags,
+            md5: Some(uploaded.md5),
         };
         let mut info = file_info(&file);
         info.replaced_file_id = uploaded.replaced_file_id.map(|id| id.to_string());
@@ -323,7 +324,10 @@ impl Files for FilesApi {
             .tag_counts(owner)
             .await?
             .into_iter()
-            .map(|(tag, count)| TagCount { tag, count })
+            .map(|counted| TagCount {
+                tag: counted.tag,
+                count: counted.files,
+            })
             .collect();
         Ok(Response::new(ListTagsResponse { tags }))
     }

@@ -501,6 +501,7 @@ mod tests {
             tags: tags.iter().map(|t| (*t).to_owned()).collect(),
             created_at_ms: 0,
             replaces,
+            md5: None,
         }
     }
 

@@ -6,6 +6,7 @@ mod chunks;
 mod clock;
 mod cluster;
 mod config;
+mod download;
 mod error;
 mod grpc;
 mod http;
@@ -19,6 +20,7 @@ mod peers;
 mod readmodel;
 mod repair;
 mod retired;
+mod s3_backend;
 mod service;
 mod snapshot;
 pub mod status;
@@ -34,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, DEFAULT_CLUSTER_PORT};
 pub use error::{ApiError, ErrorCode};
-pub use meta::MetaOp;
+pub use meta::{ContentMd5, MetaOp};
 pub use readmodel::{
     MemoryProjection, Projection, ReadModelError, conflict_names, digest as read_model_digest,
     digest_at as read_model_digest_at,
@@ -58,20 +60,28 @@ pub enum RunError {
     Serve(#[from] std::io::Error),
 }
 
-/// The two sockets a controller serves: clients on one, other nodes on the other.
+/// The sockets a controller serves: clients on two (its API, S3), other nodes on the third.
 pub struct Listeners {
     /// The client listener (`--listen`).
     pub client: TcpListener,
     /// The cluster listener (`--cluster-listen`).
     pub cluster: TcpListener,
+    /// The S3 listener (`--s3-listen`).
+    pub s3: TcpListener,
 }
 
 impl Listeners {
-    /// Binds the addresses of `config`.
+    /// Binds the addresses of `config`; an address in use is named with its flag.
     pub async fn bind(config: &Config) -> std::io::Result<Self> {
+        let bind = |address, flag| async move {
+            TcpListener::bind(address)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{flag} {address}: {e}")))
+        };
         Ok(Self {
-            client: TcpListener::bind(config.listen).await?,
-            cluster: TcpListener::bind(config.cluster_listen).await?,
+            client: bind(config.listen, "--listen").await?,
+            cluster: bind(config.cluster_listen, "--cluster-listen").await?,
+            s3: bind(config.s3_listen, "--s3-listen").await?,
         })
     }
 }
@@ -348,7 +358,20 @@ pub async fn run(
     // gRPC and HTTP share the client port: gRPC calls live under the service's own path prefix.
     let clients =
         http::router(Arc::clone(&state)).route_service("/redcloud.files.v1.Files/{*method}", grpc);
+    let s3_local = listeners.s3.local_addr()?;
+    let s3 = redcloud_s3::router(
+        Arc::new(s3_backend::S3Backend::new(Arc::clone(&state))),
+        redcloud_s3::GatewayConfig {
+            region: config.s3_region.clone(),
+            root_domain: config.s3_root_domain.clone(),
+        },
+    );
     let nodes = internal::router(state);
+    let s3_server = axum::serve(
+        redcloud_link::ServeListener::new(listeners.s3, client_tls.clone()),
+        s3,
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let client_server = axum::serve(
         redcloud_link::ServeListener::new(listeners.client, client_tls),
         clients.into_make_service_with_connect_info::<redcloud_link::RemoteAddr>(),
@@ -359,7 +382,12 @@ pub async fn run(
         nodes,
     )
     .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let served = tokio::try_join!(client_server.into_future(), cluster_server.into_future());
+    tracing::info!(s3_listen = %s3_local, s3_region = %config.s3_region, "S3 listener ready");
+    let served = tokio::try_join!(
+        client_server.into_future(),
+        cluster_server.into_future(),
+        s3_server.into_future()
+    );
     shutdown.cancel();
     served?;
     tracing::info!("controller stopped");

@@ -18,6 +18,8 @@ pub const PASSWORD_MAX_BYTES: usize = 1_024;
 pub const JSON_BODY_MAX_BYTES: usize = 1024 * 1024;
 /// Most S3 access keys one user may hold at once.
 pub const S3_KEYS_PER_USER_MAX: usize = 16;
+/// Longest S3 access key id looked up (ours have 20 characters; AWS allows up to 128).
+pub const S3_KEY_ID_MAX_BYTES: usize = 128;
 /// Largest multipart text part (`tags`).
 pub const MULTIPART_TEXT_MAX_BYTES: usize = 64 * 1024;
 

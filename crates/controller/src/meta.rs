@@ -12,6 +12,57 @@ use uuid::Uuid;
 /// is ever stored or replicated.
 pub type KeyHash = [u8; 32];
 
+/// The MD5 an S3 client expects as a file's ETag: of the content for a file uploaded in one
+/// piece, or of the parts' MD5s (`parts` > 0) for one assembled from a multipart upload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ContentMd5 {
+    /// The digest.
+    #[serde(with = "digest_bytes")]
+    pub digest: [u8; 16],
+    /// How many parts it was computed over; 0 for the content itself.
+    pub parts: u32,
+}
+
+impl ContentMd5 {
+    /// S3's ETag text, without quotes: 32 hex digits, followed by `-N` for `N` parts.
+    pub fn etag(&self) -> String {
+        let hex = hex::encode(self.digest);
+        if self.parts == 0 {
+            hex
+        } else {
+            format!("{hex}-{}", self.parts)
+        }
+    }
+}
+
+/// A digest as MessagePack bytes (18 bytes on the wire) rather than serde's default of an
+/// array of numbers (up to 33).
+mod digest_bytes {
+    use serde::{Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(digest: &[u8; 16], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(digest)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<[u8; 16], D::Error> {
+        struct Digest;
+        impl de::Visitor<'_> for Digest {
+            type Value = [u8; 16];
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("16 bytes")
+            }
+
+            fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<[u8; 16], E> {
+                bytes
+                    .try_into()
+                    .map_err(|_| E::invalid_length(bytes.len(), &self))
+            }
+        }
+        deserializer.deserialize_bytes(Digest)
+    }
+}
+
 /// One metadata change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetaOp {
@@ -55,6 +106,10 @@ pub enum MetaOp {
         /// Files of the same owner and name that the uploader's controller knew of: this upload
         /// causally follows them and deletes them.
         replaces: Vec<Uuid>,
+        /// The MD5 that S3 clients compare the file's ETag with; absent for files uploaded
+        /// before it was kept.
+        #[serde(default)]
+        md5: Option<ContentMd5>,
     },
     /// Files were deleted.
     FilesDeleted {
@@ -136,4 +191,75 @@ pub enum MetaOp {
         /// Per retired origin, the seq up to which it is folded.
         folded: VersionVector,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `FileAdded` as it was written before it kept an MD5: same variant name and position.
+    #[derive(Serialize)]
+    enum Before {
+        #[allow(dead_code)]
+        UserRegistered,
+        #[allow(dead_code)]
+        ApiKeyIssued,
+        FileAdded {
+            file_id: Uuid,
+            owner_id: Uuid,
+            name: String,
+            size: u64,
+            chunk_size: u64,
+            chunks: Vec<ChunkId>,
+            tags: Vec<String>,
+            created_at_ms: u64,
+            replaces: Vec<Uuid>,
+        },
+    }
+
+    #[test]
+    fn a_file_added_before_md5s_were_kept_decodes_without_one() {
+        let file_id = Uuid::from_u128(7);
+        let before = rmp_serde::to_vec(&Before::FileAdded {
+            file_id,
+            owner_id: Uuid::from_u128(8),
+            name: "a".to_owned(),
+            size: 1,
+            chunk_size: 1,
+            chunks: vec![ChunkId::of(b"a")],
+            tags: vec!["t".to_owned()],
+            created_at_ms: 9,
+            replaces: Vec::new(),
+        })
+        .unwrap();
+        match rmp_serde::from_slice::<MetaOp>(&before).unwrap() {
+            MetaOp::FileAdded {
+                file_id: id, md5, ..
+            } => {
+                assert_eq!(id, file_id);
+                assert_eq!(md5, None);
+            }
+            other => panic!("decoded as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_md5_travels_as_sixteen_bytes_and_nothing_else_decodes() {
+        let md5 = ContentMd5 {
+            digest: [0xab; 16],
+            parts: 3,
+        };
+        let bytes = rmp_serde::to_vec(&md5).unwrap();
+        assert_eq!(bytes.len(), 1 + 2 + 16 + 1, "{bytes:02x?}");
+        assert_eq!(rmp_serde::from_slice::<ContentMd5>(&bytes).unwrap(), md5);
+        assert_eq!(md5.etag(), format!("{}-3", "ab".repeat(16)));
+        assert_eq!(ContentMd5 { parts: 0, ..md5 }.etag(), "ab".repeat(16));
+        // A two-element array holding 15 bytes (bin 8) and 0.
+        let short: Vec<u8> = [0x92, 0xc4, 15]
+            .into_iter()
+            .chain([1; 15])
+            .chain([0])
+            .collect();
+        assert!(rmp_serde::from_slice::<ContentMd5>(&short).is_err());
+    }
 }

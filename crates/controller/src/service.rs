@@ -17,8 +17,10 @@ use crate::clock::WallClock;
 use crate::error::ApiError;
 use crate::limits::{check_credentials, check_file_name, check_file_tag_count, check_tags};
 use crate::log_worker::LogHandle;
-use crate::meta::{KeyHash, MetaOp};
-use crate::readmodel::{Account, FileRecord, ReadModelError, ReadPool, Reader, S3KeyRecord};
+use crate::meta::{ContentMd5, KeyHash, MetaOp};
+use crate::readmodel::{
+    Account, FileRecord, ReadModelError, ReadPool, Reader, S3KeyRecord, TagCount,
+};
 use crate::throttle::AuthGate;
 use crate::upload::{StoredData, UploadLimits, store_stream};
 use redcloud_types::ChunkId;
@@ -77,6 +79,10 @@ pub struct Uploaded {
     pub size: u64,
     /// Its tags, de-duplicated, in input order.
     pub tags: Vec<String>,
+    /// When it was recorded, in milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+    /// The MD5 of its content.
+    pub md5: ContentMd5,
     /// The file of the same name it replaced.
     pub replaced_file_id: Option<Uuid>,
 }
@@ -442,6 +448,7 @@ impl Service {
             .await?
             .map(|f| f.file_id);
         let file_id = Uuid::new_v4();
+        let created_at_ms = self.clock.now_ms();
         let op = MetaOp::FileAdded {
             file_id,
             owner_id: owner,
@@ -450,15 +457,19 @@ impl Service {
             chunk_size: self.limits.chunk_size as u64,
             chunks: stored.chunks,
             tags: tags.clone(),
-            created_at_ms: self.clock.now_ms(),
+            created_at_ms,
             replaces: replaced.into_iter().collect(),
+            md5: Some(stored.md5),
         };
+        let md5 = stored.md5;
         self.log.append(vec![op]).await?;
         Ok(Uploaded {
             file_id,
             name,
             size: stored.size,
             tags,
+            created_at_ms,
+            md5,
             replaced_file_id: replaced,
         })
     }
@@ -563,6 +574,28 @@ impl Service {
             }])
             .await?;
         Ok(key)
+    }
+
+    /// The owner and the opened secret of the live S3 access key `key_id`.
+    pub async fn s3_access_key(&self, key_id: String) -> Result<Option<(Uuid, String)>, ApiError> {
+        if key_id.len() > crate::limits::S3_KEY_ID_MAX_BYTES {
+            return Ok(None);
+        }
+        let id = key_id.clone();
+        let Some(key) = self.read(move |r| r.s3_key(&id)).await? else {
+            return Ok(None);
+        };
+        let secret = self
+            .sealer
+            .open(key_id.as_bytes(), &key.sealed_secret)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(|| {
+                ApiError::internal(format!(
+                    "the sealed secret of S3 key {key_id} does not open under this cluster's secret"
+                ))
+            })?;
+        Ok(Some((key.user_id, secret)))
     }
 
     /// The caller's S3 access keys (ids and dates; never the secrets).
@@ -680,7 +713,7 @@ impl Service {
     }
 
     /// The tags on the caller's live files, each with how many files carry it, by tag.
-    pub async fn tag_counts(&self, owner: Uuid) -> Result<Vec<(String, u64)>, ApiError> {
+    pub async fn tag_counts(&self, owner: Uuid) -> Result<Vec<TagCount>, ApiError> {
         self.read(move |r| r.tag_counts(&owner)).await
     }
 
@@ -715,6 +748,20 @@ impl Service {
             return Err(ApiError::Forbidden);
         }
         Ok(found)
+    }
+
+    /// The bytes `first..=last` of a found file, streamed from chunkservers; the first chunk
+    /// is read before this returns.
+    pub async fn read_range(
+        &self,
+        download: Download,
+        first: u64,
+        last: u64,
+    ) -> Result<
+        impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+        ApiError,
+    > {
+        crate::download::stream_range(&self.chunks, download, first, last).await
     }
 
     /// Reads one chunk, verified.

@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::FuturesOrdered;
 use futures_util::{Stream, StreamExt};
+use md5::Digest as _;
 use redcloud_types::ChunkId;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::chunks::{ChunkIo, Targets};
 use crate::error::ApiError;
+use crate::meta::ContentMd5;
 
 /// What an upload stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +22,8 @@ pub struct StoredData {
     pub size: u64,
     /// The chunks, in order.
     pub chunks: Vec<ChunkId>,
+    /// The content's MD5, for S3 clients.
+    pub md5: ContentMd5,
     /// When the first chunk write started: the upload must be recorded within the upload
     /// deadline of this, or garbage collection may already have taken its chunks.
     pub started: Instant,
@@ -62,6 +66,7 @@ where
     let mut chunks = Vec::new();
     let mut buffer = BytesMut::with_capacity(chunk_size);
     let mut size = 0u64;
+    let mut md5 = RunningMd5::default();
     let chunk_limit = chunk_size as u64 * MAX_CHUNKS_PER_FILE;
     let max_bytes = limits
         .max_bytes
@@ -80,29 +85,17 @@ where
             let take = (chunk_size - buffer.len()).min(piece.len());
             buffer.extend_from_slice(&piece.split_to(take));
             if buffer.len() == chunk_size {
-                let full = std::mem::replace(&mut buffer, BytesMut::with_capacity(chunk_size));
-                submit(
-                    io,
-                    &targets,
-                    full.freeze(),
-                    limits,
-                    &mut in_flight,
-                    &mut chunks,
-                )
-                .await?;
+                let full =
+                    std::mem::replace(&mut buffer, BytesMut::with_capacity(chunk_size)).freeze();
+                md5.update(full.clone()).await?;
+                submit(io, &targets, full, limits, &mut in_flight, &mut chunks).await?;
             }
         }
     }
     if !buffer.is_empty() {
-        submit(
-            io,
-            &targets,
-            buffer.freeze(),
-            limits,
-            &mut in_flight,
-            &mut chunks,
-        )
-        .await?;
+        let last = buffer.freeze();
+        md5.update(last.clone()).await?;
+        submit(io, &targets, last, limits, &mut in_flight, &mut chunks).await?;
     }
     while let Some(written) = in_flight.next().await {
         chunks.push(joined(written)?);
@@ -110,8 +103,44 @@ where
     Ok(StoredData {
         size,
         chunks,
+        md5: ContentMd5 {
+            digest: md5.finish().await?,
+            parts: 0,
+        },
         started,
     })
+}
+
+/// The MD5 of everything fed to it, computed off the async threads while the next chunk
+/// arrives: each update waits only for the one before it.
+#[derive(Default)]
+struct RunningMd5 {
+    idle: md5::Md5,
+    running: Option<AbortOnDropHandle<md5::Md5>>,
+}
+
+impl RunningMd5 {
+    async fn update(&mut self, data: Bytes) -> Result<(), ApiError> {
+        let mut hasher = self.take().await?;
+        self.running = Some(AbortOnDropHandle::new(tokio::task::spawn_blocking(
+            move || {
+                hasher.update(&data);
+                hasher
+            },
+        )));
+        Ok(())
+    }
+
+    async fn take(&mut self) -> Result<md5::Md5, ApiError> {
+        match self.running.take() {
+            Some(running) => running.await.map_err(ApiError::internal),
+            None => Ok(std::mem::take(&mut self.idle)),
+        }
+    }
+
+    async fn finish(mut self) -> Result<[u8; 16], ApiError> {
+        Ok(self.take().await?.finalize().into())
+    }
 }
 
 /// Starts writing one chunk, first waiting for the oldest write when the pipeline is full.
@@ -164,6 +193,10 @@ mod tests {
             tags: vec!["t".repeat(128); 1000],
             created_at_ms: u64::MAX,
             replaces: vec![uuid::Uuid::new_v4(); 16],
+            md5: Some(crate::meta::ContentMd5 {
+                digest: [0xff; 16],
+                parts: u32::MAX,
+            }),
         };
         let size = rmp_serde::to_vec(&op).unwrap().len();
         assert!(

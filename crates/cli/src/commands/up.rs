@@ -23,6 +23,9 @@ pub struct UpArgs {
     /// Address the first controller serves on.
     #[arg(long, default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
+    /// Address the first controller serves S3 on; the others use the ports after it.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub s3_listen: SocketAddr,
     /// Directory for all data (kept between runs).
     #[arg(long, default_value = "redcloud-data")]
     pub data_dir: PathBuf,
@@ -43,19 +46,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
     let mut listeners = Vec::new();
     for i in 0..args.controllers.max(1) {
-        let port = if args.listen.port() == 0 {
-            0
-        } else {
-            args.listen.port() + i as u16
-        };
-        let address = SocketAddr::new(args.listen.ip(), port);
-        let client = TcpListener::bind(address)
-            .await
-            .with_context(|| format!("cannot listen on {address}: is another RedCloud running?"))?;
+        let client = bind_nth(args.listen, i).await?;
+        let s3 = bind_nth(args.s3_listen, i).await?;
         // Cluster listeners always stay on loopback: `up` runs no secret.
         let cluster = TcpListener::bind("127.0.0.1:0").await?;
-        listeners.push(redcloud_controller::Listeners { client, cluster });
+        listeners.push(redcloud_controller::Listeners {
+            client,
+            cluster,
+            s3,
+        });
     }
+    let s3_addresses: Vec<String> = listeners
+        .iter()
+        .map(|l| l.s3.local_addr().map(|a| a.to_string()))
+        .collect::<Result<_, _>>()?;
     let addresses: Vec<String> = listeners
         .iter()
         .map(|l| l.client.local_addr().map(|a| a.to_string()))
@@ -70,6 +74,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             redcloud_controller::Config::for_test(data_dir.join(format!("controller-{i}")));
         controller.listen = listeners.client.local_addr()?;
         controller.cluster_listen = listeners.cluster.local_addr()?;
+        controller.s3_listen = listeners.s3.local_addr()?;
         controller.tls_cert.clone_from(&args.tls_cert);
         controller.tls_key.clone_from(&args.tls_key);
         controller.peers = cluster_addresses
@@ -110,6 +115,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             "Open {scheme}://{first}/app/ in a browser, or start with `redcloud register NAME PASSWORD`."
         );
     }
+    println!(
+        "S3 (region redcloud, keys from `redcloud s3-key create`): {}",
+        s3_addresses
+            .iter()
+            .map(|a| format!("{scheme}://{a}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let mut failure = None;
     while let Some(finished) = tasks.join_next().await {
         if let Ok(Err(error)) | Err(error) = finished.map_err(anyhow::Error::from) {
@@ -119,6 +132,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     tokio::time::sleep(Duration::from_millis(10)).await;
     failure.map_or(Ok(()), Err)
+}
+
+/// Binds the `i`th port from `first` (any free port when `first`'s is 0).
+async fn bind_nth(first: SocketAddr, i: usize) -> anyhow::Result<TcpListener> {
+    let port = if first.port() == 0 {
+        0
+    } else {
+        first.port() + i as u16
+    };
+    let address = SocketAddr::new(first.ip(), port);
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}: is another RedCloud running?"))
 }
 
 async fn run_controller(

@@ -23,9 +23,6 @@ use crate::limits::MULTIPART_TEXT_MAX_BYTES;
 use crate::readmodel::FileRecord;
 use crate::service::{Download, DownloadTarget, check_upload, format_timestamp, parse_tags};
 
-/// Chunks fetched ahead of the one being sent.
-const READ_AHEAD_CHUNKS: usize = 3;
-
 fn file_json(file: &FileRecord) -> Value {
     json!({
         "file_id": file.file_id.to_string(),
@@ -372,7 +369,7 @@ pub async fn tags(
     let counts = app.service.tag_counts(user).await?;
     let tags: Vec<Value> = counts
         .into_iter()
-        .map(|(tag, count)| json!({"tag": tag, "count": count}))
+        .map(|counted| json!({"tag": counted.tag, "count": counted.files}))
         .collect();
     Ok(Json(json!({ "tags": tags })))
 }
@@ -471,16 +468,14 @@ async fn download_response(
     download: Download,
     range: Option<&HeaderValue>,
 ) -> Result<Response, ApiError> {
-    let Download {
-        file,
-        chunks,
-        chunk_size,
-    } = download;
-    let size = file.size;
+    let size = download.file.size;
     let mut builder = Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::CONTENT_DISPOSITION, content_disposition(&file.name));
+        .header(
+            header::CONTENT_DISPOSITION,
+            content_disposition(&download.file.name),
+        );
     let (start, end) = match parse_range(range, size) {
         Err(()) => {
             return Response::builder()
@@ -507,43 +502,7 @@ async fn download_response(
         }
     };
     builder = builder.header(header::CONTENT_LENGTH, end - start + 1);
-    let chunk_size = chunk_size.max(1);
-    let first = (start / chunk_size) as usize;
-    let last = ((end / chunk_size) as usize).min(chunks.len().saturating_sub(1));
-    let slice = move |index: usize, data: Bytes| -> Result<Bytes, std::io::Error> {
-        let chunk_start = index as u64 * chunk_size;
-        let expected = (size - chunk_start).min(chunk_size);
-        if data.len() as u64 != expected {
-            return Err(std::io::Error::other(format!(
-                "chunk {index} has {} bytes, expected {expected}",
-                data.len()
-            )));
-        }
-        let from = start.saturating_sub(chunk_start) as usize;
-        let to = ((end + 1).min(chunk_start + expected) - chunk_start) as usize;
-        Ok(data.slice(from..to))
-    };
-    let Some(&first_id) = chunks.get(first) else {
-        return Err(ApiError::internal(format!(
-            "file {} has no chunk {first}",
-            file.file_id
-        )));
-    };
-    let head = slice(first, app.service.read_chunk(first_id).await?).map_err(ApiError::internal)?;
-    let service = Arc::clone(&app);
-    let rest = futures_util::stream::iter((first + 1..=last).map(move |index| (index, chunks[index])))
-        .map(move |(index, id)| {
-            let service = Arc::clone(&service);
-            async move {
-                let data = service.service.read_chunk(id).await.map_err(|e| {
-                    tracing::error!(chunk = %id, error = %e, "download aborted: no replica could serve a chunk");
-                    std::io::Error::other(e.to_string())
-                })?;
-                slice(index, data)
-            }
-        })
-        .buffered(READ_AHEAD_CHUNKS);
-    let body = futures_util::stream::once(async move { Ok::<_, std::io::Error>(head) }).chain(rest);
+    let body = app.service.read_range(download, start, end).await?;
     builder
         .body(Body::from_stream(body))
         .map_err(ApiError::internal)

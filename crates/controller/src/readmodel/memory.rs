@@ -24,11 +24,12 @@ use redcloud_types::ChunkId;
 use rusqlite::Connection;
 use uuid::Uuid;
 
+use super::queries::md5_columns;
 use super::{
     RETIRED_CHUNKSERVER, RETIRED_CONTROLLER, ReadModelError, Rows, StampBytes, conflict_names,
     open_snapshot, record, stamp_bytes,
 };
-use crate::meta::{KeyHash, MetaOp};
+use crate::meta::{ContentMd5, KeyHash, MetaOp};
 
 struct User {
     username: String,
@@ -47,6 +48,7 @@ struct File {
     stamp: StampBytes,
     deleted: bool,
     chunks: Vec<ChunkId>,
+    md5: Option<ContentMd5>,
 }
 
 struct Tag {
@@ -146,7 +148,7 @@ impl MemoryProjection {
             );
         }
         let mut files = conn.prepare(
-            "SELECT file_id, owner_id, name, size, chunk_size, created_at_ms, stamp, deleted FROM files",
+            "SELECT file_id, owner_id, name, size, chunk_size, created_at_ms, stamp, deleted, md5, md5_parts FROM files",
         )?;
         let mut rows = files.query([])?;
         while let Some(row) = rows.next()? {
@@ -161,6 +163,8 @@ impl MemoryProjection {
                     stamp: blob(row, 6, "files.stamp")?,
                     deleted: row.get(7)?,
                     chunks: Vec::new(),
+                    md5: md5_columns(row.get(8)?, row.get(9)?)
+                        .map_err(|e| corrupt("files.md5", e))?,
                 },
             );
         }
@@ -338,6 +342,7 @@ impl MemoryProjection {
                 tags,
                 created_at_ms,
                 replaces,
+                md5,
             } => {
                 let deleted = match self.files.get(&file_id) {
                     Some(earlier) if earlier.stamp <= stamp => None,
@@ -356,6 +361,7 @@ impl MemoryProjection {
                             stamp,
                             deleted,
                             chunks,
+                            md5,
                         },
                     );
                 }
@@ -514,6 +520,11 @@ impl MemoryProjection {
                 out.bytes(file.name.as_bytes());
                 out.int(0);
             }
+            match file.md5 {
+                Some(md5) => out.bytes(&md5.digest),
+                None => out.null(),
+            }
+            out.int(file.md5.map_or(0, |m| i64::from(m.parts)));
         }
         out.table("file_chunks");
         for (file_id, file) in &files {

@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 pub use memory::MemoryProjection;
-pub use queries::{Account, FileRecord, ReadPool, Reader, RetiredNode, S3KeyRecord};
+pub use queries::{Account, FileRecord, ReadPool, Reader, RetiredNode, S3KeyRecord, TagCount};
 
 use crate::meta::MetaOp;
 
@@ -40,7 +40,7 @@ const SCHEMA: &str = include_str!("schema.sql");
 /// rule change: a read model of another format is emptied when opened and rebuilt from the
 /// log, the source of truth. 2: tags record whether the file ever carried them. 3: conflict
 /// names unique among the owner's live files. 4: retired nodes. 5: S3 access keys.
-const FORMAT: i64 = 5;
+const FORMAT: i64 = 6;
 const APPLIED_FRONTIER_KEY: &str = "applied_frontier";
 /// The newest stamp among the operations applied (MessagePack of an `Hlc`): a snapshot of
 /// this read model hands it on, so that the new log's stamps exceed everything it covers.
@@ -476,6 +476,7 @@ fn apply_one(tx: &Transaction<'_>, op: &Op<MetaOp>) -> Result<(), ReadModelError
             tags,
             created_at_ms,
             replaces,
+            md5,
         } => {
             // A second add of one id (never made by a healthy node) is settled by stamp: the
             // earliest add describes the file.
@@ -490,11 +491,13 @@ fn apply_one(tx: &Transaction<'_>, op: &Op<MetaOp>) -> Result<(), ReadModelError
                 .as_ref()
                 .is_none_or(|(_, _, earlier)| stamp.as_slice() < earlier.as_slice());
             if wins {
-                tx.prepare_cached("INSERT INTO files (file_id, owner_id, name, size, chunk_size, created_at_ms, stamp)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                tx.prepare_cached("INSERT INTO files (file_id, owner_id, name, size, chunk_size, created_at_ms, stamp, md5, md5_parts)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                      ON CONFLICT (file_id) DO UPDATE SET owner_id = excluded.owner_id, name = excluded.name,
                        size = excluded.size, chunk_size = excluded.chunk_size,
-                       created_at_ms = excluded.created_at_ms, stamp = excluded.stamp")?.execute(params![file_id.as_bytes(), owner_id.as_bytes(), name, *size as i64, *chunk_size as i64, *created_at_ms as i64, stamp],
+                       created_at_ms = excluded.created_at_ms, stamp = excluded.stamp,
+                       md5 = excluded.md5, md5_parts = excluded.md5_parts")?.execute(params![file_id.as_bytes(), owner_id.as_bytes(), name, *size as i64, *chunk_size as i64, *created_at_ms as i64, stamp,
+                       md5.map(|m| m.digest.to_vec()), md5.map_or(0, |m| i64::from(m.parts))],
                 )?;
                 tx.prepare_cached("DELETE FROM file_chunks WHERE file_id = ?1")?
                     .execute([file_id.as_bytes()])?;
@@ -781,7 +784,7 @@ pub fn digest(conn: &Connection) -> Result<[u8; 32], ReadModelError> {
         ),
         (
             "files",
-            "SELECT file_id, owner_id, name, size, chunk_size, created_at_ms, stamp, deleted, display_name, conflict FROM files ORDER BY file_id",
+            "SELECT file_id, owner_id, name, size, chunk_size, created_at_ms, stamp, deleted, display_name, conflict, md5, md5_parts FROM files ORDER BY file_id",
         ),
         (
             "file_chunks",

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::conflict_names;
 use super::queries::{Account, FileRecord, S3KeyRecord, S3KeySecret, UserRecord};
-use crate::meta::{KeyHash, MetaOp};
+use crate::meta::{ContentMd5, KeyHash, MetaOp};
 
 /// The last-writer-wins order: "ordered by (HLC, origin)".
 type Stamp = (Hlc, NodeId);
@@ -35,6 +35,7 @@ struct File {
     created_at_ms: u64,
     stamp: Stamp,
     deleted: bool,
+    md5: Option<ContentMd5>,
 }
 
 impl Model {
@@ -139,6 +140,7 @@ impl Model {
                 name,
                 size,
                 created_at_ms,
+                md5,
                 ..
             } = &op.payload
             {
@@ -151,6 +153,7 @@ impl Model {
                     created_at_ms: *created_at_ms,
                     stamp: op.stamp(),
                     deleted: false,
+                    md5: *md5,
                 });
             }
         }
@@ -263,6 +266,7 @@ impl Model {
                     size: file.size,
                     created_at_ms: file.created_at_ms,
                     tags: self.tags_of(&id).into_iter().collect(),
+                    md5: file.md5,
                 };
                 (id, record)
             })

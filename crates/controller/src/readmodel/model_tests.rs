@@ -20,7 +20,7 @@ use super::model::Model;
 use super::queries::Reader;
 use super::tests::{random_causal_order, users_and_files};
 use super::*;
-use crate::meta::KeyHash;
+use crate::meta::{ContentMd5, KeyHash};
 
 const USERNAMES: [&str; 2] = ["ann", "ben"];
 /// File names, one of which is what a conflict copy of `r.pdf` with id prefix `3f2a91c4`
@@ -238,6 +238,10 @@ impl History {
                         tags,
                         created_at_ms: index,
                         replaces,
+                        md5: (!n.is_multiple_of(3)).then(|| ContentMd5 {
+                            digest: [n as u8; 16],
+                            parts: n % 3 - 1,
+                        }),
                     },
                 );
             }

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params_from_iter};
 use uuid::Uuid;
 
 use super::{ReadModelError, open_connection};
-use crate::meta::KeyHash;
+use crate::meta::{ContentMd5, KeyHash};
 use crate::repair::gc::ChunkPast;
 
 /// A node retired from the cluster.
@@ -114,6 +114,19 @@ pub struct FileRecord {
     pub created_at_ms: u64,
     /// Effective tags, sorted.
     pub tags: Vec<String>,
+    /// The MD5 S3 clients see as its ETag, where one was kept.
+    pub md5: Option<ContentMd5>,
+}
+
+/// A tag on an owner's live files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagCount {
+    /// The tag.
+    pub tag: String,
+    /// How many of the owner's live files carry it.
+    pub files: u64,
+    /// When the earliest of them was uploaded, in milliseconds since the Unix epoch.
+    pub first_created_at_ms: u64,
 }
 
 /// A live S3 access key as its owner sees it.
@@ -146,7 +159,8 @@ fn uuid(bytes: Vec<u8>, what: &'static str) -> Result<Uuid, ReadModelError> {
     })
 }
 
-const FILE_COLUMNS: &str = "f.file_id, f.owner_id, f.display_name, f.name, f.size, f.created_at_ms";
+const FILE_COLUMNS: &str =
+    "f.file_id, f.owner_id, f.display_name, f.name, f.size, f.created_at_ms, f.md5, f.md5_parts";
 
 impl Reader<'_> {
     /// The frontier the read model has applied and the digest of exactly that state, read
@@ -288,7 +302,7 @@ impl Reader<'_> {
         let mut rows = stmt.query(params_from_iter(args))?;
         let mut files: Vec<FileRecord> = Vec::new();
         while let Some(row) = rows.next()? {
-            let tag: Option<String> = row.get(6)?;
+            let tag: Option<String> = row.get(8)?;
             let file_id = row.get_ref(0)?.as_blob().unwrap_or_default();
             match files.last_mut() {
                 Some(last) if last.file_id.as_bytes().as_slice() == file_id => {
@@ -304,15 +318,20 @@ impl Reader<'_> {
         Ok(files)
     }
 
-    /// The tags shown on the owner's live files, each with how many files carry it, by tag.
-    pub fn tag_counts(&self, owner: &Uuid) -> Result<Vec<(String, u64)>, ReadModelError> {
+    /// The tags shown on the owner's live files, by tag.
+    pub fn tag_counts(&self, owner: &Uuid) -> Result<Vec<TagCount>, ReadModelError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT t.tag, count(*) FROM files f CROSS JOIN file_tags t ON t.file_id = f.file_id
+            "SELECT t.tag, count(*), min(f.created_at_ms) FROM files f
+               CROSS JOIN file_tags t ON t.file_id = f.file_id
              WHERE f.owner_id = ?1 AND f.deleted = 0 AND t.effective = 1
              GROUP BY t.tag ORDER BY t.tag",
         )?;
         let rows = stmt.query_map([owner.as_bytes()], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+            Ok(TagCount {
+                tag: row.get(0)?,
+                files: row.get::<_, i64>(1)? as u64,
+                first_created_at_ms: row.get::<_, i64>(2)? as u64,
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -517,5 +536,24 @@ fn file_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<FileRecord> {
         size: row.get::<_, i64>(4)? as u64,
         created_at_ms: row.get::<_, i64>(5)? as u64,
         tags: Vec::new(),
+        md5: md5_columns(row.get(6)?, row.get(7)?).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Blob, e.into())
+        })?,
     })
+}
+
+/// The `md5` and `md5_parts` columns as one value.
+pub(super) fn md5_columns(
+    digest: Option<Vec<u8>>,
+    parts: i64,
+) -> Result<Option<ContentMd5>, String> {
+    let Some(digest) = digest else {
+        return Ok(None);
+    };
+    Ok(Some(ContentMd5 {
+        digest: digest
+            .try_into()
+            .map_err(|d: Vec<u8>| format!("an MD5 of {} bytes", d.len()))?,
+        parts: u32::try_from(parts).map_err(|_| format!("{parts} parts"))?,
+    }))
 }

@@ -31,7 +31,11 @@ CREATE TABLE IF NOT EXISTS files (
     -- for the others. NULL while deleted.
     display_name TEXT,
     -- 1 for a live file shown under a conflict name.
-    conflict INTEGER NOT NULL DEFAULT 0
+    conflict INTEGER NOT NULL DEFAULT 0,
+    -- The MD5 S3 clients see as the ETag (NULL where none was kept), and how many parts it
+    -- is of (0: of the content).
+    md5 BLOB,
+    md5_parts INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS files_by_owner_name ON files (owner_id, name);
 CREATE INDEX IF NOT EXISTS files_by_display ON files (owner_id, display_name) WHERE deleted = 0;

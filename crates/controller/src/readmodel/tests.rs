@@ -8,6 +8,7 @@ use redcloud_types::testing::Tmpfs;
 use uuid::Uuid;
 
 use super::*;
+use crate::meta::ContentMd5;
 
 fn memory() -> Projection {
     Projection::open(Path::new(":memory:")).unwrap()
@@ -78,6 +79,7 @@ fn add_file(file: Uuid, owner: Uuid, name: &str, tags: &[&str], replaces: Vec<Uu
         tags: tags.iter().map(|t| (*t).to_owned()).collect(),
         created_at_ms: 1,
         replaces,
+        md5: None,
     }
 }
 
@@ -725,6 +727,10 @@ fn random_step(h: &mut History, rng: &mut rand::rngs::StdRng, step: u64) {
                 tags: some_tags(rng),
                 created_at_ms: wall,
                 replaces,
+                md5: rng.random_bool(0.5).then(|| ContentMd5 {
+                    digest: rng.random(),
+                    parts: rng.random_range(0..3),
+                }),
             }
         }
         4 if !files.is_empty() => MetaOp::FilesDeleted {

@@ -1,0 +1,133 @@
+//! What the gateway needs from RedCloud, in RedCloud's terms.
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use uuid::Uuid;
+
+/// Bytes flowing in or out of the store.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// An S3 access key as the gateway checks signatures with it.
+pub struct AccessKey {
+    /// The user it acts for.
+    pub owner: Uuid,
+    /// The secret access key, in the clear: SigV4 needs it on the server.
+    pub secret: String,
+}
+
+/// A live file as S3 shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// The file.
+    pub file_id: Uuid,
+    /// The name its owner sees, which is its S3 key.
+    pub name: String,
+    /// Bytes.
+    pub size: u64,
+    /// When it was uploaded, in milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Its tags, sorted.
+    pub tags: Vec<String>,
+    /// Its ETag without quotes, where an MD5 was kept.
+    pub etag: Option<String>,
+}
+
+/// What kind of failure a backend call met: the gateway turns each into one S3 error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// No such file.
+    NotFound,
+    /// Not the caller's to read or change.
+    Denied,
+    /// The request is malformed or breaks a limit of the model (the message says which).
+    Invalid,
+    /// Larger than this store accepts.
+    TooLarge,
+    /// The content does not match the `Content-MD5` the client sent.
+    BadDigest,
+    /// Too many requests; the client should slow down.
+    SlowDown,
+    /// No chunkserver (or not enough of them) can take or serve the data right now.
+    Unavailable,
+    /// The controller's disk is full: reads work, writes do not.
+    InsufficientStorage,
+    /// Anything else: a bug or a broken disk.
+    Internal,
+}
+
+/// A failed backend call: its kind and a sentence for the client (never a secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendError {
+    /// What went wrong.
+    pub kind: ErrorKind,
+    /// Said to the client.
+    pub message: String,
+}
+
+impl BackendError {
+    /// An error of `kind` saying `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// RedCloud as the gateway uses it. Every call acts for `owner`, who has been authenticated
+/// by the signature of the request.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// The key `key_id`, if it exists and is not deleted.
+    async fn access_key(&self, key_id: &str) -> Result<Option<AccessKey>, BackendError>;
+
+    /// The tags on the owner's live files, by tag, each with how many files carry it and
+    /// when the first of them was uploaded (milliseconds since the Unix epoch).
+    async fn tags(&self, owner: Uuid) -> Result<Vec<(String, u64, u64)>, BackendError>;
+
+    /// The owner's live files carrying every tag of `tags`, sorted by name.
+    async fn objects(
+        &self,
+        owner: Uuid,
+        tags: Vec<String>,
+    ) -> Result<Vec<StoredObject>, BackendError>;
+
+    /// The owner's live file shown under `name`.
+    async fn object(&self, owner: Uuid, name: String)
+    -> Result<Option<StoredObject>, BackendError>;
+
+    /// Stores `body` as the owner's file `name` with `tags`, replacing the file shown under
+    /// that name. When `expected_md5` is given, a body with another MD5 is refused
+    /// ([`ErrorKind::BadDigest`]) and nothing is recorded.
+    async fn put(
+        &self,
+        owner: Uuid,
+        name: String,
+        tags: Vec<String>,
+        expected_md5: Option<[u8; 16]>,
+        body: ByteStream,
+    ) -> Result<StoredObject, BackendError>;
+
+    /// The bytes `first..=last` of `object`, which lie within it.
+    async fn read(
+        &self,
+        owner: Uuid,
+        object: &StoredObject,
+        first: u64,
+        last: u64,
+    ) -> Result<ByteStream, BackendError>;
+
+    /// Deletes the owner's file.
+    async fn delete(&self, owner: Uuid, file_id: Uuid) -> Result<(), BackendError>;
+
+    /// Adds `add` to and then removes `remove` from the owner's file; either may be empty.
+    async fn retag(
+        &self,
+        owner: Uuid,
+        file_id: Uuid,
+        add: Vec<String>,
+        remove: Vec<String>,
+    ) -> Result<(), BackendError>;
+}

@@ -1,0 +1,876 @@
+//! The S3 operations RedCloud serves, each translated into [`Backend`] calls. Every operation
+//! not written here answers `NotImplemented` (s3s's default), never a wrong success.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::response::IntoResponse as _;
+use futures_util::StreamExt;
+use s3s::dto::{
+    Bucket, CommonPrefix, CreateBucketInput, CreateBucketOutput, DeleteBucketInput,
+    DeleteBucketOutput, DeleteObjectInput, DeleteObjectOutput, DeleteObjectTaggingInput,
+    DeleteObjectTaggingOutput, DeleteObjectsInput, DeleteObjectsOutput, DeletedObject, ETag,
+    ETagCondition, GetBucketLocationInput, GetBucketLocationOutput, GetObjectInput,
+    GetObjectOutput, GetObjectTaggingInput, GetObjectTaggingOutput, HeadBucketInput,
+    HeadBucketOutput, HeadObjectInput, HeadObjectOutput, ListBucketsInput, ListBucketsOutput,
+    ListObjectsInput, ListObjectsOutput, ListObjectsV2Input, ListObjectsV2Output, Object,
+    PutObjectInput, PutObjectOutput, PutObjectTaggingInput, PutObjectTaggingOutput, Range,
+    StreamingBlob, Tag, Timestamp,
+};
+use s3s::host::{S3Host, VirtualHost};
+use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+use uuid::Uuid;
+
+use crate::backend::{Backend, BackendError, ByteStream, ErrorKind, StoredObject};
+use crate::listing::{self, PageRequest};
+use crate::names::{is_bucket_name, redcloud_tag, s3_tag, tagging_header, url_encode};
+
+/// Most keys one listing page returns, whatever `max-keys` asks (S3's own bound).
+const MAX_KEYS: usize = 1000;
+
+/// Longest object key: RedCloud file names are at most 255 bytes.
+const KEY_MAX_BYTES: usize = 255;
+
+/// Body pieces held between reading a file and sending it: the stream S3 bodies need must be
+/// `Sync`, so the read runs in its own task and hands its pieces (chunks of up to the chunk
+/// size) over this many at a time.
+const BODY_PIECES_IN_FLIGHT: usize = 1;
+
+/// The query parameter of the AND-query extension: `x-redcloud-tags=a,b`.
+const TAGS_EXTENSION: &str = "x-redcloud-tags";
+
+/// How the gateway presents itself.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The region clients must sign for (`--s3-region`).
+    pub region: String,
+    /// The domain under which `BUCKET.DOMAIN` names a bucket (`--s3-root-domain`); without
+    /// one, only path-style requests name buckets.
+    pub root_domain: Option<String>,
+}
+
+/// The S3 listener's router: signature checks by `s3s`, the mapping by [`Gateway`].
+pub fn router<B: Backend>(backend: Arc<B>, config: GatewayConfig) -> axum::Router {
+    let mut builder = s3s::service::S3ServiceBuilder::new(Gateway {
+        backend: Arc::clone(&backend),
+        config: config.clone(),
+    });
+    builder.set_auth(KeyStore { backend });
+    if let Some(domain) = config.root_domain {
+        builder.set_host(RootDomain { domain });
+    }
+    axum::Router::new()
+        .fallback(serve)
+        .with_state(builder.build())
+}
+
+/// Hands a request to `s3s`. A failure it cannot express as an S3 error (it logs those)
+/// becomes a plain 500.
+async fn serve(
+    axum::extract::State(service): axum::extract::State<s3s::service::S3Service>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    let request = request.map(s3s::Body::http_body_unsync);
+    match service.call(request).await {
+        Ok(response) => response.map(axum::body::Body::new),
+        Err(_) => http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Signature checks look secrets up here.
+struct KeyStore<B> {
+    backend: Arc<B>,
+}
+
+#[async_trait::async_trait]
+impl<B: Backend> s3s::auth::S3Auth for KeyStore<B> {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<s3s::auth::SecretKey> {
+        match self.backend.access_key(access_key).await {
+            Ok(Some(key)) => Ok(key.secret.into()),
+            Ok(None) => Err(s3_error!(
+                InvalidAccessKeyId,
+                "The AWS access key Id you provided does not exist in our records."
+            )),
+            Err(error) => Err(s3_error_of(error)),
+        }
+    }
+}
+
+/// `BUCKET.DOMAIN` names a bucket; `DOMAIN` and every other host (an address, another name)
+/// are path-style.
+struct RootDomain {
+    domain: String,
+}
+
+impl S3Host for RootDomain {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<VirtualHost<'a>> {
+        let name = host
+            .rsplit_once(':')
+            .filter(|(_, port)| port.parse::<u16>().is_ok())
+            .map_or(host, |(name, _)| name);
+        let bucket = name
+            .strip_suffix(self.domain.as_str())
+            .and_then(|rest| rest.strip_suffix('.'))
+            .filter(|bucket| !bucket.is_empty());
+        let virtual_host = VirtualHost::new(self.domain.as_str());
+        Ok(match bucket {
+            Some(bucket) => virtual_host.with_bucket(bucket),
+            None => virtual_host,
+        })
+    }
+}
+
+/// The mapping itself.
+struct Gateway<B> {
+    backend: Arc<B>,
+    config: GatewayConfig,
+}
+
+/// The one place backend failures become S3 errors.
+fn s3_error_of(error: BackendError) -> S3Error {
+    let code = match error.kind {
+        ErrorKind::NotFound => S3ErrorCode::NoSuchKey,
+        ErrorKind::Denied => S3ErrorCode::AccessDenied,
+        ErrorKind::Invalid => S3ErrorCode::InvalidArgument,
+        ErrorKind::TooLarge => S3ErrorCode::EntityTooLarge,
+        ErrorKind::BadDigest => S3ErrorCode::BadDigest,
+        ErrorKind::SlowDown => S3ErrorCode::SlowDown,
+        ErrorKind::Unavailable => S3ErrorCode::ServiceUnavailable,
+        ErrorKind::InsufficientStorage => {
+            let mut error = S3Error::with_message(
+                S3ErrorCode::Custom("InsufficientStorage".into()),
+                error.message,
+            );
+            error.set_status_code(http::StatusCode::INSUFFICIENT_STORAGE);
+            return error;
+        }
+        ErrorKind::Internal => S3ErrorCode::InternalError,
+    };
+    S3Error::with_message(code, error.message)
+}
+
+fn timestamp(ms: u64) -> Timestamp {
+    Timestamp::from(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+fn etag(object: &StoredObject) -> Option<ETag> {
+    object.etag.clone().map(ETag::Strong)
+}
+
+fn no_such_bucket(bucket: &str) -> S3Error {
+    s3_error!(
+        NoSuchBucket,
+        "No bucket (tag) {bucket:?} on any of your files"
+    )
+}
+
+fn no_such_key(key: &str) -> S3Error {
+    s3_error!(NoSuchKey, "No file named {key:?} in this bucket")
+}
+
+/// Whether `condition` (an `If-Match` or `If-None-Match` value) matches `object`.
+fn matches(condition: &ETagCondition, object: &StoredObject) -> bool {
+    match condition {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(tag) => object
+            .etag
+            .as_deref()
+            .is_some_and(|ours| tag.value() == ours),
+    }
+}
+
+/// Conditional-request rules of RFC 9110 as S3 applies them to GET and HEAD.
+fn check_conditions(
+    object: &StoredObject,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> S3Result<()> {
+    // HTTP dates have whole seconds: compare at that precision.
+    let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(object.created_at_ms / 1000);
+    let as_time = |t: &Timestamp| SystemTime::from(time_of(t));
+    if let Some(condition) = if_match {
+        if !matches(condition, object) {
+            return Err(s3_error!(PreconditionFailed, "If-Match does not match"));
+        }
+    } else if let Some(since) = if_unmodified_since
+        && modified > as_time(since)
+    {
+        return Err(s3_error!(
+            PreconditionFailed,
+            "modified since If-Unmodified-Since"
+        ));
+    }
+    if let Some(condition) = if_none_match {
+        if matches(condition, object) {
+            return Err(S3Error::new(S3ErrorCode::NotModified));
+        }
+    } else if let Some(since) = if_modified_since
+        && modified <= as_time(since)
+    {
+        return Err(S3Error::new(S3ErrorCode::NotModified));
+    }
+    Ok(())
+}
+
+fn time_of(t: &Timestamp) -> time::OffsetDateTime {
+    time::OffsetDateTime::from(t.clone())
+}
+
+impl<B: Backend> Gateway<B> {
+    /// The caller, once the request's signature is checked and its region is ours.
+    async fn owner<T>(&self, request: &S3Request<T>) -> S3Result<Uuid> {
+        if let Some(region) = &request.region
+            && region.as_ref() != self.config.region
+        {
+            return Err(s3_error!(
+                AuthorizationHeaderMalformed,
+                "the request is signed for region {region:?}; this server is region {:?}",
+                self.config.region
+            ));
+        }
+        let Some(credentials) = &request.credentials else {
+            return Err(s3_error!(AccessDenied, "anonymous requests are not served"));
+        };
+        match self.backend.access_key(&credentials.access_key).await {
+            Ok(Some(key)) => Ok(key.owner),
+            Ok(None) => Err(s3_error!(InvalidAccessKeyId, "the access key was deleted")),
+            Err(error) => Err(s3_error_of(error)),
+        }
+    }
+
+    /// Fails unless `bucket` is one of the owner's tags.
+    async fn bucket_exists(&self, owner: Uuid, bucket: &str) -> S3Result<()> {
+        let tags = self.backend.tags(owner).await.map_err(s3_error_of)?;
+        if tags.iter().any(|(tag, _, _)| tag == bucket) {
+            Ok(())
+        } else {
+            Err(no_such_bucket(bucket))
+        }
+    }
+
+    /// The object `key` in `bucket`: the owner's file of that name, if it carries the tag.
+    async fn object_in(&self, owner: Uuid, bucket: &str, key: &str) -> S3Result<StoredObject> {
+        match self
+            .backend
+            .object(owner, key.to_owned())
+            .await
+            .map_err(s3_error_of)?
+        {
+            Some(object) if object.tags.iter().any(|t| t == bucket) => Ok(object),
+            _ => {
+                self.bucket_exists(owner, bucket).await?;
+                Err(no_such_key(key))
+            }
+        }
+    }
+
+    /// The objects of `bucket` (and of the extension's extra tags), sorted by key.
+    async fn bucket_objects<T>(
+        &self,
+        owner: Uuid,
+        bucket: &str,
+        request: &S3Request<T>,
+    ) -> S3Result<Vec<StoredObject>> {
+        let mut tags = vec![bucket.to_owned()];
+        tags.extend(extension_tags(request.uri.query().unwrap_or_default()));
+        let objects = self
+            .backend
+            .objects(owner, tags)
+            .await
+            .map_err(s3_error_of)?;
+        if objects.is_empty() {
+            self.bucket_exists(owner, bucket).await?;
+        }
+        Ok(objects)
+    }
+}
+
+/// The tags of the `x-redcloud-tags=a,b` extension in a query string.
+fn extension_tags(query: &str) -> Vec<String> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(name, _)| *name == TAGS_EXTENSION)
+        .flat_map(|(_, value)| {
+            percent_encoding::percent_decode_str(value)
+                .decode_utf8_lossy()
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// A listing's entries in the requested encoding.
+fn encoder(encoding: Option<&s3s::dto::EncodingType>) -> impl Fn(&str) -> String {
+    let url = encoding.is_some_and(|e| e.as_str() == s3s::dto::EncodingType::URL);
+    move |text: &str| {
+        if url {
+            url_encode(text)
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+fn object_entry(object: &StoredObject, encode: &impl Fn(&str) -> String) -> Object {
+    Object {
+        key: Some(encode(&object.name)),
+        size: Some(object.size as i64),
+        last_modified: Some(timestamp(object.created_at_ms)),
+        e_tag: etag(object),
+        storage_class: Some(s3s::dto::ObjectStorageClass::from_static(
+            s3s::dto::ObjectStorageClass::STANDARD,
+        )),
+        ..Object::default()
+    }
+}
+
+fn max_keys(asked: Option<i32>) -> usize {
+    asked.map_or(MAX_KEYS, |n| usize::try_from(n).unwrap_or(0).min(MAX_KEYS))
+}
+
+/// A page of `objects` as `request` asks for it.
+fn list_page(
+    objects: &[StoredObject],
+    prefix: &str,
+    delimiter: Option<&str>,
+    after: Option<&str>,
+    max_keys: usize,
+) -> listing::Page<StoredObject> {
+    listing::page(
+        objects,
+        |o| o.name.as_str(),
+        PageRequest {
+            prefix,
+            delimiter,
+            after,
+            max_keys,
+        },
+    )
+}
+
+/// Reads a file into a body: a task pumps the backend's stream into a small channel, which
+/// is the `Sync` stream an S3 body must be. The task ends when the client goes away.
+fn body_of(mut stream: ByteStream) -> StreamingBlob {
+    let (sender, receiver) = tokio::sync::mpsc::channel(BODY_PIECES_IN_FLIGHT);
+    tokio::spawn(async move {
+        while let Some(piece) = stream.next().await {
+            if sender.send(piece).await.is_err() {
+                break;
+            }
+        }
+    });
+    StreamingBlob::wrap(tokio_stream::wrappers::ReceiverStream::new(receiver))
+}
+
+/// The bytes of a `size`-byte object that `range` asks for, as an inclusive pair.
+fn resolve_range(range: Option<&Range>, size: u64) -> S3Result<Option<(u64, u64)>> {
+    let Some(range) = range else {
+        return Ok(None);
+    };
+    let bytes = range.check(size).map_err(|_| {
+        s3_error!(
+            InvalidRange,
+            "The requested range is not satisfiable for an object of {size} bytes"
+        )
+    })?;
+    Ok(Some((bytes.start, bytes.end - 1)))
+}
+
+/// The RedCloud tags an S3 tag set stands for.
+fn tags_of_set(set: &[Tag]) -> S3Result<Vec<String>> {
+    set.iter()
+        .map(|tag| {
+            let key = tag.key.as_deref().unwrap_or_default();
+            if key.is_empty() {
+                return Err(s3_error!(InvalidTag, "a tag key cannot be empty"));
+            }
+            Ok(redcloud_tag(key, tag.value.as_deref().unwrap_or_default()))
+        })
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl<B: Backend> S3 for Gateway<B> {
+    async fn list_buckets(
+        &self,
+        request: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let owner = self.owner(&request).await?;
+        let tags = self.backend.tags(owner).await.map_err(s3_error_of)?;
+        let prefix = request.input.prefix.as_deref().unwrap_or_default();
+        let buckets = tags
+            .into_iter()
+            .filter(|(tag, _, _)| is_bucket_name(tag) && tag.starts_with(prefix))
+            .map(|(tag, _, first_ms)| Bucket {
+                name: Some(tag),
+                creation_date: Some(timestamp(first_ms)),
+                bucket_region: Some(self.config.region.clone()),
+            })
+            .collect();
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(buckets),
+            owner: Some(s3s::dto::Owner {
+                id: Some(owner.to_string()),
+                display_name: None,
+            }),
+            ..ListBucketsOutput::default()
+        }))
+    }
+
+    async fn head_bucket(
+        &self,
+        request: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        let owner = self.owner(&request).await?;
+        self.bucket_exists(owner, &request.input.bucket).await?;
+        Ok(S3Response::new(HeadBucketOutput {
+            bucket_region: Some(self.config.region.clone()),
+            ..HeadBucketOutput::default()
+        }))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        request: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        let owner = self.owner(&request).await?;
+        self.bucket_exists(owner, &request.input.bucket).await?;
+        Ok(S3Response::new(GetBucketLocationOutput {
+            location_constraint: Some(s3s::dto::BucketLocationConstraint::from(
+                self.config.region.clone(),
+            )),
+        }))
+    }
+
+    async fn create_bucket(
+        &self,
+        request: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        let owner = self.owner(&request).await?;
+        let bucket = &request.input.bucket;
+        if self.bucket_exists(owner, bucket).await.is_ok() {
+            return Err(s3_error!(
+                BucketAlreadyOwnedByYou,
+                "Your files already carry the tag {bucket:?}"
+            ));
+        }
+        Err(s3_error!(
+            NotImplemented,
+            "A bucket is a tag: put an object into {bucket:?} and the bucket exists"
+        ))
+    }
+
+    async fn delete_bucket(
+        &self,
+        request: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        let owner = self.owner(&request).await?;
+        let bucket = &request.input.bucket;
+        self.bucket_exists(owner, bucket).await?;
+        Err(s3_error!(
+            BucketNotEmpty,
+            "Files still carry the tag {bucket:?}: delete them or remove the tag first"
+        ))
+    }
+
+    async fn list_objects_v2(
+        &self,
+        request: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let owner = self.owner(&request).await?;
+        let objects = self
+            .bucket_objects(owner, &request.input.bucket, &request)
+            .await?;
+        let input = &request.input;
+        let after = match &input.continuation_token {
+            Some(token) => Some(
+                hex::decode(token)
+                    .ok()
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                    .ok_or_else(|| {
+                        s3_error!(
+                            InvalidArgument,
+                            "The continuation token provided is incorrect"
+                        )
+                    })?,
+            ),
+            None => input.start_after.clone(),
+        };
+        let prefix = input.prefix.as_deref().unwrap_or_default();
+        let max = max_keys(input.max_keys);
+        let page = list_page(
+            &objects,
+            prefix,
+            input.delimiter.as_deref(),
+            after.as_deref(),
+            max,
+        );
+        let encode = encoder(input.encoding_type.as_ref());
+        let contents: Vec<Object> = page
+            .objects
+            .iter()
+            .map(|o| object_entry(o, &encode))
+            .collect();
+        let common: Vec<CommonPrefix> = page
+            .common_prefixes
+            .iter()
+            .map(|p| CommonPrefix {
+                prefix: Some(encode(p)),
+            })
+            .collect();
+        Ok(S3Response::new(ListObjectsV2Output {
+            name: Some(input.bucket.clone()),
+            prefix: Some(encode(prefix)),
+            delimiter: input.delimiter.as_deref().map(&encode),
+            max_keys: Some(max as i32),
+            key_count: Some((contents.len() + common.len()) as i32),
+            continuation_token: input.continuation_token.clone(),
+            start_after: input.start_after.as_deref().map(&encode),
+            is_truncated: Some(page.next_after.is_some()),
+            next_continuation_token: page.next_after.map(hex::encode),
+            contents: Some(contents),
+            common_prefixes: Some(common),
+            encoding_type: input.encoding_type.clone(),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects(
+        &self,
+        request: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        let owner = self.owner(&request).await?;
+        let objects = self
+            .bucket_objects(owner, &request.input.bucket, &request)
+            .await?;
+        let input = &request.input;
+        let prefix = input.prefix.as_deref().unwrap_or_default();
+        let max = max_keys(input.max_keys);
+        let page = list_page(
+            &objects,
+            prefix,
+            input.delimiter.as_deref(),
+            input.marker.as_deref(),
+            max,
+        );
+        let encode = encoder(input.encoding_type.as_ref());
+        let contents: Vec<Object> = page
+            .objects
+            .iter()
+            .map(|o| object_entry(o, &encode))
+            .collect();
+        let common: Vec<CommonPrefix> = page
+            .common_prefixes
+            .iter()
+            .map(|p| CommonPrefix {
+                prefix: Some(encode(p)),
+            })
+            .collect();
+        Ok(S3Response::new(ListObjectsOutput {
+            name: Some(input.bucket.clone()),
+            prefix: Some(encode(prefix)),
+            delimiter: input.delimiter.as_deref().map(&encode),
+            marker: input.marker.as_deref().map(&encode),
+            max_keys: Some(max as i32),
+            is_truncated: Some(page.next_after.is_some()),
+            // S3 sends NextMarker only with a delimiter; clients use the last key otherwise,
+            // which is the same entry.
+            next_marker: page.next_after.as_deref().map(&encode),
+            contents: Some(contents),
+            common_prefixes: Some(common),
+            encoding_type: input.encoding_type.clone(),
+            ..Default::default()
+        }))
+    }
+
+    async fn put_object(
+        &self,
+        request: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let owner = self.owner(&request).await?;
+        let input = request.input;
+        if input.key.len() > KEY_MAX_BYTES {
+            return Err(s3_error!(
+                KeyTooLongError,
+                "A RedCloud file name is at most {KEY_MAX_BYTES} bytes; this key has {}",
+                input.key.len()
+            ));
+        }
+        if input
+            .if_none_match
+            .as_ref()
+            .is_some_and(ETagCondition::is_any)
+            && self
+                .backend
+                .object(owner, input.key.clone())
+                .await
+                .map_err(s3_error_of)?
+                .is_some()
+        {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "You already have a file named {:?}",
+                input.key
+            ));
+        }
+        let mut tags = vec![input.bucket.clone()];
+        if let Some(header) = &input.tagging {
+            tags.extend(tagging_header(header).map_err(|e| s3_error!(InvalidTag, "{e}"))?);
+        }
+        let expected_md5 = match &input.content_md5 {
+            Some(text) => Some(decode_content_md5(text)?),
+            None => None,
+        };
+        let body: ByteStream = match input.body {
+            Some(body) => Box::pin(body.map(|piece| piece.map_err(std::io::Error::other))),
+            None => Box::pin(futures_util::stream::empty()),
+        };
+        let stored = self
+            .backend
+            .put(owner, input.key, tags, expected_md5, body)
+            .await
+            .map_err(s3_error_of)?;
+        Ok(S3Response::new(PutObjectOutput {
+            e_tag: etag(&stored),
+            size: Some(stored.size as i64),
+            ..PutObjectOutput::default()
+        }))
+    }
+
+    async fn get_object(
+        &self,
+        request: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let owner = self.owner(&request).await?;
+        let input = &request.input;
+        if input.part_number.is_some() {
+            return Err(s3_error!(NotImplemented, "partNumber reads are not served"));
+        }
+        let object = self.object_in(owner, &input.bucket, &input.key).await?;
+        check_conditions(
+            &object,
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        )?;
+        let range = resolve_range(input.range.as_ref(), object.size)?;
+        let (first, last) = range.unwrap_or((0, object.size.saturating_sub(1)));
+        let length = if object.size == 0 {
+            0
+        } else {
+            last - first + 1
+        };
+        let body = if length == 0 {
+            StreamingBlob::wrap(futures_util::stream::empty::<
+                Result<bytes::Bytes, std::io::Error>,
+            >())
+        } else {
+            body_of(
+                self.backend
+                    .read(owner, &object, first, last)
+                    .await
+                    .map_err(s3_error_of)?,
+            )
+        };
+        Ok(S3Response::new(GetObjectOutput {
+            body: Some(body),
+            content_length: Some(length as i64),
+            content_range: range
+                .map(|(first, last)| format!("bytes {first}-{last}/{}", object.size)),
+            accept_ranges: Some("bytes".to_owned()),
+            content_type: Some(octet_stream()),
+            e_tag: etag(&object),
+            last_modified: Some(timestamp(object.created_at_ms)),
+            tag_count: Some(object.tags.len() as i32),
+            ..GetObjectOutput::default()
+        }))
+    }
+
+    async fn head_object(
+        &self,
+        request: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let owner = self.owner(&request).await?;
+        let input = &request.input;
+        let object = self.object_in(owner, &input.bucket, &input.key).await?;
+        check_conditions(
+            &object,
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        )?;
+        let range = resolve_range(input.range.as_ref(), object.size)?;
+        let length = range.map_or(object.size, |(first, last)| last - first + 1);
+        Ok(S3Response::new(HeadObjectOutput {
+            content_length: Some(length as i64),
+            content_range: range
+                .map(|(first, last)| format!("bytes {first}-{last}/{}", object.size)),
+            accept_ranges: Some("bytes".to_owned()),
+            content_type: Some(octet_stream()),
+            e_tag: etag(&object),
+            last_modified: Some(timestamp(object.created_at_ms)),
+            ..HeadObjectOutput::default()
+        }))
+    }
+
+    async fn delete_object(
+        &self,
+        request: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let owner = self.owner(&request).await?;
+        let input = &request.input;
+        match self.object_in(owner, &input.bucket, &input.key).await {
+            Ok(object) => self
+                .backend
+                .delete(owner, object.file_id)
+                .await
+                .map_err(s3_error_of)?,
+            // S3 answers a deletion of a missing key as done.
+            Err(error) if *error.code() == S3ErrorCode::NoSuchKey => {}
+            Err(error) => return Err(error),
+        }
+        Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
+    async fn delete_objects(
+        &self,
+        request: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let owner = self.owner(&request).await?;
+        let input = request.input;
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let mut deleted = Vec::new();
+        let mut errors = Vec::new();
+        for identifier in input.delete.objects {
+            let key = identifier.key;
+            let outcome = match self.object_in(owner, &input.bucket, &key).await {
+                Ok(object) => self
+                    .backend
+                    .delete(owner, object.file_id)
+                    .await
+                    .map_err(s3_error_of),
+                Err(error) if *error.code() == S3ErrorCode::NoSuchKey => Ok(()),
+                Err(error) => Err(error),
+            };
+            match outcome {
+                Ok(()) if quiet => {}
+                Ok(()) => deleted.push(DeletedObject {
+                    key: Some(key),
+                    ..DeletedObject::default()
+                }),
+                Err(error) => errors.push(s3s::dto::Error {
+                    code: Some(error.code().as_str().to_owned()),
+                    message: error.message().map(str::to_owned),
+                    key: Some(key),
+                    version_id: None,
+                }),
+            }
+        }
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: Some(errors),
+            ..DeleteObjectsOutput::default()
+        }))
+    }
+
+    async fn get_object_tagging(
+        &self,
+        request: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        let owner = self.owner(&request).await?;
+        let input = &request.input;
+        let object = self.object_in(owner, &input.bucket, &input.key).await?;
+        let tag_set = object
+            .tags
+            .iter()
+            .map(|tag| {
+                let (key, value) = s3_tag(tag);
+                Tag {
+                    key: Some(key),
+                    value: Some(value),
+                }
+            })
+            .collect();
+        Ok(S3Response::new(GetObjectTaggingOutput {
+            tag_set,
+            version_id: None,
+        }))
+    }
+
+    async fn put_object_tagging(
+        &self,
+        request: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        let owner = self.owner(&request).await?;
+        let input = &request.input;
+        let object = self.object_in(owner, &input.bucket, &input.key).await?;
+        let mut wanted = tags_of_set(&input.tagging.tag_set)?;
+        // The bucket's own tag stays: without it the object would leave the bucket.
+        wanted.push(input.bucket.clone());
+        self.retag_to(owner, &object, wanted).await?;
+        Ok(S3Response::new(PutObjectTaggingOutput { version_id: None }))
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        request: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        let owner = self.owner(&request).await?;
+        let input = &request.input;
+        let object = self.object_in(owner, &input.bucket, &input.key).await?;
+        self.retag_to(owner, &object, vec![input.bucket.clone()])
+            .await?;
+        Ok(S3Response::new(DeleteObjectTaggingOutput {
+            version_id: None,
+        }))
+    }
+}
+
+impl<B: Backend> Gateway<B> {
+    /// Changes `object`'s tags to exactly `wanted`.
+    async fn retag_to(
+        &self,
+        owner: Uuid,
+        object: &StoredObject,
+        wanted: Vec<String>,
+    ) -> S3Result<()> {
+        let add: Vec<String> = wanted
+            .iter()
+            .filter(|t| !object.tags.contains(t))
+            .cloned()
+            .collect();
+        let remove: Vec<String> = object
+            .tags
+            .iter()
+            .filter(|t| !wanted.contains(t))
+            .cloned()
+            .collect();
+        if add.is_empty() && remove.is_empty() {
+            return Ok(());
+        }
+        self.backend
+            .retag(owner, object.file_id, add, remove)
+            .await
+            .map_err(s3_error_of)
+    }
+}
+
+fn octet_stream() -> s3s::dto::ContentType {
+    "application/octet-stream".to_owned()
+}
+
+fn decode_content_md5(text: &str) -> S3Result<[u8; 16]> {
+    use base64ct::Encoding as _;
+    base64ct::Base64::decode_vec(text.trim())
+        .ok()
+        .and_then(|bytes| <[u8; 16]>::try_from(bytes).ok())
+        .ok_or_else(|| s3_error!(InvalidDigest, "Content-MD5 is not the base64 of 16 bytes"))
+}
