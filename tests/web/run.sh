@@ -54,7 +54,7 @@ for p in range(18400, 19000, 2):
     except OSError:
         pass')
 "$REDCLOUD_BIN" up --controllers 2 --chunkservers 2 --listen "127.0.0.1:$port" \
-    --data-dir "$work/data" >"$artifacts/cluster.log" 2>&1 &
+    --s3-listen 127.0.0.1:0 --data-dir "$work/data" >"$artifacts/cluster.log" 2>&1 &
 cluster_pid=$!
 for url in "http://127.0.0.1:$port" "http://127.0.0.1:$((port + 1))"; do
     for _ in $(seq 1 150); do
