@@ -336,6 +336,140 @@ class S3Clients(unittest.TestCase):
         listed = s3.list_objects_v2(Bucket="proj")
         self.assertEqual([o["Key"] for o in listed["Contents"]], ["both.txt"])
 
+    def test_multipart_upload_with_boto3(self):
+        mib = 1024 * 1024
+        # Parts that do not fall on chunk boundaries: the file is cut into chunks again.
+        parts = {1: os.urandom(5 * mib + 1), 2: os.urandom(6 * mib), 3: os.urandom(1000)}
+        upload = self.s3.create_multipart_upload(Bucket="multi", Key="big/odd.bin", Tagging="kind=archive")
+        upload_id = upload["UploadId"]
+        etags = {}
+        for number, data in parts.items():
+            etags[number] = self.s3.upload_part(
+                Bucket="multi", Key="big/odd.bin", UploadId=upload_id, PartNumber=number, Body=data
+            )["ETag"]
+            self.assertEqual(etags[number], f'"{hashlib.md5(data).hexdigest()}"')
+        # A part uploaded again replaces the first one.
+        parts[2] = os.urandom(6 * mib)
+        etags[2] = self.s3.upload_part(
+            Bucket="multi", Key="big/odd.bin", UploadId=upload_id, PartNumber=2, Body=parts[2]
+        )["ETag"]
+        listed = self.s3.list_parts(Bucket="multi", Key="big/odd.bin", UploadId=upload_id)["Parts"]
+        self.assertEqual([(p["PartNumber"], p["ETag"], p["Size"]) for p in listed],
+                         [(n, etags[n], len(parts[n])) for n in (1, 2, 3)])
+        uploads = self.s3.list_multipart_uploads(Bucket="multi").get("Uploads", [])
+        self.assertIn(upload_id, [u["UploadId"] for u in uploads])
+        self.assertEqual(
+            error_code(lambda: self.s3.complete_multipart_upload(
+                Bucket="multi", Key="big/odd.bin", UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": '"00000000000000000000000000000000"'}]})),
+            "InvalidPart",
+        )
+        self.assertEqual(
+            error_code(lambda: self.s3.complete_multipart_upload(
+                Bucket="multi", Key="big/odd.bin", UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": etags[2]}, {"PartNumber": 1, "ETag": etags[1]}]})),
+            "InvalidPartOrder",
+        )
+        bob = client(BOB, S3_0)
+        self.assertEqual(
+            error_code(lambda: bob.list_parts(Bucket="multi", Key="big/odd.bin", UploadId=upload_id)),
+            "NoSuchUpload",
+        )
+        self.assertEqual(
+            error_code(lambda: self.s3.list_parts(Bucket="multi", Key="other-key", UploadId=upload_id)),
+            "NoSuchUpload",
+        )
+        done = self.s3.complete_multipart_upload(
+            Bucket="multi", Key="big/odd.bin", UploadId=upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etags[n]} for n in (1, 2, 3)]},
+        )
+        digests = b"".join(hashlib.md5(parts[n]).digest() for n in (1, 2, 3))
+        expected_etag = f'"{hashlib.md5(digests).hexdigest()}-3"'
+        self.assertEqual(done["ETag"], expected_etag)
+        whole = parts[1] + parts[2] + parts[3]
+        got = eventually(lambda: self.other.get_object(Bucket="multi", Key="big/odd.bin"))
+        self.assertEqual(hashlib.sha256(got["Body"].read()).hexdigest(), hashlib.sha256(whole).hexdigest())
+        self.assertEqual(got["ETag"], expected_etag)
+        ranged = self.other.get_object(Bucket="multi", Key="big/odd.bin", Range=f"bytes={5 * mib - 10}-{5 * mib + 10}")
+        self.assertEqual(ranged["Body"].read(), whole[5 * mib - 10 : 5 * mib + 11])
+        tags = {t["Key"]: t["Value"] for t in self.s3.get_object_tagging(Bucket="multi", Key="big/odd.bin")["TagSet"]}
+        self.assertEqual(tags, {"multi": "", "kind": "archive"})
+        self.assertEqual(
+            error_code(lambda: self.s3.list_parts(Bucket="multi", Key="big/odd.bin", UploadId=upload_id)),
+            "NoSuchUpload",
+        )
+        self.assertNotIn(upload_id, [u["UploadId"] for u in self.s3.list_multipart_uploads(Bucket="multi").get("Uploads", [])])
+
+    def test_multipart_abort_and_small_parts(self):
+        upload_id = self.s3.create_multipart_upload(Bucket="multi", Key="small.bin")["UploadId"]
+        etags = [
+            self.s3.upload_part(Bucket="multi", Key="small.bin", UploadId=upload_id, PartNumber=n, Body=b"x" * 1000)["ETag"]
+            for n in (1, 2)
+        ]
+        self.assertEqual(
+            error_code(lambda: self.s3.complete_multipart_upload(
+                Bucket="multi", Key="small.bin", UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in zip((1, 2), etags)]})),
+            "EntityTooSmall",
+        )
+        self.s3.abort_multipart_upload(Bucket="multi", Key="small.bin", UploadId=upload_id)
+        self.assertEqual(
+            error_code(lambda: self.s3.list_parts(Bucket="multi", Key="small.bin", UploadId=upload_id)),
+            "NoSuchUpload",
+        )
+        self.assertEqual(
+            error_code(lambda: self.s3.upload_part(
+                Bucket="multi", Key="small.bin", UploadId=upload_id, PartNumber=3, Body=b"late")),
+            "NoSuchUpload",
+        )
+        eventually(lambda: self.assertEqual(
+            error_code(lambda: self.other.list_parts(Bucket="multi", Key="small.bin", UploadId=upload_id)),
+            "NoSuchUpload",
+        ))
+        self.assertEqual(error_code(lambda: self.s3.head_object(Bucket="multi", Key="small.bin")), "404")
+
+    def test_an_unfinished_multipart_upload_expires(self):
+        expiry = float(os.environ["S3_MULTIPART_EXPIRY_SECONDS"])
+        upload_id = self.s3.create_multipart_upload(Bucket="expiring", Key="left.bin")["UploadId"]
+        self.s3.upload_part(Bucket="expiring", Key="left.bin", UploadId=upload_id, PartNumber=1, Body=b"left behind")
+        started = time.monotonic()
+
+        def gone():
+            code = error_code(lambda: self.s3.list_parts(Bucket="expiring", Key="left.bin", UploadId=upload_id))
+            assert code == "NoSuchUpload", code
+
+        eventually(gone, timeout=expiry * 1.5 + 10)
+        self.assertGreaterEqual(time.monotonic() - started, expiry * 0.5, "not long before it expired")
+
+    def test_aws_cli_copies_100_mib_in_parts_and_back(self):
+        source = os.path.join(WORK, "hundred.bin")
+        with open(source, "wb") as f:
+            for _ in range(100):
+                f.write(os.urandom(1024 * 1024))
+        env = dict(
+            os.environ,
+            AWS_ACCESS_KEY_ID=ALICE[0],
+            AWS_SECRET_ACCESS_KEY=ALICE[1],
+            AWS_DEFAULT_REGION=REGION,
+        )
+
+        def run(*args):
+            return subprocess.run(["aws", *args], env=env, capture_output=True, text=True, timeout=600)
+
+        done = run("--endpoint-url", S3_0, "s3", "cp", source, "s3://large/hundred.bin")
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        head = self.s3.head_object(Bucket="large", Key="hundred.bin")
+        self.assertTrue(head["ETag"].endswith('-13"'), f"{head['ETag']}: aws cp sends 8 MiB parts")
+        back = os.path.join(WORK, "hundred-back.bin")
+        eventually(lambda: self._ok(run("--endpoint-url", S3_1, "s3", "cp", "s3://large/hundred.bin", back)))
+        with open(source, "rb") as f, open(back, "rb") as g:
+            self.assertEqual(hashlib.sha256(f.read()).digest(), hashlib.sha256(g.read()).digest())
+
+    @staticmethod
+    def _ok(done):
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
     def test_aws_cli_cp_and_sync(self):
         tree = os.path.join(WORK, "aws-tree")
         for rel, size in [("a.txt", 10), ("sub/b.bin", 200_000), ("sub/deeper/c.bin", 3_000_000)]:

@@ -31,6 +31,8 @@ if [ -z "${REDCLOUD_BIN:-}" ]; then
     REDCLOUD_BIN="$repo/target/release/redcloud"
 fi
 
+# Multipart uploads left unfinished this long are aborted; the suite checks that it happens.
+EXPIRY=60s
 work=$(mktemp -d)
 artifacts="$repo/target/s3-artifacts"
 rm -rf "$artifacts"
@@ -57,7 +59,7 @@ api = next(p for p in range(18500, 19000, 2) if free(p))
 s3 = next(p for p in range(19500, 20000, 2) if free(p))
 print(api, s3)')
 "$REDCLOUD_BIN" up --controllers 2 --chunkservers 2 --listen "127.0.0.1:$port" \
-    --s3-listen "127.0.0.1:$s3_port" --data-dir "$work/data" >"$artifacts/cluster.log" 2>&1 &
+    --s3-listen "127.0.0.1:$s3_port" --s3-multipart-expiry "$EXPIRY" --data-dir "$work/data" >"$artifacts/cluster.log" 2>&1 &
 cluster_pid=$!
 for url in "http://127.0.0.1:$port" "http://127.0.0.1:$((port + 1))"; do
     for _ in $(seq 1 150); do
@@ -76,6 +78,6 @@ done
 # rclone refuses to start with a custom bundle on plain HTTP.
 env -u AWS_CA_BUNDLE -u AWS_PROFILE -u AWS_CONFIG_FILE -u AWS_SHARED_CREDENTIALS_FILE \
     PATH="$venv/bin:$PATH" REDCLOUD_BIN="$REDCLOUD_BIN" HOME="$work" \
-    "$venv/bin/python" tests/s3/clients_test.py \
+    S3_MULTIPART_EXPIRY_SECONDS="${EXPIRY%s}" "$venv/bin/python" tests/s3/clients_test.py \
     "http://127.0.0.1:$port" "http://127.0.0.1:$((port + 1))" \
     "http://127.0.0.1:$s3_port" "http://127.0.0.1:$((s3_port + 1))" "$work"

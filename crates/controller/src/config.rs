@@ -68,6 +68,11 @@ pub struct Config {
     #[arg(long, env = "REDCLOUD_S3_ROOT_DOMAIN")]
     pub s3_root_domain: Option<String>,
 
+    /// An S3 multipart upload neither completed nor aborted this long after it started is
+    /// aborted (`7d`, `12h`): its parts are deleted and their space collected.
+    #[arg(long, env = "REDCLOUD_S3_MULTIPART_EXPIRY", default_value = "7d")]
+    pub s3_multipart_expiry: humantime::Duration,
+
     /// Address (host:port) of the cluster listener that other nodes dial. Detected from the
     /// routing table when not given.
     #[arg(long, env = "REDCLOUD_CONTROLLER_ADVERTISE")]
@@ -248,6 +253,7 @@ impl Config {
             s3_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             s3_region: "redcloud".to_owned(),
             s3_root_domain: None,
+            s3_multipart_expiry: Duration::from_secs(7 * 24 * 3600).into(),
             advertise: None,
             tls_cert: None,
             tls_key: None,

@@ -152,6 +152,28 @@ pub enum ApiError {
     /// No such S3 access key of the caller's (404).
     #[error("You have no S3 access key {0}")]
     S3KeyNotFound(String),
+    /// No multipart upload of the caller's with this id is in progress (404).
+    #[error("No multipart upload {0} of yours is in progress")]
+    UploadNotFound(String),
+    /// A completion names a part that was not uploaded, or with another ETag (400).
+    #[error("{0}")]
+    InvalidPart(String),
+    /// The content does not have the MD5 the client announced (400).
+    #[error("The Content-MD5 you specified did not match what we received")]
+    BadDigest,
+    /// A completion names its parts out of order (400).
+    #[error("The parts must be listed in ascending order of part number, each once")]
+    InvalidPartOrder,
+    /// A part other than the last is under the least size of a part (400).
+    #[error("Part {part} has {size} bytes; every part but the last must have at least {min}")]
+    PartTooSmall {
+        /// The part number.
+        part: u32,
+        /// Its bytes.
+        size: u64,
+        /// The least allowed.
+        min: u64,
+    },
     /// This controller has taken no snapshot yet (404).
     #[error("This controller has no snapshot yet")]
     NoSnapshot,
@@ -261,7 +283,12 @@ impl ApiError {
             ApiError::FileNotFound(_)
             | ApiError::NodeNotFound(_)
             | ApiError::NoSnapshot
-            | ApiError::S3KeyNotFound(_) => ErrorCode::NotFound,
+            | ApiError::S3KeyNotFound(_)
+            | ApiError::UploadNotFound(_) => ErrorCode::NotFound,
+            ApiError::InvalidPart(_)
+            | ApiError::BadDigest
+            | ApiError::InvalidPartOrder
+            | ApiError::PartTooSmall { .. } => ErrorCode::BadRequest,
             ApiError::NodeAlive { .. } | ApiError::LastTags { .. } => ErrorCode::Conflict,
             ApiError::Forbidden => ErrorCode::Forbidden,
             ApiError::ChunkserverUnavailable(_) | ApiError::NotCaughtUp | ApiError::Retired => {
@@ -292,6 +319,11 @@ impl ApiError {
             ApiError::NodeNotFound(_) => Some("NODE_NOT_FOUND"),
             ApiError::NoSnapshot => Some("SNAPSHOT_NOT_FOUND"),
             ApiError::S3KeyNotFound(_) => Some("S3_KEY_NOT_FOUND"),
+            ApiError::UploadNotFound(_) => Some("UPLOAD_NOT_FOUND"),
+            ApiError::BadDigest => Some("BAD_DIGEST"),
+            ApiError::InvalidPart(_)
+            | ApiError::InvalidPartOrder
+            | ApiError::PartTooSmall { .. } => Some("INVALID_PART"),
             ApiError::NodeAlive { .. } => Some("NODE_ALIVE"),
             ApiError::LastTags { .. } => Some("LAST_TAGS"),
             ApiError::Internal(_) => Some("INTERNAL_ERROR"),
@@ -323,21 +355,28 @@ impl ApiError {
 impl From<ApiError> for redcloud_s3::BackendError {
     fn from(error: ApiError) -> Self {
         use redcloud_s3::ErrorKind;
-        let kind = match error.code() {
-            ErrorCode::Unprocessable
-            | ErrorCode::BadRequest
-            | ErrorCode::AlreadyExists
-            | ErrorCode::Conflict => ErrorKind::Invalid,
-            ErrorCode::Unauthenticated | ErrorCode::Forbidden => ErrorKind::Denied,
-            ErrorCode::NotFound => ErrorKind::NotFound,
-            ErrorCode::TooLarge => ErrorKind::TooLarge,
-            ErrorCode::TooManyRequests => ErrorKind::SlowDown,
-            ErrorCode::Unavailable => ErrorKind::Unavailable,
-            ErrorCode::Full => ErrorKind::InsufficientStorage,
-            ErrorCode::Internal => {
-                tracing::error!(%error, "S3 request failed with an internal error");
-                ErrorKind::Internal
-            }
+        let kind = match (&error, error.code()) {
+            (ApiError::UploadNotFound(_), _) => ErrorKind::NoSuchUpload,
+            (ApiError::InvalidPart(_), _) => ErrorKind::InvalidPart,
+            (ApiError::InvalidPartOrder, _) => ErrorKind::InvalidPartOrder,
+            (ApiError::BadDigest, _) => ErrorKind::BadDigest,
+            (ApiError::PartTooSmall { .. }, _) => ErrorKind::TooSmall,
+            (_, code) => match code {
+                ErrorCode::Unprocessable
+                | ErrorCode::BadRequest
+                | ErrorCode::AlreadyExists
+                | ErrorCode::Conflict => ErrorKind::Invalid,
+                ErrorCode::Unauthenticated | ErrorCode::Forbidden => ErrorKind::Denied,
+                ErrorCode::NotFound => ErrorKind::NotFound,
+                ErrorCode::TooLarge => ErrorKind::TooLarge,
+                ErrorCode::TooManyRequests => ErrorKind::SlowDown,
+                ErrorCode::Unavailable => ErrorKind::Unavailable,
+                ErrorCode::Full => ErrorKind::InsufficientStorage,
+                ErrorCode::Internal => {
+                    tracing::error!(%error, "S3 request failed with an internal error");
+                    ErrorKind::Internal
+                }
+            },
         };
         redcloud_s3::BackendError::new(kind, error.public_detail())
     }

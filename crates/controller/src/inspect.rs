@@ -54,6 +54,8 @@ pub struct Matcher {
     users: BTreeSet<Uuid>,
     /// The S3 access keys of those users (their deletions name only the key).
     s3_keys: BTreeSet<String>,
+    /// The users' S3 multipart uploads.
+    uploads: BTreeSet<Uuid>,
     files: BTreeSet<Uuid>,
     tag: Option<String>,
 }
@@ -99,6 +101,15 @@ impl Matcher {
             {
                 matcher.s3_keys.insert(key_id.clone());
             }
+            if let MetaOp::MultipartStarted {
+                upload_id,
+                owner_id,
+                ..
+            } = &op.payload
+                && matcher.users.contains(owner_id)
+            {
+                matcher.uploads.insert(*upload_id);
+            }
         }
         matcher
     }
@@ -123,6 +134,9 @@ impl Matcher {
             }
             MetaOp::S3KeyCreated { key_id, .. } | MetaOp::S3KeyDeleted { key_id } => {
                 self.s3_keys.contains(key_id)
+            }
+            MetaOp::MultipartStarted { upload_id, .. } | MetaOp::MultipartEnded { upload_id } => {
+                self.uploads.contains(upload_id)
             }
             MetaOp::ControllerSeen { .. }
             | MetaOp::ChunkserverSeen { .. }
@@ -192,6 +206,19 @@ pub fn describe(op: &MetaOp) -> String {
             key_id, user_id, ..
         } => format!("S3 access key {key_id} made for user {user_id}"),
         MetaOp::S3KeyDeleted { key_id } => format!("S3 access key {key_id} deleted"),
+        MetaOp::MultipartStarted {
+            upload_id,
+            owner_id,
+            name,
+            tags,
+            ..
+        } => format!(
+            "S3 multipart upload {upload_id} of {name:?} started by {owner_id}, tags [{}]",
+            tags.join(",")
+        ),
+        MetaOp::MultipartEnded { upload_id } => {
+            format!("S3 multipart upload {upload_id} ended")
+        }
     }
 }
 
@@ -338,7 +365,18 @@ fn rule(op: &Op<MetaOp>, ops: &[Op<MetaOp>], matcher: &Matcher) -> String {
                 None => "key made, live".to_owned(),
             }
         }
-        MetaOp::S3KeyDeleted { .. } => "a deletion is for good, whatever arrives after".to_owned(),
+        MetaOp::S3KeyDeleted { .. } | MetaOp::MultipartEnded { .. } => {
+            "an end is for good, whatever arrives after".to_owned()
+        }
+        MetaOp::MultipartStarted { upload_id, .. } => {
+            let ended = ops.iter().find(
+                |o| matches!(&o.payload, MetaOp::MultipartEnded { upload_id: u } if u == upload_id),
+            );
+            match ended {
+                Some(end) => format!("upload started; ended for good by {}", end.dot),
+                None => "upload started, in progress".to_owned(),
+            }
+        }
         MetaOp::ChunkserverRetired { .. } => {
             "retired until a newer sighting (LWW by stamp)".to_owned()
         }

@@ -16,6 +16,7 @@ mod limits;
 mod log_worker;
 mod meta;
 mod metrics;
+mod multipart;
 mod peers;
 mod readmodel;
 mod repair;
@@ -366,6 +367,11 @@ pub async fn run(
             root_domain: config.s3_root_domain.clone(),
         },
     );
+    tokio::spawn(multipart::run_sweeps(
+        Arc::clone(&state),
+        *config.s3_multipart_expiry,
+        shutdown.clone(),
+    ));
     let nodes = internal::router(state);
     let s3_server = axum::serve(
         redcloud_link::ServeListener::new(listeners.s3, client_tls.clone()),

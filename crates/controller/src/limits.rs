@@ -92,6 +92,14 @@ pub enum LimitError {
         /// The limit.
         max: usize,
     },
+    /// A new multipart upload for a user who has as many in progress as allowed.
+    #[error(
+        "You have {max} multipart uploads in progress, the most allowed: complete or abort one first"
+    )]
+    TooManyUploads {
+        /// The limit.
+        max: usize,
+    },
 }
 
 fn no_control(text: &str, what: &'static str) -> Result<(), LimitError> {

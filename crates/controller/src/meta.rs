@@ -183,6 +183,27 @@ pub enum MetaOp {
         /// The access key id.
         key_id: String,
     },
+    /// An S3 multipart upload began. Its parts are stored as files owned by `upload_id`, an
+    /// id no user has, so no user sees them; they are deleted when the upload ends, and the
+    /// ordinary collection takes their chunks unless the completed file holds them.
+    MultipartStarted {
+        /// The upload, and the owner of its parts.
+        upload_id: Uuid,
+        /// Who started it.
+        owner_id: Uuid,
+        /// The file name it completes into.
+        name: String,
+        /// The tags the completed file gets.
+        tags: Vec<String>,
+        /// Milliseconds since the Unix epoch.
+        started_at_ms: u64,
+    },
+    /// An S3 multipart upload ended (completed, aborted or expired): for good, whatever the
+    /// order its start and end arrive in.
+    MultipartEnded {
+        /// The upload.
+        upload_id: Uuid,
+    },
     /// Retired controllers whose operations every live controller held up to these seqs when
     /// it was written. Frontiers sent between controllers that hold the same folds leave those
     /// origins out, so what travels grows with the live controllers, not with history. A fold

@@ -5,12 +5,15 @@
 use std::sync::Arc;
 
 use futures_util::StreamExt as _;
-use redcloud_s3::{AccessKey, Backend, BackendError, ByteStream, ErrorKind, StoredObject};
+use redcloud_s3::{
+    AccessKey, Backend, BackendError, ByteStream, Completing, PendingUpload, StoredObject,
+    UploadedPart,
+};
 use uuid::Uuid;
 
 use crate::http::AppState;
-use crate::readmodel::FileRecord;
-use crate::service::{DownloadTarget, Service, check_upload};
+use crate::readmodel::{FileRecord, MultipartUpload};
+use crate::service::{DownloadTarget, Service, Uploaded, check_upload};
 
 /// The service as the S3 gateway uses it.
 pub struct S3Backend {
@@ -25,6 +28,26 @@ impl S3Backend {
 
     fn service(&self) -> &Service {
         &self.state.service
+    }
+}
+
+fn pending(upload: MultipartUpload) -> PendingUpload {
+    PendingUpload {
+        upload_id: upload.upload_id,
+        name: upload.name,
+        tags: upload.tags,
+        started_at_ms: upload.started_at_ms,
+    }
+}
+
+fn uploaded_object(uploaded: Uploaded) -> StoredObject {
+    StoredObject {
+        file_id: uploaded.file_id,
+        name: uploaded.name,
+        size: uploaded.size,
+        created_at_ms: uploaded.created_at_ms,
+        tags: uploaded.tags,
+        etag: Some(uploaded.md5.etag()),
     }
 }
 
@@ -99,27 +122,15 @@ impl Backend for S3Backend {
     ) -> Result<StoredObject, BackendError> {
         check_upload(&name, Some(&tags))?;
         let stored = self.service().store_data(body).await?;
-        if let Some(expected) = expected_md5
-            && expected != stored.md5.digest
-        {
+        if expected_md5.is_some_and(|expected| expected != stored.md5.digest) {
             // The chunks just stored are referenced by nothing and collected later.
-            return Err(BackendError::new(
-                ErrorKind::BadDigest,
-                "The Content-MD5 you specified did not match what we received.",
-            ));
+            return Err(crate::ApiError::BadDigest.into());
         }
         let uploaded = self
             .service()
             .record_file(owner, name, tags, stored)
             .await?;
-        Ok(StoredObject {
-            file_id: uploaded.file_id,
-            name: uploaded.name,
-            size: uploaded.size,
-            created_at_ms: uploaded.created_at_ms,
-            tags: uploaded.tags,
-            etag: Some(uploaded.md5.etag()),
-        })
+        Ok(uploaded_object(uploaded))
     }
 
     async fn read(
@@ -135,6 +146,80 @@ impl Backend for S3Backend {
             .await?;
         let stream = self.service().read_range(download, first, last).await?;
         Ok(stream.boxed())
+    }
+
+    async fn start_upload(
+        &self,
+        owner: Uuid,
+        name: String,
+        tags: Vec<String>,
+    ) -> Result<Uuid, BackendError> {
+        Ok(self.service().start_multipart(owner, name, tags).await?)
+    }
+
+    async fn upload(&self, owner: Uuid, upload_id: Uuid) -> Result<PendingUpload, BackendError> {
+        Ok(pending(
+            self.service().multipart_upload(owner, upload_id).await?,
+        ))
+    }
+
+    async fn uploads(&self, owner: Uuid) -> Result<Vec<PendingUpload>, BackendError> {
+        Ok(self
+            .service()
+            .multipart_uploads(owner)
+            .await?
+            .into_iter()
+            .map(pending)
+            .collect())
+    }
+
+    async fn upload_part(
+        &self,
+        owner: Uuid,
+        upload_id: Uuid,
+        number: u32,
+        expected_md5: Option<[u8; 16]>,
+        body: ByteStream,
+    ) -> Result<String, BackendError> {
+        Ok(self
+            .service()
+            .store_part(owner, upload_id, number, expected_md5, body)
+            .await?
+            .etag())
+    }
+
+    async fn parts(&self, owner: Uuid, upload_id: Uuid) -> Result<Vec<UploadedPart>, BackendError> {
+        let (_, parts) = self.service().parts(owner, upload_id).await?;
+        Ok(parts
+            .into_iter()
+            .map(|part| UploadedPart {
+                number: part.number,
+                size: part.size,
+                etag: part.md5.etag(),
+                created_at_ms: part.created_at_ms,
+            })
+            .collect())
+    }
+
+    async fn complete_upload(
+        &self,
+        owner: Uuid,
+        upload_id: Uuid,
+        parts: Vec<(u32, String)>,
+    ) -> Result<Completing, BackendError> {
+        let completion = self
+            .service()
+            .plan_completion(owner, upload_id, parts)
+            .await?;
+        let state = Arc::clone(&self.state);
+        Ok(Box::pin(async move {
+            let uploaded = state.service.complete_multipart(completion).await?;
+            Ok(uploaded_object(uploaded))
+        }))
+    }
+
+    async fn abort_upload(&self, owner: Uuid, upload_id: Uuid) -> Result<(), BackendError> {
+        Ok(self.service().abort_multipart(owner, upload_id).await?)
     }
 
     async fn delete(&self, owner: Uuid, file_id: Uuid) -> Result<(), BackendError> {

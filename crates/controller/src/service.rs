@@ -433,6 +433,22 @@ impl Service {
         tags: Vec<String>,
         stored: StoredData,
     ) -> Result<Uploaded, ApiError> {
+        let md5 = stored.md5;
+        self.record_as(owner, name, tags, stored, md5, Vec::new())
+            .await
+    }
+
+    /// Records a stored file under `name` with the given MD5, replacing the caller's file
+    /// shown under that name, and appends `also` with it.
+    pub(crate) async fn record_as(
+        &self,
+        owner: Uuid,
+        name: String,
+        tags: Vec<String>,
+        stored: StoredData,
+        md5: ContentMd5,
+        also: Vec<MetaOp>,
+    ) -> Result<Uploaded, ApiError> {
         check_upload(&name, Some(&tags))?;
         let took = stored.started.elapsed();
         if took > self.limits.deadline {
@@ -454,15 +470,16 @@ impl Service {
             owner_id: owner,
             name: name.clone(),
             size: stored.size,
-            chunk_size: self.limits.chunk_size as u64,
+            chunk_size: stored.chunk_size,
             chunks: stored.chunks,
             tags: tags.clone(),
             created_at_ms,
             replaces: replaced.into_iter().collect(),
-            md5: Some(stored.md5),
+            md5: Some(md5),
         };
-        let md5 = stored.md5;
-        self.log.append(vec![op]).await?;
+        self.log
+            .append(std::iter::once(op).chain(also).collect())
+            .await?;
         Ok(Uploaded {
             file_id,
             name,

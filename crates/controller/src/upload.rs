@@ -22,6 +22,8 @@ pub struct StoredData {
     pub size: u64,
     /// The chunks, in order.
     pub chunks: Vec<ChunkId>,
+    /// Bytes per chunk; every chunk but the last has this size.
+    pub chunk_size: u64,
     /// The content's MD5, for S3 clients.
     pub md5: ContentMd5,
     /// When the first chunk write started: the upload must be recorded within the upload
@@ -103,6 +105,7 @@ where
     Ok(StoredData {
         size,
         chunks,
+        chunk_size: chunk_size as u64,
         md5: ContentMd5 {
             digest: md5.finish().await?,
             parts: 0,

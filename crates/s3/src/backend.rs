@@ -9,6 +9,10 @@ use uuid::Uuid;
 /// Bytes flowing in or out of the store.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
+/// The work of a checked multipart completion.
+pub type Completing =
+    Pin<Box<dyn std::future::Future<Output = Result<StoredObject, BackendError>> + Send>>;
+
 /// An S3 access key as the gateway checks signatures with it.
 pub struct AccessKey {
     /// The user it acts for.
@@ -34,6 +38,32 @@ pub struct StoredObject {
     pub etag: Option<String>,
 }
 
+/// A multipart upload in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingUpload {
+    /// The upload.
+    pub upload_id: Uuid,
+    /// The file name (S3 key) it completes into.
+    pub name: String,
+    /// The tags the completed file gets; the first is the bucket it was started in.
+    pub tags: Vec<String>,
+    /// When it started, in milliseconds since the Unix epoch.
+    pub started_at_ms: u64,
+}
+
+/// A stored part of a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadedPart {
+    /// Its part number.
+    pub number: u32,
+    /// Bytes.
+    pub size: u64,
+    /// Its ETag without quotes (the MD5 of its content).
+    pub etag: String,
+    /// When it was stored, in milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+}
+
 /// What kind of failure a backend call met: the gateway turns each into one S3 error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -45,6 +75,14 @@ pub enum ErrorKind {
     Invalid,
     /// Larger than this store accepts.
     TooLarge,
+    /// No such multipart upload in progress.
+    NoSuchUpload,
+    /// A completion names a part that is not there, or with another ETag.
+    InvalidPart,
+    /// A completion lists its parts out of order.
+    InvalidPartOrder,
+    /// A part other than the last is too small.
+    TooSmall,
     /// The content does not match the `Content-MD5` the client sent.
     BadDigest,
     /// Too many requests; the client should slow down.
@@ -121,6 +159,47 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Deletes the owner's file.
     async fn delete(&self, owner: Uuid, file_id: Uuid) -> Result<(), BackendError>;
+
+    /// Starts a multipart upload of the owner's file `name`, to get `tags` when completed.
+    async fn start_upload(
+        &self,
+        owner: Uuid,
+        name: String,
+        tags: Vec<String>,
+    ) -> Result<Uuid, BackendError>;
+
+    /// The owner's upload `upload_id`, while in progress.
+    async fn upload(&self, owner: Uuid, upload_id: Uuid) -> Result<PendingUpload, BackendError>;
+
+    /// The owner's uploads in progress, by name, then start.
+    async fn uploads(&self, owner: Uuid) -> Result<Vec<PendingUpload>, BackendError>;
+
+    /// Stores part `number` of the owner's upload (replacing an earlier part of that number);
+    /// returns its ETag. With `expected_md5`, a body of another MD5 is refused.
+    async fn upload_part(
+        &self,
+        owner: Uuid,
+        upload_id: Uuid,
+        number: u32,
+        expected_md5: Option<[u8; 16]>,
+        body: ByteStream,
+    ) -> Result<String, BackendError>;
+
+    /// The stored parts of the owner's upload, by part number.
+    async fn parts(&self, owner: Uuid, upload_id: Uuid) -> Result<Vec<UploadedPart>, BackendError>;
+
+    /// Checks a completion of the owner's upload from `parts` (part number and ETag,
+    /// ascending) and returns the work that carries it out: recording its file, which may
+    /// mean reading and writing the whole object again, and ending the upload.
+    async fn complete_upload(
+        &self,
+        owner: Uuid,
+        upload_id: Uuid,
+        parts: Vec<(u32, String)>,
+    ) -> Result<Completing, BackendError>;
+
+    /// Aborts the owner's upload: its parts are deleted.
+    async fn abort_upload(&self, owner: Uuid, upload_id: Uuid) -> Result<(), BackendError>;
 
     /// Adds `add` to and then removes `remove` from the owner's file; either may be empty.
     async fn retag(

@@ -7,21 +7,24 @@ use std::time::{Duration, SystemTime};
 use axum::response::IntoResponse as _;
 use futures_util::StreamExt;
 use s3s::dto::{
-    Bucket, CommonPrefix, CreateBucketInput, CreateBucketOutput, DeleteBucketInput,
+    AbortMultipartUploadInput, AbortMultipartUploadOutput, Bucket, CommonPrefix,
+    CompleteMultipartUploadInput, CompleteMultipartUploadOutput, CreateBucketInput,
+    CreateBucketOutput, CreateMultipartUploadInput, CreateMultipartUploadOutput, DeleteBucketInput,
     DeleteBucketOutput, DeleteObjectInput, DeleteObjectOutput, DeleteObjectTaggingInput,
     DeleteObjectTaggingOutput, DeleteObjectsInput, DeleteObjectsOutput, DeletedObject, ETag,
     ETagCondition, GetBucketLocationInput, GetBucketLocationOutput, GetObjectInput,
     GetObjectOutput, GetObjectTaggingInput, GetObjectTaggingOutput, HeadBucketInput,
     HeadBucketOutput, HeadObjectInput, HeadObjectOutput, ListBucketsInput, ListBucketsOutput,
-    ListObjectsInput, ListObjectsOutput, ListObjectsV2Input, ListObjectsV2Output, Object,
+    ListMultipartUploadsInput, ListMultipartUploadsOutput, ListObjectsInput, ListObjectsOutput,
+    ListObjectsV2Input, ListObjectsV2Output, ListPartsInput, ListPartsOutput, Object, Part,
     PutObjectInput, PutObjectOutput, PutObjectTaggingInput, PutObjectTaggingOutput, Range,
-    StreamingBlob, Tag, Timestamp,
+    StreamingBlob, Tag, Timestamp, UploadPartInput, UploadPartOutput,
 };
 use s3s::host::{S3Host, VirtualHost};
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use uuid::Uuid;
 
-use crate::backend::{Backend, BackendError, ByteStream, ErrorKind, StoredObject};
+use crate::backend::{Backend, BackendError, ByteStream, ErrorKind, PendingUpload, StoredObject};
 use crate::listing::{self, PageRequest};
 use crate::names::{is_bucket_name, redcloud_tag, s3_tag, tagging_header, url_encode};
 
@@ -133,6 +136,10 @@ fn s3_error_of(error: BackendError) -> S3Error {
         ErrorKind::Denied => S3ErrorCode::AccessDenied,
         ErrorKind::Invalid => S3ErrorCode::InvalidArgument,
         ErrorKind::TooLarge => S3ErrorCode::EntityTooLarge,
+        ErrorKind::NoSuchUpload => S3ErrorCode::NoSuchUpload,
+        ErrorKind::InvalidPart => S3ErrorCode::InvalidPart,
+        ErrorKind::InvalidPartOrder => S3ErrorCode::InvalidPartOrder,
+        ErrorKind::TooSmall => S3ErrorCode::EntityTooSmall,
         ErrorKind::BadDigest => S3ErrorCode::BadDigest,
         ErrorKind::SlowDown => S3ErrorCode::SlowDown,
         ErrorKind::Unavailable => S3ErrorCode::ServiceUnavailable,
@@ -595,13 +602,7 @@ impl<B: Backend> S3 for Gateway<B> {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let owner = self.owner(&request).await?;
         let input = request.input;
-        if input.key.len() > KEY_MAX_BYTES {
-            return Err(s3_error!(
-                KeyTooLongError,
-                "A RedCloud file name is at most {KEY_MAX_BYTES} bytes; this key has {}",
-                input.key.len()
-            ));
-        }
+        check_key(&input.key)?;
         if input
             .if_none_match
             .as_ref()
@@ -627,13 +628,15 @@ impl<B: Backend> S3 for Gateway<B> {
             Some(text) => Some(decode_content_md5(text)?),
             None => None,
         };
-        let body: ByteStream = match input.body {
-            Some(body) => Box::pin(body.map(|piece| piece.map_err(std::io::Error::other))),
-            None => Box::pin(futures_util::stream::empty()),
-        };
         let stored = self
             .backend
-            .put(owner, input.key, tags, expected_md5, body)
+            .put(
+                owner,
+                input.key,
+                tags,
+                expected_md5,
+                body_stream(input.body),
+            )
             .await
             .map_err(s3_error_of)?;
         Ok(S3Response::new(PutObjectOutput {
@@ -781,6 +784,211 @@ impl<B: Backend> S3 for Gateway<B> {
         }))
     }
 
+    async fn create_multipart_upload(
+        &self,
+        request: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let owner = self.owner(&request).await?;
+        let input = request.input;
+        check_key(&input.key)?;
+        let mut tags = vec![input.bucket.clone()];
+        if let Some(header) = &input.tagging {
+            tags.extend(tagging_header(header).map_err(|e| s3_error!(InvalidTag, "{e}"))?);
+        }
+        let upload_id = self
+            .backend
+            .start_upload(owner, input.key.clone(), tags)
+            .await
+            .map_err(s3_error_of)?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(upload_id.to_string()),
+            ..CreateMultipartUploadOutput::default()
+        }))
+    }
+
+    async fn upload_part(
+        &self,
+        request: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let owner = self.owner(&request).await?;
+        let input = request.input;
+        let (upload_id, _) = self
+            .upload_of(owner, &input.bucket, &input.key, &input.upload_id)
+            .await?;
+        let number = u32::try_from(input.part_number).map_err(|_| {
+            s3_error!(
+                InvalidArgument,
+                "Part number must be an integer between 1 and 10000"
+            )
+        })?;
+        let expected_md5 = input
+            .content_md5
+            .as_deref()
+            .map(decode_content_md5)
+            .transpose()?;
+        let etag = self
+            .backend
+            .upload_part(
+                owner,
+                upload_id,
+                number,
+                expected_md5,
+                body_stream(input.body),
+            )
+            .await
+            .map_err(s3_error_of)?;
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(ETag::Strong(etag)),
+            ..UploadPartOutput::default()
+        }))
+    }
+
+    async fn list_parts(
+        &self,
+        request: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let owner = self.owner(&request).await?;
+        let input = request.input;
+        let (upload_id, _) = self
+            .upload_of(owner, &input.bucket, &input.key, &input.upload_id)
+            .await?;
+        let parts = self
+            .backend
+            .parts(owner, upload_id)
+            .await
+            .map_err(s3_error_of)?;
+        let after = input.part_number_marker.unwrap_or(0).max(0) as u32;
+        let max = max_keys(input.max_parts);
+        let mut listed: Vec<Part> = parts
+            .iter()
+            .filter(|p| p.number > after)
+            .take(max + 1)
+            .map(|p| Part {
+                part_number: Some(p.number as i32),
+                size: Some(p.size as i64),
+                e_tag: Some(ETag::Strong(p.etag.clone())),
+                last_modified: Some(timestamp(p.created_at_ms)),
+                ..Part::default()
+            })
+            .collect();
+        let truncated = listed.len() > max;
+        listed.truncate(max);
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(input.upload_id),
+            part_number_marker: input.part_number_marker,
+            next_part_number_marker: listed
+                .last()
+                .and_then(|p| p.part_number)
+                .filter(|_| truncated),
+            max_parts: Some(max as i32),
+            is_truncated: Some(truncated),
+            parts: Some(listed),
+            ..ListPartsOutput::default()
+        }))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        request: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let owner = self.owner(&request).await?;
+        let input = request.input;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let uploads: Vec<s3s::dto::MultipartUpload> = self
+            .backend
+            .uploads(owner)
+            .await
+            .map_err(s3_error_of)?
+            .into_iter()
+            .filter(|u| {
+                u.tags.first() == Some(&input.bucket) && u.name.starts_with(prefix.as_str())
+            })
+            .take(MAX_KEYS)
+            .map(|u| s3s::dto::MultipartUpload {
+                key: Some(u.name),
+                upload_id: Some(u.upload_id.to_string()),
+                initiated: Some(timestamp(u.started_at_ms)),
+                ..s3s::dto::MultipartUpload::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(input.bucket),
+            prefix: input.prefix,
+            max_uploads: Some(MAX_KEYS as i32),
+            is_truncated: Some(false),
+            uploads: Some(uploads),
+            ..ListMultipartUploadsOutput::default()
+        }))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        request: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let owner = self.owner(&request).await?;
+        let input = request.input;
+        let (upload_id, _) = self
+            .upload_of(owner, &input.bucket, &input.key, &input.upload_id)
+            .await?;
+        let parts: Vec<(u32, String)> = input
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|part| {
+                let number = part
+                    .part_number
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| s3_error!(InvalidPart, "a part without a valid part number"))?;
+                let etag = part.e_tag.map(ETag::into_value).unwrap_or_default();
+                Ok((number, etag))
+            })
+            .collect::<S3Result<_>>()?;
+        let completing = self
+            .backend
+            .complete_upload(owner, upload_id, parts)
+            .await
+            .map_err(s3_error_of)?;
+        let (bucket, key) = (input.bucket, input.key);
+        // Reassembling parts that do not fall on chunk boundaries reads and writes the whole
+        // object: s3s answers 200 at once and keeps the connection alive until this resolves.
+        // What can be refused was checked above, so that it is refused with its own status.
+        let completion = async move {
+            let stored = completing.await.map_err(s3_error_of)?;
+            Ok(CompleteMultipartUploadOutput {
+                bucket: Some(bucket.clone()),
+                key: Some(key.clone()),
+                e_tag: etag(&stored),
+                location: Some(format!("/{bucket}/{key}")),
+                ..CompleteMultipartUploadOutput::default()
+            })
+        };
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            future: Some(Box::pin(completion)),
+            ..CompleteMultipartUploadOutput::default()
+        }))
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        request: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let owner = self.owner(&request).await?;
+        let input = &request.input;
+        let (upload_id, _) = self
+            .upload_of(owner, &input.bucket, &input.key, &input.upload_id)
+            .await?;
+        self.backend
+            .abort_upload(owner, upload_id)
+            .await
+            .map_err(s3_error_of)?;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
     async fn get_object_tagging(
         &self,
         request: S3Request<GetObjectTaggingInput>,
@@ -835,6 +1043,32 @@ impl<B: Backend> S3 for Gateway<B> {
 }
 
 impl<B: Backend> Gateway<B> {
+    /// The owner's upload `upload_id`, if it is of `key` in `bucket`.
+    async fn upload_of(
+        &self,
+        owner: Uuid,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> S3Result<(Uuid, PendingUpload)> {
+        let no_such_upload = || {
+            s3_error!(
+                NoSuchUpload,
+                "No multipart upload {upload_id:?} of {key:?} is in progress"
+            )
+        };
+        let id: Uuid = upload_id.parse().map_err(|_| no_such_upload())?;
+        let upload = match self.backend.upload(owner, id).await {
+            Ok(upload) => upload,
+            Err(error) if error.kind == ErrorKind::NoSuchUpload => return Err(no_such_upload()),
+            Err(error) => return Err(s3_error_of(error)),
+        };
+        if upload.name != key || upload.tags.first().map(String::as_str) != Some(bucket) {
+            return Err(no_such_upload());
+        }
+        Ok((id, upload))
+    }
+
     /// Changes `object`'s tags to exactly `wanted`.
     async fn retag_to(
         &self,
@@ -860,6 +1094,26 @@ impl<B: Backend> Gateway<B> {
             .retag(owner, object.file_id, add, remove)
             .await
             .map_err(s3_error_of)
+    }
+}
+
+/// Fails for a key longer than a RedCloud file name may be.
+fn check_key(key: &str) -> S3Result<()> {
+    if key.len() > KEY_MAX_BYTES {
+        return Err(s3_error!(
+            KeyTooLongError,
+            "A RedCloud file name is at most {KEY_MAX_BYTES} bytes; this key has {}",
+            key.len()
+        ));
+    }
+    Ok(())
+}
+
+/// A request body as the backend takes it.
+fn body_stream(body: Option<StreamingBlob>) -> ByteStream {
+    match body {
+        Some(body) => Box::pin(body.map(|piece| piece.map_err(std::io::Error::other))),
+        None => Box::pin(futures_util::stream::empty()),
     }
 }
 

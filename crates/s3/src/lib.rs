@@ -9,5 +9,8 @@ mod gateway;
 mod listing;
 mod names;
 
-pub use backend::{AccessKey, Backend, BackendError, ByteStream, ErrorKind, StoredObject};
+pub use backend::{
+    AccessKey, Backend, BackendError, ByteStream, Completing, ErrorKind, PendingUpload,
+    StoredObject, UploadedPart,
+};
 pub use gateway::{GatewayConfig, router};

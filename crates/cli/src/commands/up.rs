@@ -26,6 +26,9 @@ pub struct UpArgs {
     /// Address the first controller serves S3 on; the others use the ports after it.
     #[arg(long, default_value = "127.0.0.1:9000")]
     pub s3_listen: SocketAddr,
+    /// How long an S3 multipart upload may stay unfinished before it is aborted.
+    #[arg(long, default_value = "7d")]
+    pub s3_multipart_expiry: humantime::Duration,
     /// Directory for all data (kept between runs).
     #[arg(long, default_value = "redcloud-data")]
     pub data_dir: PathBuf,
@@ -75,6 +78,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         controller.listen = listeners.client.local_addr()?;
         controller.cluster_listen = listeners.cluster.local_addr()?;
         controller.s3_listen = listeners.s3.local_addr()?;
+        controller.s3_multipart_expiry = args.s3_multipart_expiry;
         controller.tls_cert.clone_from(&args.tls_cert);
         controller.tls_key.clone_from(&args.tls_key);
         controller.peers = cluster_addresses

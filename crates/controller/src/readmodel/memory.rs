@@ -27,7 +27,7 @@ use uuid::Uuid;
 use super::queries::md5_columns;
 use super::{
     RETIRED_CHUNKSERVER, RETIRED_CONTROLLER, ReadModelError, Rows, StampBytes, conflict_names,
-    open_snapshot, record, stamp_bytes,
+    encode_tags, open_snapshot, record, stamp_bytes,
 };
 use crate::meta::{ContentMd5, KeyHash, MetaOp};
 
@@ -90,6 +90,23 @@ struct S3KeyCreation {
     stamp: StampBytes,
 }
 
+/// An S3 multipart upload: its start (absent while only its end has arrived) and whether it
+/// ended.
+#[derive(Default)]
+struct Upload {
+    started: Option<UploadStart>,
+    ended: bool,
+}
+
+struct UploadStart {
+    owner_id: Uuid,
+    name: String,
+    /// As `multipart_uploads.tags` holds them ([`encode_tags`]).
+    tags: Vec<u8>,
+    started_at_ms: i64,
+    stamp: StampBytes,
+}
+
 /// The read model's tables in memory, fed operations in causal order like
 /// [`Projection`](super::Projection), read only through [`MemoryProjection::digest`].
 #[derive(Default)]
@@ -104,6 +121,7 @@ pub struct MemoryProjection {
     chunkservers: HashMap<String, Node>,
     retired: HashMap<(&'static str, String), Retirement>,
     s3_keys: HashMap<String, S3Key>,
+    uploads: HashMap<Uuid, Upload>,
     applied: VersionVector,
     newest: Hlc,
     folds: VersionVector,
@@ -261,6 +279,29 @@ impl MemoryProjection {
                 },
             );
         }
+        let mut uploads = conn.prepare(
+            "SELECT upload_id, owner_id, name, tags, started_at_ms, started_stamp, ended FROM multipart_uploads",
+        )?;
+        let mut rows = uploads.query([])?;
+        while let Some(row) = rows.next()? {
+            let started = match row.get_ref(5)? {
+                rusqlite::types::ValueRef::Null => None,
+                _ => Some(UploadStart {
+                    owner_id: uuid_at(row, 1, "multipart_uploads.owner_id")?,
+                    name: row.get(2)?,
+                    tags: row.get(3)?,
+                    started_at_ms: row.get(4)?,
+                    stamp: blob(row, 5, "multipart_uploads.started_stamp")?,
+                }),
+            };
+            self.uploads.insert(
+                uuid_at(row, 0, "multipart_uploads.upload_id")?,
+                Upload {
+                    started,
+                    ended: row.get(6)?,
+                },
+            );
+        }
         Ok(())
     }
 
@@ -393,6 +434,31 @@ impl MemoryProjection {
             }
             MetaOp::S3KeyDeleted { key_id } => {
                 self.s3_keys.entry(key_id).or_default().deleted = true
+            }
+            MetaOp::MultipartStarted {
+                upload_id,
+                owner_id,
+                name,
+                tags,
+                started_at_ms,
+            } => {
+                let upload = self.uploads.entry(upload_id).or_default();
+                if upload
+                    .started
+                    .as_ref()
+                    .is_none_or(|earlier| stamp < earlier.stamp)
+                {
+                    upload.started = Some(UploadStart {
+                        owner_id,
+                        name,
+                        tags: encode_tags(&tags),
+                        started_at_ms: started_at_ms as i64,
+                        stamp,
+                    });
+                }
+            }
+            MetaOp::MultipartEnded { upload_id } => {
+                self.uploads.entry(upload_id).or_default().ended = true
             }
             MetaOp::ControllerSeen { node_id, address } => {
                 see(&mut self.controllers, node_id, address, stamp);
@@ -585,6 +651,22 @@ impl MemoryProjection {
                 None => (0..4).for_each(|_| out.null()),
             }
             out.int(i64::from(key.deleted));
+        }
+
+        out.table("multipart_uploads");
+        for (upload_id, upload) in sorted(&self.uploads) {
+            out.bytes(upload_id.as_bytes());
+            match &upload.started {
+                Some(started) => {
+                    out.bytes(started.owner_id.as_bytes());
+                    out.bytes(started.name.as_bytes());
+                    out.bytes(&started.tags);
+                    out.int(started.started_at_ms);
+                    out.bytes(&started.stamp);
+                }
+                None => (0..5).for_each(|_| out.null()),
+            }
+            out.int(i64::from(upload.ended));
         }
         out.finish()
     }

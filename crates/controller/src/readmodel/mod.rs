@@ -31,7 +31,9 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 pub use memory::MemoryProjection;
-pub use queries::{Account, FileRecord, ReadPool, Reader, RetiredNode, S3KeyRecord, TagCount};
+pub use queries::{
+    Account, FileRecord, MultipartUpload, ReadPool, Reader, RetiredNode, S3KeyRecord, TagCount,
+};
 
 use crate::meta::MetaOp;
 
@@ -40,7 +42,7 @@ const SCHEMA: &str = include_str!("schema.sql");
 /// rule change: a read model of another format is emptied when opened and rebuilt from the
 /// log, the source of truth. 2: tags record whether the file ever carried them. 3: conflict
 /// names unique among the owner's live files. 4: retired nodes. 5: S3 access keys.
-const FORMAT: i64 = 6;
+const FORMAT: i64 = 7;
 const APPLIED_FRONTIER_KEY: &str = "applied_frontier";
 /// The newest stamp among the operations applied (MessagePack of an `Hlc`): a snapshot of
 /// this read model hands it on, so that the new log's stamps exceed everything it covers.
@@ -566,10 +568,37 @@ fn apply_one(tx: &Transaction<'_>, op: &Op<MetaOp>) -> Result<(), ReadModelError
             )?
             .execute([key_id])?;
         }
+        MetaOp::MultipartStarted {
+            upload_id,
+            owner_id,
+            name,
+            tags,
+            started_at_ms,
+        } => {
+            tx.prepare_cached("INSERT INTO multipart_uploads (upload_id, owner_id, name, tags, started_at_ms, started_stamp, ended)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)
+                 ON CONFLICT (upload_id) DO UPDATE SET owner_id = excluded.owner_id, name = excluded.name,
+                   tags = excluded.tags, started_at_ms = excluded.started_at_ms,
+                   started_stamp = excluded.started_stamp
+                 WHERE multipart_uploads.started_stamp IS NULL OR excluded.started_stamp < multipart_uploads.started_stamp")?
+                .execute(params![upload_id.as_bytes(), owner_id.as_bytes(), name, encode_tags(tags), *started_at_ms as i64, stamp])?;
+        }
+        MetaOp::MultipartEnded { upload_id } => {
+            tx.prepare_cached(
+                "INSERT INTO multipart_uploads (upload_id, ended) VALUES (?1, 1)
+                 ON CONFLICT (upload_id) DO UPDATE SET ended = 1",
+            )?
+            .execute([upload_id.as_bytes()])?;
+        }
         // Kept in `meta` by `Projection::apply`: nothing a client reads.
         MetaOp::OriginsFolded { .. } => {}
     }
     Ok(())
+}
+
+/// `multipart_uploads.tags`: MessagePack, the same bytes in every projection.
+pub(crate) fn encode_tags(tags: &[String]) -> Vec<u8> {
+    rmp_serde::to_vec(tags).expect("MessagePack encodes a list of strings into a Vec")
 }
 
 /// `retired_nodes.kind` of a controller.
@@ -813,6 +842,10 @@ pub fn digest(conn: &Connection) -> Result<[u8; 32], ReadModelError> {
         (
             "s3_keys",
             "SELECT key_id, user_id, sealed_secret, created_at_ms, created_stamp, deleted FROM s3_keys ORDER BY key_id",
+        ),
+        (
+            "multipart_uploads",
+            "SELECT upload_id, owner_id, name, tags, started_at_ms, started_stamp, ended FROM multipart_uploads ORDER BY upload_id",
         ),
     ];
     let mut out = Rows::default();

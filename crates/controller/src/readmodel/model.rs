@@ -10,7 +10,7 @@ use redcloud_eventlog::{Hlc, NodeId, Op};
 use uuid::Uuid;
 
 use super::conflict_names;
-use super::queries::{Account, FileRecord, S3KeyRecord, S3KeySecret, UserRecord};
+use super::queries::{Account, FileRecord, MultipartUpload, S3KeyRecord, S3KeySecret, UserRecord};
 use crate::meta::{ContentMd5, KeyHash, MetaOp};
 
 /// The last-writer-wins order: "ordered by (HLC, origin)".
@@ -331,6 +331,57 @@ impl Model {
                 key_id,
                 created_at_ms,
             })
+            .collect()
+    }
+
+    /// The multipart uploads in progress: per upload id, the earliest start describes it, and
+    /// an end is for good, whichever stamp it has (the S3 key rule).
+    fn multipart_uploads(&self) -> Vec<MultipartUpload> {
+        let mut uploads = BTreeMap::new();
+        for op in self.by_stamp() {
+            if let MetaOp::MultipartStarted {
+                upload_id,
+                owner_id,
+                name,
+                tags,
+                started_at_ms,
+            } = &op.payload
+            {
+                uploads
+                    .entry(*upload_id)
+                    .or_insert_with(|| MultipartUpload {
+                        upload_id: *upload_id,
+                        owner_id: *owner_id,
+                        name: name.clone(),
+                        tags: tags.clone(),
+                        started_at_ms: *started_at_ms,
+                    });
+            }
+        }
+        for op in &self.ops {
+            if let MetaOp::MultipartEnded { upload_id } = &op.payload {
+                uploads.remove(upload_id);
+            }
+        }
+        let mut uploads: Vec<MultipartUpload> = uploads.into_values().collect();
+        uploads.sort_by(|a, b| {
+            (&a.name, a.started_at_ms, a.upload_id).cmp(&(&b.name, b.started_at_ms, b.upload_id))
+        });
+        uploads
+    }
+
+    /// The multipart upload `upload_id`, while it is in progress.
+    pub fn multipart_upload(&self, upload_id: &Uuid) -> Option<MultipartUpload> {
+        self.multipart_uploads()
+            .into_iter()
+            .find(|u| &u.upload_id == upload_id)
+    }
+
+    /// The owner's multipart uploads in progress.
+    pub fn multipart_uploads_of(&self, owner: &Uuid) -> Vec<MultipartUpload> {
+        self.multipart_uploads()
+            .into_iter()
+            .filter(|u| &u.owner_id == owner)
             .collect()
     }
 

@@ -69,6 +69,10 @@ enum Step {
     /// `at` deletes the `key`th S3 access key it has seen (deleted ones included: a second
     /// deletion is what two controllers make when both are asked during a partition).
     DeleteS3Key { at: usize, key: usize },
+    /// `at` starts an S3 multipart upload for the `user`th user it has seen.
+    StartUpload { at: usize, user: usize },
+    /// `at` ends the `upload`th multipart upload it has seen (ended ones included).
+    EndUpload { at: usize, upload: usize },
     /// `into` learns everything `from` has, unless a partition separates them.
     Sync { into: usize, from: usize },
     /// The origins whose bit is set in `side` are cut off from the others until the next heal.
@@ -173,24 +177,34 @@ impl History {
                     },
                 );
             }
-            Step::Login { at, user } | Step::CreateS3Key { at, user } => {
+            Step::Login { at, user }
+            | Step::CreateS3Key { at, user }
+            | Step::StartUpload { at, user } => {
                 let at = at % origins;
                 let Some(user_id) = pick(&self.seen(at).0, *user) else {
                     return;
                 };
                 let n = self.fresh_id();
-                let payload = if matches!(step, Step::Login { .. }) {
-                    MetaOp::ApiKeyIssued {
+                let payload = match step {
+                    Step::Login { .. } => MetaOp::ApiKeyIssued {
                         user_id,
                         api_key_hash: key_hash(n),
-                    }
-                } else {
-                    MetaOp::S3KeyCreated {
+                    },
+                    Step::CreateS3Key { .. } => MetaOp::S3KeyCreated {
                         key_id: format!("RCKEY{n:015}"),
                         user_id,
                         sealed_secret: n.to_be_bytes().to_vec(),
                         created_at_ms: index,
-                    }
+                    },
+                    _ => MetaOp::MultipartStarted {
+                        upload_id: Uuid::from_u128(u128::from(n) << 64 | 0x5),
+                        owner_id: user_id,
+                        name: NAMES[n as usize % NAMES.len()].to_owned(),
+                        tags: tags(&[n as usize, n as usize + 1]),
+                        // Starts of one name tie on time now and then, so that the order
+                        // falls to the id.
+                        started_at_ms: index / 4,
+                    },
                 };
                 self.append(at, index, payload);
             }
@@ -288,6 +302,21 @@ impl History {
                 let key_id = keys[key % keys.len()].clone();
                 self.append(at, index, MetaOp::S3KeyDeleted { key_id });
             }
+            Step::EndUpload { at, upload } => {
+                let at = at % origins;
+                let uploads: Vec<Uuid> = self.logs[at]
+                    .iter()
+                    .filter_map(|op| match &op.payload {
+                        MetaOp::MultipartStarted { upload_id, .. } => Some(*upload_id),
+                        _ => None,
+                    })
+                    .collect();
+                if uploads.is_empty() {
+                    return;
+                }
+                let upload_id = uploads[upload % uploads.len()];
+                self.append(at, index, MetaOp::MultipartEnded { upload_id });
+            }
             Step::Sync { into, from } => {
                 let (into, from) = (into % origins, from % origins);
                 let cut = |o: usize| self.side & (1 << o) != 0;
@@ -336,8 +365,12 @@ fn compare(model: &Model, reader: &Reader<'_>, ops: &[Op<MetaOp>]) -> Result<(),
     let mut keys = BTreeSet::new();
     let mut files = BTreeSet::new();
     let mut s3_keys = BTreeSet::new();
+    let mut uploads = BTreeSet::new();
     for op in ops {
         match &op.payload {
+            MetaOp::MultipartStarted { upload_id, .. } | MetaOp::MultipartEnded { upload_id } => {
+                uploads.insert(*upload_id);
+            }
             MetaOp::S3KeyCreated { key_id, .. } | MetaOp::S3KeyDeleted { key_id } => {
                 s3_keys.insert(key_id.clone());
             }
@@ -376,6 +409,18 @@ fn compare(model: &Model, reader: &Reader<'_>, ops: &[Op<MetaOp>]) -> Result<(),
             || format!("s3_keys_of({user})"),
             model.s3_keys_of(user),
             reader.s3_keys_of(user).map_err(fail)?,
+        )?;
+        same(
+            || format!("multipart_uploads_of({user})"),
+            model.multipart_uploads_of(user),
+            reader.multipart_uploads_of(user).map_err(fail)?,
+        )?;
+    }
+    for upload in &uploads {
+        same(
+            || format!("multipart_upload({upload})"),
+            model.multipart_upload(upload),
+            reader.multipart_upload(upload).map_err(fail)?,
         )?;
     }
     for key in &keys {
@@ -554,6 +599,8 @@ fn step() -> impl Strategy<Value = Step> {
         4 => (0..5usize, 0..8usize, tags()).prop_map(|(at, file, tags)| Step::RemoveTags { at, file, tags }),
         1 => (0..5usize, 0..4usize).prop_map(|(at, user)| Step::CreateS3Key { at, user }),
         1 => (0..5usize, 0..4usize).prop_map(|(at, key)| Step::DeleteS3Key { at, key }),
+        1 => (0..5usize, 0..4usize).prop_map(|(at, user)| Step::StartUpload { at, user }),
+        1 => (0..5usize, 0..4usize).prop_map(|(at, upload)| Step::EndUpload { at, upload }),
         5 => (0..5usize, 0..5usize).prop_map(|(into, from)| Step::Sync { into, from }),
         1 => (1u8..31).prop_map(|side| Step::Partition { side }),
         1 => Just(Step::Heal),

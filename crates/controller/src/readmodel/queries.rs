@@ -147,6 +147,21 @@ pub struct S3KeySecret {
     pub sealed_secret: Vec<u8>,
 }
 
+/// An S3 multipart upload in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultipartUpload {
+    /// The upload, and the owner of its parts' files.
+    pub upload_id: Uuid,
+    /// Who started it.
+    pub owner_id: Uuid,
+    /// The file name it completes into.
+    pub name: String,
+    /// The tags the completed file gets.
+    pub tags: Vec<String>,
+    /// Milliseconds since the Unix epoch.
+    pub started_at_ms: u64,
+}
+
 /// Queries over one connection.
 pub struct Reader<'c> {
     pub(super) conn: &'c Connection,
@@ -265,6 +280,71 @@ impl Reader<'_> {
                 })
             })
             .transpose()
+    }
+
+    /// The multipart upload `upload_id`, while it is in progress.
+    pub fn multipart_upload(
+        &self,
+        upload_id: &Uuid,
+    ) -> Result<Option<MultipartUpload>, ReadModelError> {
+        Ok(self
+            .multipart_uploads_where("upload_id = ?1", upload_id.as_bytes())?
+            .pop())
+    }
+
+    /// The owner's multipart uploads in progress, by name, then start, then id.
+    pub fn multipart_uploads_of(
+        &self,
+        owner: &Uuid,
+    ) -> Result<Vec<MultipartUpload>, ReadModelError> {
+        self.multipart_uploads_where("owner_id = ?1", owner.as_bytes())
+    }
+
+    /// Every multipart upload in progress that started before `ms`.
+    pub fn multipart_uploads_started_before(
+        &self,
+        ms: u64,
+    ) -> Result<Vec<MultipartUpload>, ReadModelError> {
+        self.multipart_uploads_where("started_at_ms < ?1", ms as i64)
+    }
+
+    /// Live files owned by a multipart upload that has ended: parts recorded on one controller
+    /// while another completed or aborted their upload. Nothing else deletes them.
+    pub fn parts_of_ended_uploads(&self, limit: usize) -> Result<Vec<Uuid>, ReadModelError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT f.file_id FROM multipart_uploads u CROSS JOIN files f ON f.owner_id = u.upload_id
+             WHERE u.ended = 1 AND f.deleted = 0 LIMIT ?1",
+        )?;
+        let rows = statement.query_map([limit as i64], |row| row.get::<_, Vec<u8>>(0))?;
+        rows.map(|id| uuid(id?, "files.file_id")).collect()
+    }
+
+    fn multipart_uploads_where(
+        &self,
+        condition: &str,
+        value: impl rusqlite::ToSql,
+    ) -> Result<Vec<MultipartUpload>, ReadModelError> {
+        let mut statement = self.conn.prepare_cached(&format!(
+            "SELECT upload_id, owner_id, name, tags, started_at_ms FROM multipart_uploads
+             WHERE {condition} AND ended = 0 AND owner_id IS NOT NULL
+             ORDER BY name, started_at_ms, upload_id"
+        ))?;
+        let mut rows = statement.query([value])?;
+        let mut uploads = Vec::new();
+        while let Some(row) = rows.next()? {
+            let tags: Vec<u8> = row.get(3)?;
+            uploads.push(MultipartUpload {
+                upload_id: uuid(row.get(0)?, "multipart_uploads.upload_id")?,
+                owner_id: uuid(row.get(1)?, "multipart_uploads.owner_id")?,
+                name: row.get(2)?,
+                tags: rmp_serde::from_slice(&tags).map_err(|e| ReadModelError::Corrupt {
+                    what: "multipart_uploads.tags",
+                    reason: e.to_string(),
+                })?,
+                started_at_ms: row.get::<_, i64>(4)? as u64,
+            });
+        }
+        Ok(uploads)
     }
 
     /// The owner's live files carrying every tag of `tags` (all of them when empty), by name

@@ -114,3 +114,17 @@ CREATE TABLE IF NOT EXISTS s3_keys (
     deleted INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS s3_keys_by_user ON s3_keys (user_id, key_id) WHERE deleted = 0;
+
+-- S3 multipart uploads; their parts are files whose owner is the upload id. A row with a NULL
+-- owner is an upload whose end arrived before its start.
+CREATE TABLE IF NOT EXISTS multipart_uploads (
+    upload_id BLOB PRIMARY KEY,
+    owner_id BLOB,
+    name TEXT,
+    -- MessagePack array of the tags.
+    tags BLOB,
+    started_at_ms INTEGER,
+    started_stamp BLOB,
+    ended INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS multipart_uploads_by_owner ON multipart_uploads (owner_id, name) WHERE ended = 0;
