@@ -241,6 +241,18 @@ class S3Clients(unittest.TestCase):
             error_code(lambda: self.s3.create_bucket(Bucket="notes")), "BucketAlreadyOwnedByYou"
         )
         self.assertEqual(error_code(lambda: self.s3.delete_bucket(Bucket="notes")), "BucketNotEmpty")
+        self.assertEqual(error_code(lambda: self.s3.delete_bucket(Bucket="no-such-tag")), "NoSuchBucket")
+        # A bucket made before any file carries its tag is there on both controllers, empty.
+        self.s3.create_bucket(Bucket="made-empty")
+        eventually(lambda: self._has_bucket(self.other, "made-empty"))
+        self.other.head_bucket(Bucket="made-empty")
+        self.assertEqual(self.other.list_objects_v2(Bucket="made-empty").get("Contents", []), [])
+        self.put("made-empty", "first.txt", b"1")
+        self.assertEqual(error_code(lambda: self.s3.delete_bucket(Bucket="made-empty")), "BucketNotEmpty")
+        self.s3.delete_object(Bucket="made-empty", Key="first.txt")
+        self.s3.delete_bucket(Bucket="made-empty")
+        self.assertEqual(error_code(lambda: self.s3.head_bucket(Bucket="made-empty")), "404")
+        eventually(lambda: self.assertEqual(error_code(lambda: self.other.head_bucket(Bucket="made-empty")), "404"))
         self.assertEqual(error_code(lambda: self.s3.get_bucket_acl(Bucket="notes")), "NotImplemented")
 
     @staticmethod
@@ -508,7 +520,6 @@ class S3Clients(unittest.TestCase):
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as f:
                 f.write(os.urandom(1000 + len(rel) * 997))
-        self.put("rclone", "placeholder", b"makes the bucket")
         env = dict(
             os.environ,
             RCLONE_CONFIG_RC_TYPE="s3",

@@ -158,6 +158,12 @@ pub enum ApiError {
     /// A completion names a part that was not uploaded, or with another ETag (400).
     #[error("{0}")]
     InvalidPart(String),
+    /// The caller has no bucket of this name (404).
+    #[error("You have no bucket (tag) {0:?}")]
+    BucketNotFound(String),
+    /// A bucket whose tag files still carry cannot be deleted (409).
+    #[error("Files still carry the tag {0:?}: delete them or remove the tag first")]
+    BucketNotEmpty(String),
     /// The content does not have the MD5 the client announced (400).
     #[error("The Content-MD5 you specified did not match what we received")]
     BadDigest,
@@ -284,7 +290,9 @@ impl ApiError {
             | ApiError::NodeNotFound(_)
             | ApiError::NoSnapshot
             | ApiError::S3KeyNotFound(_)
-            | ApiError::UploadNotFound(_) => ErrorCode::NotFound,
+            | ApiError::UploadNotFound(_)
+            | ApiError::BucketNotFound(_) => ErrorCode::NotFound,
+            ApiError::BucketNotEmpty(_) => ErrorCode::Conflict,
             ApiError::InvalidPart(_)
             | ApiError::BadDigest
             | ApiError::InvalidPartOrder
@@ -320,6 +328,8 @@ impl ApiError {
             ApiError::NoSnapshot => Some("SNAPSHOT_NOT_FOUND"),
             ApiError::S3KeyNotFound(_) => Some("S3_KEY_NOT_FOUND"),
             ApiError::UploadNotFound(_) => Some("UPLOAD_NOT_FOUND"),
+            ApiError::BucketNotFound(_) => Some("BUCKET_NOT_FOUND"),
+            ApiError::BucketNotEmpty(_) => Some("BUCKET_NOT_EMPTY"),
             ApiError::BadDigest => Some("BAD_DIGEST"),
             ApiError::InvalidPart(_)
             | ApiError::InvalidPartOrder
@@ -357,6 +367,8 @@ impl From<ApiError> for redcloud_s3::BackendError {
         use redcloud_s3::ErrorKind;
         let kind = match (&error, error.code()) {
             (ApiError::UploadNotFound(_), _) => ErrorKind::NoSuchUpload,
+            (ApiError::BucketNotFound(_), _) => ErrorKind::NoSuchBucket,
+            (ApiError::BucketNotEmpty(_), _) => ErrorKind::BucketNotEmpty,
             (ApiError::InvalidPart(_), _) => ErrorKind::InvalidPart,
             (ApiError::InvalidPartOrder, _) => ErrorKind::InvalidPartOrder,
             (ApiError::BadDigest, _) => ErrorKind::BadDigest,

@@ -138,6 +138,10 @@ impl Matcher {
             MetaOp::MultipartStarted { upload_id, .. } | MetaOp::MultipartEnded { upload_id } => {
                 self.uploads.contains(upload_id)
             }
+            MetaOp::BucketCreated { owner_id, name, .. }
+            | MetaOp::BucketDeleted { owner_id, name } => {
+                self.users.contains(owner_id) || self.tag.as_ref() == Some(name)
+            }
             MetaOp::ControllerSeen { .. }
             | MetaOp::ChunkserverSeen { .. }
             | MetaOp::ControllerRetired { .. }
@@ -218,6 +222,12 @@ pub fn describe(op: &MetaOp) -> String {
         ),
         MetaOp::MultipartEnded { upload_id } => {
             format!("S3 multipart upload {upload_id} ended")
+        }
+        MetaOp::BucketCreated { owner_id, name, .. } => {
+            format!("bucket {name:?} made by {owner_id}")
+        }
+        MetaOp::BucketDeleted { owner_id, name } => {
+            format!("bucket {name:?} deleted by {owner_id}")
         }
     }
 }
@@ -367,6 +377,20 @@ fn rule(op: &Op<MetaOp>, ops: &[Op<MetaOp>], matcher: &Matcher) -> String {
         }
         MetaOp::S3KeyDeleted { .. } | MetaOp::MultipartEnded { .. } => {
             "an end is for good, whatever arrives after".to_owned()
+        }
+        MetaOp::BucketCreated { owner_id, name, .. } | MetaOp::BucketDeleted { owner_id, name } => {
+            let winner = newest(ops.iter().filter(|o| {
+                matches!(&o.payload,
+                    MetaOp::BucketCreated { owner_id: w, name: n, .. }
+                    | MetaOp::BucketDeleted { owner_id: w, name: n } if w == owner_id && n == name)
+            }));
+            match winner {
+                Some(w) if w.dot == op.dot => {
+                    "LWW per (owner, bucket): the newest, it decides".to_owned()
+                }
+                Some(w) => format!("LWW per (owner, bucket): superseded by {}", w.dot),
+                None => "LWW per (owner, bucket)".to_owned(),
+            }
         }
         MetaOp::MultipartStarted { upload_id, .. } => {
             let ended = ops.iter().find(

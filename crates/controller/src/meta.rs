@@ -183,6 +183,23 @@ pub enum MetaOp {
         /// The access key id.
         key_id: String,
     },
+    /// A user made a bucket (S3 `CreateBucket`): the tag `name` is listed as a bucket before
+    /// any file carries it. Per (owner, name), creation and deletion: last writer wins.
+    BucketCreated {
+        /// Whose.
+        owner_id: Uuid,
+        /// The tag.
+        name: String,
+        /// Milliseconds since the Unix epoch.
+        created_at_ms: u64,
+    },
+    /// A user deleted a bucket (S3 `DeleteBucket`, refused while files carry the tag).
+    BucketDeleted {
+        /// Whose.
+        owner_id: Uuid,
+        /// The tag.
+        name: String,
+    },
     /// An S3 multipart upload began. Its parts are stored as files owned by `upload_id`, an
     /// id no user has, so no user sees them; they are deleted when the upload ends, and the
     /// ordinary collection takes their chunks unless the completed file holds them.

@@ -72,14 +72,16 @@ impl Backend for S3Backend {
             .map(|(owner, secret)| AccessKey { owner, secret }))
     }
 
-    async fn tags(&self, owner: Uuid) -> Result<Vec<(String, u64, u64)>, BackendError> {
-        Ok(self
-            .service()
-            .tag_counts(owner)
-            .await?
-            .into_iter()
-            .map(|t| (t.tag, t.files, t.first_created_at_ms))
-            .collect())
+    async fn buckets(&self, owner: Uuid) -> Result<Vec<(String, u64)>, BackendError> {
+        Ok(self.service().buckets(owner).await?)
+    }
+
+    async fn create_bucket(&self, owner: Uuid, name: String) -> Result<(), BackendError> {
+        Ok(self.service().create_bucket(owner, name).await?)
+    }
+
+    async fn delete_bucket(&self, owner: Uuid, name: String) -> Result<(), BackendError> {
+        Ok(self.service().delete_bucket(owner, name).await?)
     }
 
     async fn objects(

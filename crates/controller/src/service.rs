@@ -729,6 +729,59 @@ impl Service {
         Ok(())
     }
 
+    /// The caller's buckets, by name: the tags on their live files (since the earliest of
+    /// those files) and the buckets they made (since they made them).
+    pub async fn buckets(&self, owner: Uuid) -> Result<Vec<(String, u64)>, ApiError> {
+        let (tags, made) = self
+            .read(move |r| Ok((r.tag_counts(&owner)?, r.buckets_of(&owner)?)))
+            .await?;
+        let mut buckets: std::collections::BTreeMap<String, u64> = made.into_iter().collect();
+        for tag in tags {
+            let since = buckets.entry(tag.tag).or_insert(tag.first_created_at_ms);
+            *since = (*since).min(tag.first_created_at_ms);
+        }
+        Ok(buckets.into_iter().collect())
+    }
+
+    /// Makes bucket `name` of the caller's: the tag is listed as a bucket before files carry it.
+    pub async fn create_bucket(&self, owner: Uuid, name: String) -> Result<(), ApiError> {
+        check_tags(std::slice::from_ref(&name))?;
+        self.log
+            .append(vec![MetaOp::BucketCreated {
+                owner_id: owner,
+                name,
+                created_at_ms: self.clock.now_ms(),
+            }])
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes the caller's bucket `name`, unless live files carry the tag.
+    pub async fn delete_bucket(&self, owner: Uuid, name: String) -> Result<(), ApiError> {
+        let wanted = name.clone();
+        let (carried, made) = self
+            .read(move |r| {
+                Ok((
+                    r.tag_counts(&owner)?.iter().any(|t| t.tag == wanted),
+                    r.buckets_of(&owner)?.iter().any(|(b, _)| *b == wanted),
+                ))
+            })
+            .await?;
+        if carried {
+            return Err(ApiError::BucketNotEmpty(name));
+        }
+        if !made {
+            return Err(ApiError::BucketNotFound(name));
+        }
+        self.log
+            .append(vec![MetaOp::BucketDeleted {
+                owner_id: owner,
+                name,
+            }])
+            .await?;
+        Ok(())
+    }
+
     /// The tags on the caller's live files, each with how many files carry it, by tag.
     pub async fn tag_counts(&self, owner: Uuid) -> Result<Vec<TagCount>, ApiError> {
         self.read(move |r| r.tag_counts(&owner)).await

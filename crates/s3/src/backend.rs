@@ -75,6 +75,10 @@ pub enum ErrorKind {
     Invalid,
     /// Larger than this store accepts.
     TooLarge,
+    /// Files still carry the bucket's tag.
+    BucketNotEmpty,
+    /// No such bucket.
+    NoSuchBucket,
     /// No such multipart upload in progress.
     NoSuchUpload,
     /// A completion names a part that is not there, or with another ETag.
@@ -121,9 +125,15 @@ pub trait Backend: Send + Sync + 'static {
     /// The key `key_id`, if it exists and is not deleted.
     async fn access_key(&self, key_id: &str) -> Result<Option<AccessKey>, BackendError>;
 
-    /// The tags on the owner's live files, by tag, each with how many files carry it and
-    /// when the first of them was uploaded (milliseconds since the Unix epoch).
-    async fn tags(&self, owner: Uuid) -> Result<Vec<(String, u64, u64)>, BackendError>;
+    /// The owner's buckets, by name: the tags on their live files and the buckets they made,
+    /// each with when it began (milliseconds since the Unix epoch).
+    async fn buckets(&self, owner: Uuid) -> Result<Vec<(String, u64)>, BackendError>;
+
+    /// Makes bucket `name` of the owner's, listed before any file carries the tag.
+    async fn create_bucket(&self, owner: Uuid, name: String) -> Result<(), BackendError>;
+
+    /// Deletes the owner's bucket `name`, unless files carry the tag ([`ErrorKind::BucketNotEmpty`]).
+    async fn delete_bucket(&self, owner: Uuid, name: String) -> Result<(), BackendError>;
 
     /// The owner's live files carrying every tag of `tags`, sorted by name.
     async fn objects(

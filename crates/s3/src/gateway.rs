@@ -137,6 +137,8 @@ fn s3_error_of(error: BackendError) -> S3Error {
         ErrorKind::Invalid => S3ErrorCode::InvalidArgument,
         ErrorKind::TooLarge => S3ErrorCode::EntityTooLarge,
         ErrorKind::NoSuchUpload => S3ErrorCode::NoSuchUpload,
+        ErrorKind::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
+        ErrorKind::NoSuchBucket => S3ErrorCode::NoSuchBucket,
         ErrorKind::InvalidPart => S3ErrorCode::InvalidPart,
         ErrorKind::InvalidPartOrder => S3ErrorCode::InvalidPartOrder,
         ErrorKind::TooSmall => S3ErrorCode::EntityTooSmall,
@@ -247,10 +249,10 @@ impl<B: Backend> Gateway<B> {
         }
     }
 
-    /// Fails unless `bucket` is one of the owner's tags.
+    /// Fails unless `bucket` is one of the owner's buckets.
     async fn bucket_exists(&self, owner: Uuid, bucket: &str) -> S3Result<()> {
-        let tags = self.backend.tags(owner).await.map_err(s3_error_of)?;
-        if tags.iter().any(|(tag, _, _)| tag == bucket) {
+        let buckets = self.backend.buckets(owner).await.map_err(s3_error_of)?;
+        if buckets.iter().any(|(name, _)| name == bucket) {
             Ok(())
         } else {
             Err(no_such_bucket(bucket))
@@ -409,14 +411,14 @@ impl<B: Backend> S3 for Gateway<B> {
         request: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
         let owner = self.owner(&request).await?;
-        let tags = self.backend.tags(owner).await.map_err(s3_error_of)?;
+        let buckets = self.backend.buckets(owner).await.map_err(s3_error_of)?;
         let prefix = request.input.prefix.as_deref().unwrap_or_default();
-        let buckets = tags
+        let buckets = buckets
             .into_iter()
-            .filter(|(tag, _, _)| is_bucket_name(tag) && tag.starts_with(prefix))
-            .map(|(tag, _, first_ms)| Bucket {
-                name: Some(tag),
-                creation_date: Some(timestamp(first_ms)),
+            .filter(|(name, _)| is_bucket_name(name) && name.starts_with(prefix))
+            .map(|(name, since_ms)| Bucket {
+                name: Some(name),
+                creation_date: Some(timestamp(since_ms)),
                 bucket_region: Some(self.config.region.clone()),
             })
             .collect();
@@ -460,17 +462,20 @@ impl<B: Backend> S3 for Gateway<B> {
         request: S3Request<CreateBucketInput>,
     ) -> S3Result<S3Response<CreateBucketOutput>> {
         let owner = self.owner(&request).await?;
-        let bucket = &request.input.bucket;
-        if self.bucket_exists(owner, bucket).await.is_ok() {
+        let bucket = request.input.bucket;
+        if self.bucket_exists(owner, &bucket).await.is_ok() {
             return Err(s3_error!(
                 BucketAlreadyOwnedByYou,
-                "Your files already carry the tag {bucket:?}"
+                "You already have the bucket (tag) {bucket:?}"
             ));
         }
-        Err(s3_error!(
-            NotImplemented,
-            "A bucket is a tag: put an object into {bucket:?} and the bucket exists"
-        ))
+        self.backend
+            .create_bucket(owner, bucket.clone())
+            .await
+            .map_err(s3_error_of)?;
+        Ok(S3Response::new(CreateBucketOutput {
+            location: Some(format!("/{bucket}")),
+        }))
     }
 
     async fn delete_bucket(
@@ -478,12 +483,11 @@ impl<B: Backend> S3 for Gateway<B> {
         request: S3Request<DeleteBucketInput>,
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
         let owner = self.owner(&request).await?;
-        let bucket = &request.input.bucket;
-        self.bucket_exists(owner, bucket).await?;
-        Err(s3_error!(
-            BucketNotEmpty,
-            "Files still carry the tag {bucket:?}: delete them or remove the tag first"
-        ))
+        self.backend
+            .delete_bucket(owner, request.input.bucket)
+            .await
+            .map_err(s3_error_of)?;
+        Ok(S3Response::new(DeleteBucketOutput {}))
     }
 
     async fn list_objects_v2(

@@ -122,6 +122,8 @@ pub struct MemoryProjection {
     retired: HashMap<(&'static str, String), Retirement>,
     s3_keys: HashMap<String, S3Key>,
     uploads: HashMap<Uuid, Upload>,
+    /// Per (owner, name): present, creation time, stamp.
+    buckets: HashMap<(Uuid, String), (bool, i64, StampBytes)>,
     applied: VersionVector,
     newest: Hlc,
     folds: VersionVector,
@@ -277,6 +279,15 @@ impl MemoryProjection {
                     created,
                     deleted: row.get(5)?,
                 },
+            );
+        }
+        let mut buckets =
+            conn.prepare("SELECT owner_id, name, present, created_at_ms, stamp FROM buckets")?;
+        let mut rows = buckets.query([])?;
+        while let Some(row) = rows.next()? {
+            self.buckets.insert(
+                (uuid_at(row, 0, "buckets.owner_id")?, row.get(1)?),
+                (row.get(2)?, row.get(3)?, blob(row, 4, "buckets.stamp")?),
             );
         }
         let mut uploads = conn.prepare(
@@ -435,6 +446,14 @@ impl MemoryProjection {
             MetaOp::S3KeyDeleted { key_id } => {
                 self.s3_keys.entry(key_id).or_default().deleted = true
             }
+            MetaOp::BucketCreated {
+                owner_id,
+                name,
+                created_at_ms,
+            } => self.set_bucket(owner_id, name, true, created_at_ms as i64, stamp),
+            MetaOp::BucketDeleted { owner_id, name } => {
+                self.set_bucket(owner_id, name, false, 0, stamp);
+            }
             MetaOp::MultipartStarted {
                 upload_id,
                 owner_id,
@@ -486,6 +505,23 @@ impl MemoryProjection {
                     entry.insert(Retirement { stamp, reason });
                 }
             }
+        }
+    }
+
+    fn set_bucket(
+        &mut self,
+        owner: Uuid,
+        name: String,
+        present: bool,
+        created_at_ms: i64,
+        stamp: StampBytes,
+    ) {
+        let entry = self
+            .buckets
+            .entry((owner, name))
+            .or_insert((present, created_at_ms, stamp));
+        if stamp > entry.2 {
+            *entry = (present, created_at_ms, stamp);
         }
     }
 
@@ -651,6 +687,15 @@ impl MemoryProjection {
                 None => (0..4).for_each(|_| out.null()),
             }
             out.int(i64::from(key.deleted));
+        }
+
+        out.table("buckets");
+        for ((owner, name), (present, created_at_ms, stamp)) in sorted(&self.buckets) {
+            out.bytes(owner.as_bytes());
+            out.bytes(name.as_bytes());
+            out.int(i64::from(*present));
+            out.int(*created_at_ms);
+            out.bytes(stamp);
         }
 
         out.table("multipart_uploads");

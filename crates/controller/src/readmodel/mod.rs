@@ -42,7 +42,7 @@ const SCHEMA: &str = include_str!("schema.sql");
 /// rule change: a read model of another format is emptied when opened and rebuilt from the
 /// log, the source of truth. 2: tags record whether the file ever carried them. 3: conflict
 /// names unique among the owner's live files. 4: retired nodes. 5: S3 access keys.
-const FORMAT: i64 = 7;
+const FORMAT: i64 = 8;
 const APPLIED_FRONTIER_KEY: &str = "applied_frontier";
 /// The newest stamp among the operations applied (MessagePack of an `Hlc`): a snapshot of
 /// this read model hands it on, so that the new log's stamps exceed everything it covers.
@@ -568,6 +568,14 @@ fn apply_one(tx: &Transaction<'_>, op: &Op<MetaOp>) -> Result<(), ReadModelError
             )?
             .execute([key_id])?;
         }
+        MetaOp::BucketCreated {
+            owner_id,
+            name,
+            created_at_ms,
+        } => set_bucket(tx, owner_id, name, true, *created_at_ms, &stamp)?,
+        MetaOp::BucketDeleted { owner_id, name } => {
+            set_bucket(tx, owner_id, name, false, 0, &stamp)?;
+        }
         MetaOp::MultipartStarted {
             upload_id,
             owner_id,
@@ -620,6 +628,26 @@ fn retire(
            WHERE excluded.stamp > retired_nodes.stamp",
     )?
     .execute(params![kind, node_id, stamp, reason])?;
+    Ok(())
+}
+
+/// Records a bucket's creation or deletion; the newest (by stamp) of an (owner, name) wins.
+/// A deletion keeps the creation time of what it deleted out of the row: 0.
+fn set_bucket(
+    tx: &Transaction<'_>,
+    owner: &Uuid,
+    name: &str,
+    present: bool,
+    created_at_ms: u64,
+    stamp: &[u8],
+) -> Result<(), ReadModelError> {
+    tx.prepare_cached(
+        "INSERT INTO buckets (owner_id, name, present, created_at_ms, stamp) VALUES (?1, ?2, ?3, ?4, ?5)
+           ON CONFLICT (owner_id, name) DO UPDATE SET present = excluded.present,
+             created_at_ms = excluded.created_at_ms, stamp = excluded.stamp
+           WHERE excluded.stamp > buckets.stamp",
+    )?
+    .execute(params![owner.as_bytes(), name, present, created_at_ms as i64, stamp])?;
     Ok(())
 }
 
@@ -842,6 +870,10 @@ pub fn digest(conn: &Connection) -> Result<[u8; 32], ReadModelError> {
         (
             "s3_keys",
             "SELECT key_id, user_id, sealed_secret, created_at_ms, created_stamp, deleted FROM s3_keys ORDER BY key_id",
+        ),
+        (
+            "buckets",
+            "SELECT owner_id, name, present, created_at_ms, stamp FROM buckets ORDER BY owner_id, name",
         ),
         (
             "multipart_uploads",

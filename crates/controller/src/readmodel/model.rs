@@ -370,6 +370,31 @@ impl Model {
         uploads
     }
 
+    /// The owner's buckets made with `CreateBucket`: per (owner, name), the newest creation or
+    /// deletion by stamp decides.
+    pub fn buckets_of(&self, owner: &Uuid) -> Vec<(String, u64)> {
+        let mut newest: BTreeMap<&str, Option<u64>> = BTreeMap::new();
+        for op in self.by_stamp() {
+            match &op.payload {
+                MetaOp::BucketCreated {
+                    owner_id,
+                    name,
+                    created_at_ms,
+                } if owner_id == owner => {
+                    newest.insert(name, Some(*created_at_ms));
+                }
+                MetaOp::BucketDeleted { owner_id, name } if owner_id == owner => {
+                    newest.insert(name, None);
+                }
+                _ => {}
+            }
+        }
+        newest
+            .into_iter()
+            .filter_map(|(name, created)| Some((name.to_owned(), created?)))
+            .collect()
+    }
+
     /// The multipart upload `upload_id`, while it is in progress.
     pub fn multipart_upload(&self, upload_id: &Uuid) -> Option<MultipartUpload> {
         self.multipart_uploads()

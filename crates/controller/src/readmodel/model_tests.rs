@@ -69,6 +69,14 @@ enum Step {
     /// `at` deletes the `key`th S3 access key it has seen (deleted ones included: a second
     /// deletion is what two controllers make when both are asked during a partition).
     DeleteS3Key { at: usize, key: usize },
+    /// `at` makes (or, with `delete`, deletes) bucket `TAGS[name]` of the `user`th user it has
+    /// seen.
+    Bucket {
+        at: usize,
+        user: usize,
+        name: usize,
+        delete: bool,
+    },
     /// `at` starts an S3 multipart upload for the `user`th user it has seen.
     StartUpload { at: usize, user: usize },
     /// `at` ends the `upload`th multipart upload it has seen (ended ones included).
@@ -302,6 +310,28 @@ impl History {
                 let key_id = keys[key % keys.len()].clone();
                 self.append(at, index, MetaOp::S3KeyDeleted { key_id });
             }
+            Step::Bucket {
+                at,
+                user,
+                name,
+                delete,
+            } => {
+                let at = at % origins;
+                let Some(owner_id) = pick(&self.seen(at).0, *user) else {
+                    return;
+                };
+                let name = TAGS[name % TAGS.len()].to_owned();
+                let payload = if *delete {
+                    MetaOp::BucketDeleted { owner_id, name }
+                } else {
+                    MetaOp::BucketCreated {
+                        owner_id,
+                        name,
+                        created_at_ms: index,
+                    }
+                };
+                self.append(at, index, payload);
+            }
             Step::EndUpload { at, upload } => {
                 let at = at % origins;
                 let uploads: Vec<Uuid> = self.logs[at]
@@ -409,6 +439,11 @@ fn compare(model: &Model, reader: &Reader<'_>, ops: &[Op<MetaOp>]) -> Result<(),
             || format!("s3_keys_of({user})"),
             model.s3_keys_of(user),
             reader.s3_keys_of(user).map_err(fail)?,
+        )?;
+        same(
+            || format!("buckets_of({user})"),
+            model.buckets_of(user),
+            reader.buckets_of(user).map_err(fail)?,
         )?;
         same(
             || format!("multipart_uploads_of({user})"),
@@ -600,6 +635,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..5usize, 0..4usize).prop_map(|(at, user)| Step::CreateS3Key { at, user }),
         1 => (0..5usize, 0..4usize).prop_map(|(at, key)| Step::DeleteS3Key { at, key }),
         1 => (0..5usize, 0..4usize).prop_map(|(at, user)| Step::StartUpload { at, user }),
+        2 => (0..5usize, 0..4usize, 0..TAGS.len(), any::<bool>())
+            .prop_map(|(at, user, name, delete)| Step::Bucket { at, user, name, delete }),
         1 => (0..5usize, 0..4usize).prop_map(|(at, upload)| Step::EndUpload { at, upload }),
         5 => (0..5usize, 0..5usize).prop_map(|(into, from)| Step::Sync { into, from }),
         1 => (1u8..31).prop_map(|side| Step::Partition { side }),

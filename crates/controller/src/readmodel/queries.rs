@@ -282,6 +282,18 @@ impl Reader<'_> {
             .transpose()
     }
 
+    /// The owner's buckets made with `CreateBucket` and not deleted since, by name, with their
+    /// creation times.
+    pub fn buckets_of(&self, owner: &Uuid) -> Result<Vec<(String, u64)>, ReadModelError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT name, created_at_ms FROM buckets WHERE owner_id = ?1 AND present = 1 ORDER BY name",
+        )?;
+        let rows = statement.query_map([owner.as_bytes()], |row| {
+            Ok((row.get(0)?, row.get::<_, i64>(1)? as u64))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The multipart upload `upload_id`, while it is in progress.
     pub fn multipart_upload(
         &self,

@@ -115,6 +115,17 @@ CREATE TABLE IF NOT EXISTS s3_keys (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS s3_keys_by_user ON s3_keys (user_id, key_id) WHERE deleted = 0;
 
+-- Buckets made with S3 CreateBucket, per owner: the newest creation or deletion (by stamp)
+-- says whether it is listed. A bucket also exists while any live file carries its tag.
+CREATE TABLE IF NOT EXISTS buckets (
+    owner_id BLOB NOT NULL,
+    name TEXT NOT NULL,
+    present INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    stamp BLOB NOT NULL,
+    PRIMARY KEY (owner_id, name)
+) WITHOUT ROWID;
+
 -- S3 multipart uploads; their parts are files whose owner is the upload id. A row with a NULL
 -- owner is an upload whose end arrived before its start.
 CREATE TABLE IF NOT EXISTS multipart_uploads (
