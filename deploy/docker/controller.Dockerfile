@@ -11,7 +11,7 @@ COPY rootfs/ /
 # or --cluster-token-file pointing at a Docker secret overrides it.
 ENV REDCLOUD_CLUSTER_TOKEN_FILE=/etc/redcloud/cluster.secret
 WORKDIR /data
-# Ports: 8000 serves clients (HTTP and gRPC APIs, /status, /metrics); 8001 serves other nodes
-# (mutual TLS keyed by the cluster secret).
-EXPOSE 8000 8001
+# Ports: 8000 serves clients (HTTP and gRPC APIs, /status, /metrics); 9000 serves S3 clients;
+# 8001 serves other nodes (mutual TLS keyed by the cluster secret).
+EXPOSE 8000 8001 9000
 ENTRYPOINT ["/usr/local/bin/redcloud-controller"]

@@ -10,6 +10,7 @@ import datetime
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -81,6 +82,19 @@ def error_code(call):
         return error.response["Error"]["Code"]
     raise AssertionError("the call succeeded")
 
+
+# Virtual-host-style requests name the bucket in the host (`BUCKET.s3.test`, the cluster's
+# --s3-root-domain); such names resolve to the loopback address in this process only.
+_resolve = socket.getaddrinfo
+
+
+def _loopback_for_test_domain(host, *args, **kwargs):
+    if isinstance(host, str) and (host == "s3.test" or host.endswith(".s3.test")):
+        host = "127.0.0.1"
+    return _resolve(host, *args, **kwargs)
+
+
+socket.getaddrinfo = _loopback_for_test_domain
 
 ALICE = new_user("alice")
 BOB = new_user("bob")
@@ -325,6 +339,47 @@ class S3Clients(unittest.TestCase):
             config=botocore.config.Config(signature_version=botocore.UNSIGNED),
         )
         self.assertEqual(error_code(lambda: anonymous.list_buckets()), "AccessDenied")
+
+    def test_a_bad_signature_is_refused_before_the_body_is_read(self):
+        host, port = S3_0.removeprefix("http://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            conn.sendall(
+                (
+                    "PUT /work/huge.bin HTTP/1.1\r\n"
+                    f"Host: {host}:{port}\r\n"
+                    "Content-Length: 1073741824\r\n"
+                    "x-amz-date: 20260101T000000Z\r\n"
+                    "x-amz-content-sha256: UNSIGNED-PAYLOAD\r\n"
+                    f"Authorization: AWS4-HMAC-SHA256 Credential={ALICE[0]}/20260101/{REGION}/s3/aws4_request, "
+                    "SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=" + "0" * 64 + "\r\n\r\n"
+                ).encode()
+            )
+            conn.sendall(b"x" * 65536)
+            answer = conn.recv(4096).decode(errors="replace")
+        self.assertTrue(answer.startswith("HTTP/1.1 403"), answer[:200])
+
+    def test_virtual_host_style_names_the_bucket_in_the_host(self):
+        port = S3_0.rsplit(":", 1)[1]
+        virtual = boto3.client(
+            "s3",
+            endpoint_url=f"http://s3.test:{port}",
+            aws_access_key_id=ALICE[0],
+            aws_secret_access_key=ALICE[1],
+            region_name=REGION,
+            config=botocore.config.Config(signature_version="s3v4", s3={"addressing_style": "virtual"}),
+        )
+        virtual.put_object(Bucket="vhost", Key="dir/v.txt", Body=b"virtual")
+        self.assertEqual(self.s3.get_object(Bucket="vhost", Key="dir/v.txt")["Body"].read(), b"virtual")
+        self.assertEqual([o["Key"] for o in virtual.list_objects_v2(Bucket="vhost")["Contents"]], ["dir/v.txt"])
+        self.assertIn("vhost", [b["Name"] for b in virtual.list_buckets()["Buckets"]])
+
+    def test_limits(self):
+        self.assertEqual(error_code(lambda: self.put("limits", "k" * 256, b"x")), "KeyTooLongError")
+        self.assertEqual(
+            error_code(lambda: self.s3.delete_objects(
+                Bucket="limits", Delete={"Objects": [{"Key": "k" * 1000 + str(i)} for i in range(3000)]})),
+            "MaxMessageLengthExceeded",
+        )
 
     def test_a_deleted_key_stops_working_on_every_controller(self):
         name = "carol"

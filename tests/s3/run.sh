@@ -59,7 +59,8 @@ api = next(p for p in range(18500, 19000, 2) if free(p))
 s3 = next(p for p in range(19500, 20000, 2) if free(p))
 print(api, s3)')
 "$REDCLOUD_BIN" up --controllers 2 --chunkservers 2 --listen "127.0.0.1:$port" \
-    --s3-listen "127.0.0.1:$s3_port" --s3-multipart-expiry "$EXPIRY" --data-dir "$work/data" >"$artifacts/cluster.log" 2>&1 &
+    --s3-listen "127.0.0.1:$s3_port" --s3-multipart-expiry "$EXPIRY" \
+    --s3-root-domain s3.test --data-dir "$work/data" >"$artifacts/cluster.log" 2>&1 &
 cluster_pid=$!
 for url in "http://127.0.0.1:$port" "http://127.0.0.1:$((port + 1))"; do
     for _ in $(seq 1 150); do

@@ -78,6 +78,8 @@ impl Local {
                 "2",
                 "--listen",
                 &listen,
+                "--s3-listen",
+                "127.0.0.1:0",
                 "--data-dir",
             ])
             .arg(dir.path().join("data"))

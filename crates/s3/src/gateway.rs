@@ -31,6 +31,10 @@ use crate::names::{is_bucket_name, redcloud_tag, s3_tag, tagging_header, url_enc
 /// Most keys one listing page returns, whatever `max-keys` asks (S3's own bound).
 const MAX_KEYS: usize = 1000;
 
+/// Largest XML request body (read whole before it is parsed): a completion of 10,000 parts
+/// is about 1 MiB, a `DeleteObjects` of 1,000 keys a few hundred KiB.
+const XML_BODY_MAX_BYTES: usize = 2 * 1024 * 1024;
+
 /// Longest object key: RedCloud file names are at most 255 bytes.
 const KEY_MAX_BYTES: usize = 255;
 
@@ -59,6 +63,11 @@ pub fn router<B: Backend>(backend: Arc<B>, config: GatewayConfig) -> axum::Route
         config: config.clone(),
     });
     builder.set_auth(KeyStore { backend });
+    let mut limits = s3s::config::S3Config::default();
+    limits.xml_max_body_size = XML_BODY_MAX_BYTES;
+    builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
+        limits,
+    ))));
     if let Some(domain) = config.root_domain {
         builder.set_host(RootDomain { domain });
     }
@@ -1131,4 +1140,151 @@ fn decode_content_md5(text: &str) -> S3Result<[u8; 16]> {
         .ok()
         .and_then(|bytes| <[u8; 16]>::try_from(bytes).ok())
         .ok_or_else(|| s3_error!(InvalidDigest, "Content-MD5 is not the base64 of 16 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_root_domain_names_buckets_and_every_other_host_is_path_style() {
+        let hosts = RootDomain {
+            domain: "s3.example.com".to_owned(),
+        };
+        let bucket = |host: &str| {
+            hosts
+                .parse_host_header(host)
+                .map(|v| v.bucket().map(str::to_owned))
+                .ok()
+                .flatten()
+        };
+        assert_eq!(bucket("photos.s3.example.com"), Some("photos".to_owned()));
+        assert_eq!(
+            bucket("photos.s3.example.com:9000"),
+            Some("photos".to_owned())
+        );
+        assert_eq!(bucket("a.b.s3.example.com"), Some("a.b".to_owned()));
+        for path_style in [
+            "s3.example.com",
+            "s3.example.com:9000",
+            "127.0.0.1:9000",
+            "controller:9000",
+            "evil-s3.example.com",
+            ".s3.example.com",
+            "[::1]:9000",
+        ] {
+            assert_eq!(bucket(path_style), None, "{path_style}");
+        }
+    }
+
+    #[test]
+    fn conditions_follow_rfc_9110() {
+        let object = StoredObject {
+            file_id: Uuid::nil(),
+            name: "a".to_owned(),
+            size: 1,
+            created_at_ms: 1_700_000_000_500,
+            tags: vec!["b".to_owned()],
+            etag: Some("abc".to_owned()),
+        };
+        let at = |secs: u64| Timestamp::from(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+        let tag = |t: &str| ETagCondition::ETag(ETag::Strong(t.to_owned()));
+        let code = |r: S3Result<()>| r.err().map(|e| e.code().as_str().to_owned());
+        assert_eq!(
+            code(check_conditions(&object, None, None, None, None)),
+            None
+        );
+        assert_eq!(
+            code(check_conditions(
+                &object,
+                None,
+                Some(&tag("abc")),
+                None,
+                None
+            )),
+            Some("NotModified".to_owned())
+        );
+        assert_eq!(
+            code(check_conditions(
+                &object,
+                None,
+                Some(&ETagCondition::Any),
+                None,
+                None
+            )),
+            Some("NotModified".to_owned())
+        );
+        assert_eq!(
+            code(check_conditions(
+                &object,
+                Some(&tag("zzz")),
+                None,
+                None,
+                None
+            )),
+            Some("PreconditionFailed".to_owned())
+        );
+        // Modified at second 1_700_000_000 (milliseconds dropped, as HTTP dates have none).
+        assert_eq!(
+            code(check_conditions(
+                &object,
+                None,
+                None,
+                Some(&at(1_700_000_000)),
+                None
+            )),
+            Some("NotModified".to_owned())
+        );
+        assert_eq!(
+            code(check_conditions(
+                &object,
+                None,
+                None,
+                Some(&at(1_699_999_999)),
+                None
+            )),
+            None
+        );
+        assert_eq!(
+            code(check_conditions(
+                &object,
+                None,
+                None,
+                None,
+                Some(&at(1_699_999_999))
+            )),
+            Some("PreconditionFailed".to_owned())
+        );
+        // If-None-Match decides over If-Modified-Since, If-Match over If-Unmodified-Since.
+        assert_eq!(
+            code(check_conditions(
+                &object,
+                None,
+                Some(&tag("zzz")),
+                Some(&at(1_800_000_000)),
+                None
+            )),
+            None
+        );
+        assert_eq!(
+            code(check_conditions(
+                &object,
+                Some(&tag("abc")),
+                None,
+                None,
+                Some(&at(1))
+            )),
+            None
+        );
+    }
+
+    #[test]
+    fn extension_tags_are_read_from_the_query() {
+        assert_eq!(
+            extension_tags("list-type=2&x-redcloud-tags=a%2Cb&prefix=p"),
+            vec!["a", "b"]
+        );
+        assert_eq!(extension_tags("x-redcloud-tags=a,,%20c%20"), vec!["a", "c"]);
+        assert_eq!(extension_tags("list-type=2"), Vec::<String>::new());
+    }
 }

@@ -26,6 +26,9 @@ pub struct UpArgs {
     /// Address the first controller serves S3 on; the others use the ports after it.
     #[arg(long, default_value = "127.0.0.1:9000")]
     pub s3_listen: SocketAddr,
+    /// Domain for virtual-host-style S3 requests (`BUCKET.DOMAIN`); path style always works.
+    #[arg(long)]
+    pub s3_root_domain: Option<String>,
     /// How long an S3 multipart upload may stay unfinished before it is aborted.
     #[arg(long, default_value = "7d")]
     pub s3_multipart_expiry: humantime::Duration,
@@ -79,6 +82,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         controller.cluster_listen = listeners.cluster.local_addr()?;
         controller.s3_listen = listeners.s3.local_addr()?;
         controller.s3_multipart_expiry = args.s3_multipart_expiry;
+        controller.s3_root_domain.clone_from(&args.s3_root_domain);
         controller.tls_cert.clone_from(&args.tls_cert);
         controller.tls_key.clone_from(&args.tls_key);
         controller.peers = cluster_addresses
