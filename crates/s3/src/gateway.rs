@@ -82,11 +82,52 @@ async fn serve(
     axum::extract::State(service): axum::extract::State<s3s::service::S3Service>,
     request: axum::extract::Request,
 ) -> axum::response::Response {
+    if let Some(refused) = refuse_oversized_xml(&request) {
+        return refused;
+    }
     let request = request.map(s3s::Body::http_body_unsync);
     match service.call(request).await {
         Ok(response) => response.map(axum::body::Body::new),
         Err(_) => http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
+}
+
+/// A request whose body is an XML document and whose `Content-Length` exceeds
+/// [`XML_BODY_MAX_BYTES`] is answered `MaxMessageLengthExceeded` before anything is read (s3s
+/// refuses it too, but as an internal error). Object data goes only in a `PUT` with no
+/// sub-resource but a part's (which `CreateBucket` shares, whose body s3s then bounds); every
+/// other body is XML.
+fn refuse_oversized_xml(request: &axum::extract::Request) -> Option<axum::response::Response> {
+    let length: u64 = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    if length <= XML_BODY_MAX_BYTES as u64 {
+        return None;
+    }
+    let data_query = request
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .all(|pair| {
+            let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+            matches!(name, "" | "partNumber" | "uploadId" | "x-id")
+        });
+    if request.method() == http::Method::PUT && data_query {
+        return None;
+    }
+    let error = s3_error!(
+        MaxMessageLengthExceeded,
+        "Request bodies other than object data are at most {XML_BODY_MAX_BYTES} bytes"
+    );
+    Some(match error.to_http_response() {
+        Ok(response) => response.map(axum::body::Body::new),
+        Err(_) => http::StatusCode::BAD_REQUEST.into_response(),
+    })
 }
 
 /// Signature checks look secrets up here.
@@ -1000,6 +1041,16 @@ impl<B: Backend> S3 for Gateway<B> {
             .await
             .map_err(s3_error_of)?;
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    async fn post_object(
+        &self,
+        _request: S3Request<s3s::dto::PostObjectInput>,
+    ) -> S3Result<S3Response<s3s::dto::PostObjectOutput>> {
+        Err(s3_error!(
+            NotImplemented,
+            "POST (browser form) uploads are not served; use PutObject"
+        ))
     }
 
     async fn get_object_tagging(
