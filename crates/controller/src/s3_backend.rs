@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt as _;
 use redcloud_s3::{
-    AccessKey, Backend, BackendError, ByteStream, Completing, PendingUpload, StoredObject,
+    AccessKey, Backend, BackendError, ByteStream, Completing, Content, PendingUpload, StoredObject,
     UploadedPart,
 };
 use uuid::Uuid;
@@ -135,19 +135,29 @@ impl Backend for S3Backend {
         Ok(uploaded_object(uploaded))
     }
 
-    async fn read(
+    async fn open(
         &self,
         owner: Uuid,
-        object: &StoredObject,
-        first: u64,
-        last: u64,
-    ) -> Result<ByteStream, BackendError> {
-        let download = self
+        name: String,
+    ) -> Result<Option<(StoredObject, Content)>, BackendError> {
+        let download = match self
             .service()
-            .find_download(owner, DownloadTarget::Id(object.file_id))
-            .await?;
-        let stream = self.service().read_range(download, first, last).await?;
-        Ok(stream.boxed())
+            .find_download(owner, DownloadTarget::Name(name))
+            .await
+        {
+            Ok(download) => download,
+            Err(crate::ApiError::FileNotFound(_)) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        let object = stored_object(download.file.clone());
+        let state = Arc::clone(&self.state);
+        let content: Content = Box::new(move |first, last| {
+            Box::pin(async move {
+                let stream = state.service.read_range(download, first, last).await?;
+                Ok(stream.boxed())
+            })
+        });
+        Ok(Some((object, content)))
     }
 
     async fn start_upload(

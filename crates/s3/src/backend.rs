@@ -9,6 +9,16 @@ use uuid::Uuid;
 /// Bytes flowing in or out of the store.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
+/// Reads the bytes `first..=last` of the object it came with (they lie within it).
+pub type Content = Box<
+    dyn FnOnce(
+            u64,
+            u64,
+        ) -> Pin<
+            Box<dyn std::future::Future<Output = Result<ByteStream, BackendError>> + Send>,
+        > + Send,
+>;
+
 /// The work of a checked multipart completion.
 pub type Completing =
     Pin<Box<dyn std::future::Future<Output = Result<StoredObject, BackendError>> + Send>>;
@@ -158,14 +168,12 @@ pub trait Backend: Send + Sync + 'static {
         body: ByteStream,
     ) -> Result<StoredObject, BackendError>;
 
-    /// The bytes `first..=last` of `object`, which lie within it.
-    async fn read(
+    /// The owner's live file shown under `name`, with the means to read it.
+    async fn open(
         &self,
         owner: Uuid,
-        object: &StoredObject,
-        first: u64,
-        last: u64,
-    ) -> Result<ByteStream, BackendError>;
+        name: String,
+    ) -> Result<Option<(StoredObject, Content)>, BackendError>;
 
     /// Deletes the owner's file.
     async fn delete(&self, owner: Uuid, file_id: Uuid) -> Result<(), BackendError>;

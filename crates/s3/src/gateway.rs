@@ -58,11 +58,13 @@ pub struct GatewayConfig {
 
 /// The S3 listener's router: signature checks by `s3s`, the mapping by [`Gateway`].
 pub fn router<B: Backend>(backend: Arc<B>, config: GatewayConfig) -> axum::Router {
+    let owners = Arc::new(Owners::default());
     let mut builder = s3s::service::S3ServiceBuilder::new(Gateway {
         backend: Arc::clone(&backend),
         config: config.clone(),
+        owners: Arc::clone(&owners),
     });
-    builder.set_auth(KeyStore { backend });
+    builder.set_auth(KeyStore { backend, owners });
     let mut limits = s3s::config::S3Config::default();
     limits.xml_max_body_size = XML_BODY_MAX_BYTES;
     builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
@@ -130,16 +132,50 @@ fn refuse_oversized_xml(request: &axum::extract::Request) -> Option<axum::respon
     })
 }
 
+/// Most access keys whose owners [`Owners`] remembers; it starts afresh when full.
+const OWNERS_REMEMBERED: usize = 10_000;
+
+/// The owner of each access key the signature check has looked up. Every signed request looks
+/// its key up afresh (so a deleted key fails at once); the operation then finds the owner here
+/// instead of reading and opening the key a second time. A key's owner never changes.
+#[derive(Default)]
+struct Owners(std::sync::Mutex<std::collections::HashMap<String, Uuid>>);
+
+impl Owners {
+    fn remember(&self, key_id: &str, owner: Uuid) {
+        let mut owners = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if owners.len() >= OWNERS_REMEMBERED {
+            owners.clear();
+        }
+        owners.insert(key_id.to_owned(), owner);
+    }
+
+    fn of(&self, key_id: &str) -> Option<Uuid> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key_id)
+            .copied()
+    }
+}
+
 /// Signature checks look secrets up here.
 struct KeyStore<B> {
     backend: Arc<B>,
+    owners: Arc<Owners>,
 }
 
 #[async_trait::async_trait]
 impl<B: Backend> s3s::auth::S3Auth for KeyStore<B> {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<s3s::auth::SecretKey> {
         match self.backend.access_key(access_key).await {
-            Ok(Some(key)) => Ok(key.secret.into()),
+            Ok(Some(key)) => {
+                self.owners.remember(access_key, key.owner);
+                Ok(key.secret.into())
+            }
             Ok(None) => Err(s3_error!(
                 InvalidAccessKeyId,
                 "The AWS access key Id you provided does not exist in our records."
@@ -177,6 +213,7 @@ impl S3Host for RootDomain {
 struct Gateway<B> {
     backend: Arc<B>,
     config: GatewayConfig,
+    owners: Arc<Owners>,
 }
 
 /// The one place backend failures become S3 errors.
@@ -292,6 +329,10 @@ impl<B: Backend> Gateway<B> {
         let Some(credentials) = &request.credentials else {
             return Err(s3_error!(AccessDenied, "anonymous requests are not served"));
         };
+        // The signature was checked against this key's secret moments ago, in this request.
+        if let Some(owner) = self.owners.of(&credentials.access_key) {
+            return Ok(owner);
+        }
         match self.backend.access_key(&credentials.access_key).await {
             Ok(Some(key)) => Ok(key.owner),
             Ok(None) => Err(s3_error!(InvalidAccessKeyId, "the access key was deleted")),
@@ -709,7 +750,18 @@ impl<B: Backend> S3 for Gateway<B> {
         if input.part_number.is_some() {
             return Err(s3_error!(NotImplemented, "partNumber reads are not served"));
         }
-        let object = self.object_in(owner, &input.bucket, &input.key).await?;
+        let (object, content) = match self
+            .backend
+            .open(owner, input.key.clone())
+            .await
+            .map_err(s3_error_of)?
+        {
+            Some((object, content)) if object.tags.contains(&input.bucket) => (object, content),
+            _ => {
+                self.bucket_exists(owner, &input.bucket).await?;
+                return Err(no_such_key(&input.key));
+            }
+        };
         check_conditions(
             &object,
             input.if_match.as_ref(),
@@ -729,12 +781,7 @@ impl<B: Backend> S3 for Gateway<B> {
                 Result<bytes::Bytes, std::io::Error>,
             >())
         } else {
-            body_of(
-                self.backend
-                    .read(owner, &object, first, last)
-                    .await
-                    .map_err(s3_error_of)?,
-            )
+            body_of(content(first, last).await.map_err(s3_error_of)?)
         };
         Ok(S3Response::new(GetObjectOutput {
             body: Some(body),

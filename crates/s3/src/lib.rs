@@ -10,7 +10,7 @@ mod listing;
 mod names;
 
 pub use backend::{
-    AccessKey, Backend, BackendError, ByteStream, Completing, ErrorKind, PendingUpload,
+    AccessKey, Backend, BackendError, ByteStream, Completing, Content, ErrorKind, PendingUpload,
     StoredObject, UploadedPart,
 };
 pub use gateway::{GatewayConfig, router};
