@@ -377,6 +377,11 @@ class S3Clients(unittest.TestCase):
         self.assertEqual(error_code(lambda: self.put("limits", "k" * 256, b"x")), "KeyTooLongError")
         self.assertEqual(
             error_code(lambda: self.s3.delete_objects(
+                Bucket="limits", Delete={"Objects": [{"Key": f"k{i}"} for i in range(1001)]})),
+            "MalformedXML",
+        )
+        self.assertEqual(
+            error_code(lambda: self.s3.delete_objects(
                 Bucket="limits", Delete={"Objects": [{"Key": "k" * 1000 + str(i)} for i in range(3000)]})),
             "MaxMessageLengthExceeded",
         )

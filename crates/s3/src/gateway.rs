@@ -28,7 +28,8 @@ use crate::backend::{Backend, BackendError, ByteStream, ErrorKind, PendingUpload
 use crate::listing::{self, PageRequest};
 use crate::names::{is_bucket_name, redcloud_tag, s3_tag, tagging_header, url_encode};
 
-/// Most keys one listing page returns, whatever `max-keys` asks (S3's own bound).
+/// Most keys one listing page returns, whatever `max-keys` asks, and most keys one
+/// `DeleteObjects` names (S3's own bounds).
 const MAX_KEYS: usize = 1000;
 
 /// Largest XML request body (read whole before it is parsed): a completion of 10,000 parts
@@ -850,6 +851,13 @@ impl<B: Backend> S3 for Gateway<B> {
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         let owner = self.owner(&request).await?;
         let input = request.input;
+        if input.delete.objects.len() > MAX_KEYS {
+            return Err(s3_error!(
+                MalformedXML,
+                "At most {MAX_KEYS} keys can be deleted in one request, not {}",
+                input.delete.objects.len()
+            ));
+        }
         let quiet = input.delete.quiet.unwrap_or(false);
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
