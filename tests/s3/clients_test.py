@@ -500,6 +500,21 @@ class S3Clients(unittest.TestCase):
         ))
         self.assertEqual(error_code(lambda: self.s3.head_object(Bucket="multi", Key="small.bin")), "404")
 
+    def test_multipart_uploads_list_in_pages(self):
+        started = sorted(
+            (key, self.s3.create_multipart_upload(Bucket="paged", Key=key)["UploadId"])
+            for key in ["b", "a", "c", "a"]
+        )
+        pages = self.s3.get_paginator("list_multipart_uploads").paginate(
+            Bucket="paged", PaginationConfig={"PageSize": 1}
+        )
+        listed = [(u["Key"], u["UploadId"]) for page in pages for u in page.get("Uploads", [])]
+        self.assertEqual([k for k, _ in listed], ["a", "a", "b", "c"])
+        self.assertEqual(sorted(listed), started)
+        for key, upload_id in started:
+            self.s3.abort_multipart_upload(Bucket="paged", Key=key, UploadId=upload_id)
+        self.assertEqual(self.s3.list_multipart_uploads(Bucket="paged").get("Uploads", []), [])
+
     def test_an_unfinished_multipart_upload_expires(self):
         expiry = float(os.environ["S3_MULTIPART_EXPIRY_SECONDS"])
         upload_id = self.s3.create_multipart_upload(Bucket="expiring", Key="left.bin")["UploadId"]

@@ -274,6 +274,8 @@ impl Service {
                 size: parts.iter().map(|p| p.size).sum(),
                 chunks: layouts.into_iter().flat_map(|(_, chunks)| chunks).collect(),
                 chunk_size,
+                // Never read: a completed file's ETag is the MD5 of its parts' MD5s, which
+                // `record_as` is given; the content's own MD5 would cost reading it all.
                 md5: ContentMd5 {
                     digest: [0; 16],
                     parts: 0,

@@ -1007,7 +1007,9 @@ impl<B: Backend> S3 for Gateway<B> {
         let owner = self.owner(&request).await?;
         let input = request.input;
         let prefix = input.prefix.clone().unwrap_or_default();
-        let uploads: Vec<s3s::dto::MultipartUpload> = self
+        // By key, then start: S3's order. A page starts after the markers' upload, or after
+        // every upload of the key marker when the upload marker is not (or no longer) there.
+        let candidates: Vec<PendingUpload> = self
             .backend
             .uploads(owner)
             .await
@@ -1016,20 +1018,45 @@ impl<B: Backend> S3 for Gateway<B> {
             .filter(|u| {
                 u.tags.first() == Some(&input.bucket) && u.name.starts_with(prefix.as_str())
             })
-            .take(MAX_KEYS)
-            .map(|u| s3s::dto::MultipartUpload {
-                key: Some(u.name),
-                upload_id: Some(u.upload_id.to_string()),
-                initiated: Some(timestamp(u.started_at_ms)),
-                ..s3s::dto::MultipartUpload::default()
-            })
             .collect();
+        let start = match &input.key_marker {
+            None => 0,
+            Some(key) => input
+                .upload_id_marker
+                .as_ref()
+                .and_then(|marker| {
+                    candidates
+                        .iter()
+                        .position(|u| u.name == *key && u.upload_id.to_string() == *marker)
+                })
+                .map_or_else(
+                    || candidates.partition_point(|u| u.name.as_str() <= key.as_str()),
+                    |at| at + 1,
+                ),
+        };
+        let max = max_keys(input.max_uploads);
+        let page: Vec<&PendingUpload> = candidates[start..].iter().take(max).collect();
+        let truncated = candidates.len() - start > page.len();
+        let last = page.last().filter(|_| truncated);
         Ok(S3Response::new(ListMultipartUploadsOutput {
+            next_key_marker: last.map(|u| u.name.clone()),
+            next_upload_id_marker: last.map(|u| u.upload_id.to_string()),
+            uploads: Some(
+                page.iter()
+                    .map(|u| s3s::dto::MultipartUpload {
+                        key: Some(u.name.clone()),
+                        upload_id: Some(u.upload_id.to_string()),
+                        initiated: Some(timestamp(u.started_at_ms)),
+                        ..s3s::dto::MultipartUpload::default()
+                    })
+                    .collect(),
+            ),
             bucket: Some(input.bucket),
             prefix: input.prefix,
-            max_uploads: Some(MAX_KEYS as i32),
-            is_truncated: Some(false),
-            uploads: Some(uploads),
+            key_marker: input.key_marker,
+            upload_id_marker: input.upload_id_marker,
+            max_uploads: Some(max as i32),
+            is_truncated: Some(truncated),
             ..ListMultipartUploadsOutput::default()
         }))
     }
