@@ -135,12 +135,8 @@ impl Service {
             )));
         }
         self.multipart_upload(owner, upload_id).await?;
-        let stored = self.store_data(body).await?;
+        let stored = self.store_checked(body, expected_md5).await?;
         let md5 = stored.md5;
-        if expected_md5.is_some_and(|expected| expected != md5.digest) {
-            // The chunks just stored are referenced by nothing and collected later.
-            return Err(ApiError::BadDigest);
-        }
         self.record_file(
             upload_id,
             part_name(number),

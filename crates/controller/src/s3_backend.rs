@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::http::AppState;
 use crate::readmodel::{FileRecord, MultipartUpload};
-use crate::service::{DownloadTarget, Service, Uploaded, check_upload};
+use crate::service::{Download, DownloadTarget, Service, Uploaded, check_upload};
 
 /// The service as the S3 gateway uses it.
 pub struct S3Backend {
@@ -28,6 +28,23 @@ impl S3Backend {
 
     fn service(&self) -> &Service {
         &self.state.service
+    }
+
+    /// The owner's live file shown under `name`, with its chunks; `None` when there is none.
+    async fn download_by_name(
+        &self,
+        owner: Uuid,
+        name: String,
+    ) -> Result<Option<Download>, BackendError> {
+        match self
+            .service()
+            .find_download(owner, DownloadTarget::Name(name))
+            .await
+        {
+            Ok(download) => Ok(Some(download)),
+            Err(crate::ApiError::FileNotFound(_)) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
     }
 }
 
@@ -103,15 +120,10 @@ impl Backend for S3Backend {
         owner: Uuid,
         name: String,
     ) -> Result<Option<StoredObject>, BackendError> {
-        match self
-            .service()
-            .find_download(owner, DownloadTarget::Name(name))
-            .await
-        {
-            Ok(download) => Ok(Some(stored_object(download.file))),
-            Err(crate::ApiError::FileNotFound(_)) => Ok(None),
-            Err(error) => Err(error.into()),
-        }
+        Ok(self
+            .download_by_name(owner, name)
+            .await?
+            .map(|download| stored_object(download.file)))
     }
 
     async fn put(
@@ -123,11 +135,7 @@ impl Backend for S3Backend {
         body: ByteStream,
     ) -> Result<StoredObject, BackendError> {
         check_upload(&name, Some(&tags))?;
-        let stored = self.service().store_data(body).await?;
-        if expected_md5.is_some_and(|expected| expected != stored.md5.digest) {
-            // The chunks just stored are referenced by nothing and collected later.
-            return Err(crate::ApiError::BadDigest.into());
-        }
+        let stored = self.service().store_checked(body, expected_md5).await?;
         let uploaded = self
             .service()
             .record_file(owner, name, tags, stored)
@@ -140,14 +148,8 @@ impl Backend for S3Backend {
         owner: Uuid,
         name: String,
     ) -> Result<Option<(StoredObject, Content)>, BackendError> {
-        let download = match self
-            .service()
-            .find_download(owner, DownloadTarget::Name(name))
-            .await
-        {
-            Ok(download) => download,
-            Err(crate::ApiError::FileNotFound(_)) => return Ok(None),
-            Err(error) => return Err(error.into()),
+        let Some(download) = self.download_by_name(owner, name).await? else {
+            return Ok(None);
         };
         let object = stored_object(download.file.clone());
         let state = Arc::clone(&self.state);

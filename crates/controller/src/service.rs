@@ -425,6 +425,25 @@ impl Service {
         store_stream(&self.chunks, self.limits, body).await
     }
 
+    /// Streams a file's bytes as [`Service::store_data`] does; when the client announced the
+    /// MD5 (`Content-MD5`), data of another MD5 is refused before anything is recorded (its
+    /// chunks, referenced by nothing, are collected later).
+    pub async fn store_checked<S, E>(
+        &self,
+        body: S,
+        expected_md5: Option<[u8; 16]>,
+    ) -> Result<StoredData, ApiError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let stored = self.store_data(body).await?;
+        if expected_md5.is_some_and(|expected| expected != stored.md5.digest) {
+            return Err(ApiError::BadDigest);
+        }
+        Ok(stored)
+    }
+
     /// Records a stored file under `name`, replacing the caller's file shown under that name.
     pub async fn record_file(
         &self,

@@ -360,10 +360,15 @@ impl<B: Backend> Gateway<B> {
             .map_err(s3_error_of)?
         {
             Some(object) if object.tags.iter().any(|t| t == bucket) => Ok(object),
-            _ => {
-                self.bucket_exists(owner, bucket).await?;
-                Err(no_such_key(key))
-            }
+            _ => Err(self.not_in_bucket(owner, bucket, key).await),
+        }
+    }
+
+    /// Why `key` is not in `bucket`: the bucket is not there, or the key is not in it.
+    async fn not_in_bucket(&self, owner: Uuid, bucket: &str, key: &str) -> S3Error {
+        match self.bucket_exists(owner, bucket).await {
+            Ok(()) => no_such_key(key),
+            Err(error) => error,
         }
     }
 
@@ -435,24 +440,36 @@ fn max_keys(asked: Option<i32>) -> usize {
     asked.map_or(MAX_KEYS, |n| usize::try_from(n).unwrap_or(0).min(MAX_KEYS))
 }
 
-/// A page of `objects` as `request` asks for it.
+/// One page of a bucket listing, as both listing versions send it.
+struct ListedPage {
+    contents: Vec<Object>,
+    common_prefixes: Vec<CommonPrefix>,
+    /// Where the next page starts after, when there is one (not encoded).
+    next_after: Option<String>,
+}
+
+/// The page of `objects` that `request` asks for, its entries in the requested encoding.
 fn list_page(
     objects: &[StoredObject],
-    prefix: &str,
-    delimiter: Option<&str>,
-    after: Option<&str>,
-    max_keys: usize,
-) -> listing::Page<StoredObject> {
-    listing::page(
-        objects,
-        |o| o.name.as_str(),
-        PageRequest {
-            prefix,
-            delimiter,
-            after,
-            max_keys,
-        },
-    )
+    request: PageRequest<'_>,
+    encode: &impl Fn(&str) -> String,
+) -> ListedPage {
+    let page = listing::page(objects, |o| o.name.as_str(), request);
+    ListedPage {
+        contents: page
+            .objects
+            .iter()
+            .map(|o| object_entry(o, encode))
+            .collect(),
+        common_prefixes: page
+            .common_prefixes
+            .iter()
+            .map(|p| CommonPrefix {
+                prefix: Some(encode(p)),
+            })
+            .collect(),
+        next_after: page.next_after,
+    }
 }
 
 /// Reads a file into a body: a task pumps the backend's stream into a small channel, which
@@ -481,6 +498,11 @@ fn resolve_range(range: Option<&Range>, size: u64) -> S3Result<Option<(u64, u64)
         )
     })?;
     Ok(Some((bytes.start, bytes.end - 1)))
+}
+
+/// The `Content-Range` of a ranged answer.
+fn content_range(range: Option<(u64, u64)>, size: u64) -> Option<String> {
+    range.map(|(first, last)| format!("bytes {first}-{last}/{size}"))
 }
 
 /// The RedCloud tags an S3 tag set stands for.
@@ -607,38 +629,29 @@ impl<B: Backend> S3 for Gateway<B> {
         };
         let prefix = input.prefix.as_deref().unwrap_or_default();
         let max = max_keys(input.max_keys);
+        let encode = encoder(input.encoding_type.as_ref());
         let page = list_page(
             &objects,
-            prefix,
-            input.delimiter.as_deref(),
-            after.as_deref(),
-            max,
+            PageRequest {
+                prefix,
+                delimiter: input.delimiter.as_deref(),
+                after: after.as_deref(),
+                max_keys: max,
+            },
+            &encode,
         );
-        let encode = encoder(input.encoding_type.as_ref());
-        let contents: Vec<Object> = page
-            .objects
-            .iter()
-            .map(|o| object_entry(o, &encode))
-            .collect();
-        let common: Vec<CommonPrefix> = page
-            .common_prefixes
-            .iter()
-            .map(|p| CommonPrefix {
-                prefix: Some(encode(p)),
-            })
-            .collect();
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(input.bucket.clone()),
             prefix: Some(encode(prefix)),
             delimiter: input.delimiter.as_deref().map(&encode),
             max_keys: Some(max as i32),
-            key_count: Some((contents.len() + common.len()) as i32),
+            key_count: Some((page.contents.len() + page.common_prefixes.len()) as i32),
             continuation_token: input.continuation_token.clone(),
             start_after: input.start_after.as_deref().map(&encode),
             is_truncated: Some(page.next_after.is_some()),
             next_continuation_token: page.next_after.map(hex::encode),
-            contents: Some(contents),
-            common_prefixes: Some(common),
+            contents: Some(page.contents),
+            common_prefixes: Some(page.common_prefixes),
             encoding_type: input.encoding_type.clone(),
             ..Default::default()
         }))
@@ -655,26 +668,17 @@ impl<B: Backend> S3 for Gateway<B> {
         let input = &request.input;
         let prefix = input.prefix.as_deref().unwrap_or_default();
         let max = max_keys(input.max_keys);
+        let encode = encoder(input.encoding_type.as_ref());
         let page = list_page(
             &objects,
-            prefix,
-            input.delimiter.as_deref(),
-            input.marker.as_deref(),
-            max,
+            PageRequest {
+                prefix,
+                delimiter: input.delimiter.as_deref(),
+                after: input.marker.as_deref(),
+                max_keys: max,
+            },
+            &encode,
         );
-        let encode = encoder(input.encoding_type.as_ref());
-        let contents: Vec<Object> = page
-            .objects
-            .iter()
-            .map(|o| object_entry(o, &encode))
-            .collect();
-        let common: Vec<CommonPrefix> = page
-            .common_prefixes
-            .iter()
-            .map(|p| CommonPrefix {
-                prefix: Some(encode(p)),
-            })
-            .collect();
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(input.bucket.clone()),
             prefix: Some(encode(prefix)),
@@ -685,8 +689,8 @@ impl<B: Backend> S3 for Gateway<B> {
             // S3 sends NextMarker only with a delimiter; clients use the last key otherwise,
             // which is the same entry.
             next_marker: page.next_after.as_deref().map(&encode),
-            contents: Some(contents),
-            common_prefixes: Some(common),
+            contents: Some(page.contents),
+            common_prefixes: Some(page.common_prefixes),
             encoding_type: input.encoding_type.clone(),
             ..Default::default()
         }))
@@ -758,10 +762,7 @@ impl<B: Backend> S3 for Gateway<B> {
             .map_err(s3_error_of)?
         {
             Some((object, content)) if object.tags.contains(&input.bucket) => (object, content),
-            _ => {
-                self.bucket_exists(owner, &input.bucket).await?;
-                return Err(no_such_key(&input.key));
-            }
+            _ => return Err(self.not_in_bucket(owner, &input.bucket, &input.key).await),
         };
         check_conditions(
             &object,
@@ -787,8 +788,7 @@ impl<B: Backend> S3 for Gateway<B> {
         Ok(S3Response::new(GetObjectOutput {
             body: Some(body),
             content_length: Some(length as i64),
-            content_range: range
-                .map(|(first, last)| format!("bytes {first}-{last}/{}", object.size)),
+            content_range: content_range(range, object.size),
             accept_ranges: Some("bytes".to_owned()),
             content_type: Some(octet_stream()),
             e_tag: etag(&object),
@@ -816,8 +816,7 @@ impl<B: Backend> S3 for Gateway<B> {
         let length = range.map_or(object.size, |(first, last)| last - first + 1);
         Ok(S3Response::new(HeadObjectOutput {
             content_length: Some(length as i64),
-            content_range: range
-                .map(|(first, last)| format!("bytes {first}-{last}/{}", object.size)),
+            content_range: content_range(range, object.size),
             accept_ranges: Some("bytes".to_owned()),
             content_type: Some(octet_stream()),
             e_tag: etag(&object),
