@@ -424,3 +424,47 @@ fn folds_above_the_log_are_never_used_to_fold() {
         .unwrap();
     assert_eq!(reported(&b, 1), Some(store_a.frontier()));
 }
+
+#[test]
+fn a_node_waiting_for_a_snapshot_takes_none_of_its_own() {
+    let start = Instant::now();
+    let (store_a, store_b, mut a, mut b) = two_peers(start);
+    a.append_local(WALL_MS, vec!["x".to_owned(), "y".to_owned()], &store_a)
+        .unwrap();
+    while a.poll_transmit().is_some() {}
+    let truncated_at = redcloud_eventlog::LogBase {
+        frontier: store_a.frontier(),
+        hlc: redcloud_eventlog::Hlc::new(WALL_MS, 1),
+    };
+    LogStore::<String>::rebase(&store_a, &truncated_at).unwrap();
+    // The newcomer writes, and the peer takes its operation in.
+    b.append_local(WALL_MS + 1, vec!["mine".to_owned()], &store_b)
+        .unwrap();
+    deliver((&mut b, WALL_MS), (&mut a, &store_a, WALL_MS), start);
+    assert!(store_a.frontier().dominates(&store_b.frontier()));
+
+    // The newcomer opens a round; the peer answers that it truncated what the newcomer lacks,
+    // with its frontier, which covers everything the newcomer holds.
+    let opening = frontier_opening_a_round(&mut b, &store_b, start);
+    a.handle_message(start, WALL_MS, NodeId::new(2), opening, &store_a)
+        .unwrap();
+    deliver((&mut a, WALL_MS), (&mut b, &store_b, WALL_MS), start);
+    assert!(
+        events(&mut b)
+            .iter()
+            .any(|e| matches!(e, Event::SnapshotNeeded { peer, .. } if *peer == NodeId::new(1)))
+    );
+    assert_eq!(reported(&b, 1), Some(store_a.frontier()));
+    assert_eq!(
+        b.stable_frontier([NodeId::new(1), NodeId::new(2)], &store_b),
+        None,
+        "a snapshot of its own would truncate what the peer's snapshot lacks"
+    );
+
+    b.install_snapshot(start, &truncated_at, &store_b).unwrap();
+    assert_eq!(
+        b.stable_frontier([NodeId::new(1), NodeId::new(2)], &store_b),
+        Some(store_b.frontier()),
+        "once its log covers the peer's base it takes snapshots again"
+    );
+}

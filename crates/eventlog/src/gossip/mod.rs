@@ -193,6 +193,9 @@ pub struct PeerStatus {
     pub refused: Option<ClockRefusal>,
     /// The digest of its folds, as its newest frontier said.
     pub folds: Option<FoldsDigest>,
+    /// The base of its log, once it said it truncated operations this node lacked: until
+    /// this node's frontier covers it, this node waits for a snapshot.
+    pub truncated_base: Option<VersionVector>,
 }
 
 /// The replication core of one node.
@@ -439,6 +442,9 @@ impl<P: Clone + serde::Serialize, R: Rng> Gossip<P, R> {
             }
             GossipMessage::Truncated { base } => {
                 if !store.frontier().dominates(&base) {
+                    if let Some(status) = self.peers.get_mut(&from) {
+                        status.truncated_base = Some(base.clone());
+                    }
                     self.events
                         .push_back(Event::SnapshotNeeded { peer: from, base });
                 }
@@ -449,7 +455,8 @@ impl<P: Clone + serde::Serialize, R: Rng> Gossip<P, R> {
 
     /// The frontier every node in `live` is known to have reached, with this one: the meet
     /// of this node's frontier and the newest frontier each of them reported. `None` while
-    /// one of them (other than this node) has reported nothing, or is not a peer. Operations
+    /// one of them (other than this node) has reported nothing, or is not a peer, and while
+    /// this node lacks operations a peer truncated (it waits for a snapshot). Operations
     /// at or below it are causally stable: no live node will ever need them from this one
     /// again, so a snapshot at this frontier may stand for them.
     pub fn stable_frontier(
@@ -458,6 +465,19 @@ impl<P: Clone + serde::Serialize, R: Rng> Gossip<P, R> {
         store: &(impl LogStore<P> + ?Sized),
     ) -> Option<VersionVector> {
         let mut stable = store.frontier();
+        let frontier = stable.clone();
+        // A node waiting for a peer's snapshot takes none of its own: truncating its log now
+        // would drop operations that snapshot lacks, and the snapshot would then not cover
+        // this log's base and could not be installed.
+        let waiting = self.peers.values().any(|status| {
+            status
+                .truncated_base
+                .as_ref()
+                .is_some_and(|base| !frontier.dominates(base))
+        });
+        if waiting {
+            return None;
+        }
         for node in live {
             if node == self.me {
                 continue;
