@@ -15,7 +15,11 @@ use commands::Context;
 
 /// mimalloc rather than the system allocator: `log rebuild` decodes operations on one thread
 /// and folds them into the read model on another, and with the system allocator every
-/// operation freed on the second thread contends for the first thread's arena lock.
+/// operation freed on the second thread contends for the first thread's arena lock. Built
+/// without transparent huge pages (the `no_thp` feature, set in the workspace): each first
+/// touch of a huge page zeroes 2 MiB at once, and where the memory comes cold from a VM's
+/// host, as on the first run of a command, a million-operation rebuild took 2.1 s with them
+/// against 1.6 s without (1.4 s against 1.6 s when run again at once).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -258,8 +258,11 @@ impl Serialize for VersionVector {
 /// Zero entries from a peer are dropped, so a decoded vector is always canonical.
 impl<'de> Deserialize<'de> for VersionVector {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let dots = BTreeMap::<NodeId, u64>::deserialize(deserializer)?;
-        Ok(dots.into_iter().map(|(o, s)| (o, Seq(s))).collect())
+        let mut dots = BTreeMap::<NodeId, u64>::deserialize(deserializer)?;
+        // Kept as decoded rather than built again entry by entry: every operation read from
+        // the log decodes one of these.
+        dots.retain(|_, seq| *seq != 0);
+        Ok(Self(VClock { dots }))
     }
 }
 

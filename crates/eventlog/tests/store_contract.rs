@@ -563,3 +563,59 @@ fn a_full_disk_halts_appends_until_resume_finds_room_and_loses_nothing() {
     drop(store);
     drop(tmpfs);
 }
+
+fn journal_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "jnl"))
+        .map(|entry| entry.metadata().map_or(0, |m| m.len()))
+        .sum()
+}
+
+/// Every open replays the journal into memory (a restart, and each `redcloud log` command),
+/// so the journal must stay bounded however much the log grows: with the engine's defaults,
+/// the small `heads` keyspace kept every journal alive up to 512 MiB.
+#[test]
+fn the_journal_an_open_replays_stays_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FjallStore::<Payload>::open(dir.path()).unwrap();
+    // Incompressible payloads: the engine compresses what it writes.
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut filler = || -> String {
+        (0..4096)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                char::from(b'a' + (state % 26) as u8)
+            })
+            .collect()
+    };
+    let mut seq = 0;
+    for _ in 0..40 {
+        let batch: Vec<Op<Payload>> = (0..1000)
+            .map(|_| {
+                seq += 1;
+                let mut next = op(1, seq, &[], seq);
+                next.payload = filler();
+                next
+            })
+            .collect();
+        store.append(&batch).unwrap();
+    }
+    // 160 MiB went in. Flushes run in the background: give them time to retire journals.
+    let bound = 80 << 20;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while journal_bytes(dir.path()) > bound && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        journal_bytes(dir.path()) <= bound,
+        "journals hold {} bytes",
+        journal_bytes(dir.path())
+    );
+    drop(store);
+    let reopened = FjallStore::<Payload>::open(dir.path()).unwrap();
+    assert_eq!(reopened.frontier().get(node(1)), Seq::new(seq));
+}

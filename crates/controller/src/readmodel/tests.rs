@@ -933,3 +933,44 @@ fn a_snapshot_whose_folds_exceed_its_frontier_is_refused() {
     );
     assert!(installer.applied().is_empty(), "nothing changed");
 }
+
+/// The digest hashes its rows a block at a time on another thread: the result must be the
+/// SHA-256 of the whole encoding, across block boundaries and values larger than a block,
+/// and the same when the hashing runs on the encoding thread.
+#[test]
+fn rows_hash_to_the_sha256_of_their_whole_encoding() {
+    let large = vec![7u8; DIGEST_BLOCK_BYTES * 3 + 5];
+    let encode = |out: &mut Rows, expected: &mut Vec<u8>| {
+        out.table("t");
+        expected.extend_from_slice(b"t");
+        for i in 0..40_000i64 {
+            out.int(i);
+            expected.push(1);
+            expected.extend_from_slice(&8u64.to_be_bytes());
+            expected.extend_from_slice(&i.to_be_bytes());
+            out.null();
+            expected.push(0);
+            expected.extend_from_slice(&0u64.to_be_bytes());
+            if i % 10_000 == 0 {
+                out.bytes(&large);
+                expected.push(3);
+                expected.extend_from_slice(&(large.len() as u64).to_be_bytes());
+                expected.extend_from_slice(&large);
+            }
+        }
+    };
+    let mut expected = Vec::new();
+    let mut threaded = Rows::default();
+    encode(&mut threaded, &mut expected);
+    assert!(matches!(threaded.hashing, BlockHasher::Thread { .. }));
+    assert!(expected.len() > 8 * DIGEST_BLOCK_BYTES);
+    let whole: [u8; 32] = Sha256::digest(&expected).into();
+    assert_eq!(threaded.finish(), whole);
+
+    let mut here = Rows {
+        block: Vec::new(),
+        hashing: BlockHasher::Here(Sha256::new()),
+    };
+    encode(&mut here, &mut Vec::new());
+    assert_eq!(here.finish(), whole);
+}
