@@ -515,6 +515,49 @@ class S3Clients(unittest.TestCase):
             self.s3.abort_multipart_upload(Bucket="paged", Key=key, UploadId=upload_id)
         self.assertEqual(self.s3.list_multipart_uploads(Bucket="paged").get("Uploads", []), [])
 
+    def test_part_numbers_and_uploads_in_progress_have_limits(self):
+        upload_id = self.s3.create_multipart_upload(Bucket="bounds", Key="k")["UploadId"]
+        for number in (0, 10001):
+            self.assertEqual(
+                error_code(lambda: self.s3.upload_part(
+                    Bucket="bounds", Key="k", UploadId=upload_id, PartNumber=number, Body=b"x")),
+                "InvalidArgument",
+                number,
+            )
+        self.s3.upload_part(Bucket="bounds", Key="k", UploadId=upload_id, PartNumber=10000, Body=b"x")
+        self.s3.abort_multipart_upload(Bucket="bounds", Key="k", UploadId=upload_id)
+
+        # A user of their own, so that other tests' uploads do not count.
+        s3 = client(new_user("dave"), S3_0)
+        started = [s3.create_multipart_upload(Bucket="many", Key=f"k{i}")["UploadId"] for i in range(1000)]
+        self.assertEqual(
+            error_code(lambda: s3.create_multipart_upload(Bucket="many", Key="one-more")), "InvalidArgument"
+        )
+        s3.abort_multipart_upload(Bucket="many", Key="k0", UploadId=started[0])
+        s3.create_multipart_upload(Bucket="many", Key="one-more")
+
+    def test_the_upload_limit_holds_for_a_put_and_for_a_multipart_upload_whole(self):
+        limit = int(os.environ["UPLOAD_MAX_BYTES"])
+        self.assertEqual(
+            error_code(lambda: self.put("limited", "one.bin", b"\0" * (limit + 1))), "EntityTooLarge"
+        )
+        self.assertEqual(error_code(lambda: self.s3.head_object(Bucket="limited", Key="one.bin")), "404")
+        part = os.urandom(8 * 1024 * 1024)
+        upload_id = self.s3.create_multipart_upload(Bucket="limited", Key="parts.bin")["UploadId"]
+        numbers = range(1, limit // len(part) + 2)
+        etags = [
+            self.s3.upload_part(
+                Bucket="limited", Key="parts.bin", UploadId=upload_id, PartNumber=n, Body=part)["ETag"]
+            for n in numbers
+        ]
+        self.assertEqual(
+            error_code(lambda: self.s3.complete_multipart_upload(
+                Bucket="limited", Key="parts.bin", UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in zip(numbers, etags)]})),
+            "EntityTooLarge",
+        )
+        self.s3.abort_multipart_upload(Bucket="limited", Key="parts.bin", UploadId=upload_id)
+
     def test_an_unfinished_multipart_upload_expires(self):
         expiry = float(os.environ["S3_MULTIPART_EXPIRY_SECONDS"])
         upload_id = self.s3.create_multipart_upload(Bucket="expiring", Key="left.bin")["UploadId"]

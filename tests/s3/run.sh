@@ -33,6 +33,8 @@ fi
 
 # Multipart uploads left unfinished this long are aborted; the suite checks that it happens.
 EXPIRY=60s
+# Room for the 100 MiB copy, and a limit multipart uploads must keep too.
+UPLOAD_MAX_BYTES=$((101 * 1024 * 1024))
 work=$(mktemp -d)
 artifacts="$repo/target/s3-artifacts"
 rm -rf "$artifacts"
@@ -60,6 +62,7 @@ s3 = next(p for p in range(19500, 20000, 2) if free(p))
 print(api, s3)')
 "$REDCLOUD_BIN" up --controllers 2 --chunkservers 2 --listen "127.0.0.1:$port" \
     --s3-listen "127.0.0.1:$s3_port" --s3-multipart-expiry "$EXPIRY" \
+    --upload-max-bytes "$UPLOAD_MAX_BYTES" \
     --s3-root-domain s3.test --data-dir "$work/data" >"$artifacts/cluster.log" 2>&1 &
 cluster_pid=$!
 for url in "http://127.0.0.1:$port" "http://127.0.0.1:$((port + 1))"; do
@@ -79,6 +82,7 @@ done
 # rclone refuses to start with a custom bundle on plain HTTP.
 env -u AWS_CA_BUNDLE -u AWS_PROFILE -u AWS_CONFIG_FILE -u AWS_SHARED_CREDENTIALS_FILE \
     PATH="$venv/bin:$PATH" REDCLOUD_BIN="$REDCLOUD_BIN" HOME="$work" \
-    S3_MULTIPART_EXPIRY_SECONDS="${EXPIRY%s}" "$venv/bin/python" tests/s3/clients_test.py \
+    S3_MULTIPART_EXPIRY_SECONDS="${EXPIRY%s}" UPLOAD_MAX_BYTES="$UPLOAD_MAX_BYTES" \
+    "$venv/bin/python" tests/s3/clients_test.py \
     "http://127.0.0.1:$port" "http://127.0.0.1:$((port + 1))" \
     "http://127.0.0.1:$s3_port" "http://127.0.0.1:$((s3_port + 1))" "$work"

@@ -121,7 +121,8 @@ pub struct Config {
     #[arg(long, env = "REDCLOUD_CONTROLLER_UPLOAD_PIPELINE_CHUNKS", default_value_t = DEFAULT_UPLOAD_PIPELINE_CHUNKS)]
     pub upload_pipeline_chunks: usize,
 
-    /// Largest upload accepted, in bytes (413 beyond). Default: no limit.
+    /// Largest file an upload may store, in bytes (413 beyond; over S3, EntityTooLarge, also
+    /// for the whole of a multipart upload). Default: no limit.
     #[arg(long, env = "REDCLOUD_CONTROLLER_UPLOAD_MAX_BYTES")]
     pub upload_max_bytes: Option<u64>,
 

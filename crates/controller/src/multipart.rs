@@ -209,6 +209,16 @@ impl Service {
             }
             chosen.push(part.clone());
         }
+        // Parts are stored one by one, each within the upload limit: the file they make
+        // must be too, or parts would be a way around it.
+        let size: u64 = chosen.iter().map(|p| p.size).sum();
+        let limit = self.limits.max_file_bytes();
+        if size > limit {
+            return Err(ApiError::PayloadTooLarge {
+                what: "file",
+                limit,
+            });
+        }
         let mut digests = md5::Md5::new();
         for part in &chosen {
             digests.update(part.md5.map(|m| m.digest).unwrap_or_default());
@@ -261,10 +271,14 @@ impl Service {
             })
             .await?;
         let chunk_size = layouts.first().map_or(1, |(size, _)| *size);
+        // Parts stored with smaller chunks than today's could list more chunks than a file
+        // may have: those are cut again, at today's size.
+        let chunk_count: usize = layouts.iter().map(|(_, chunks)| chunks.len()).sum();
         let aligned = layouts.iter().all(|(size, _)| *size == chunk_size)
             && parts[..parts.len() - 1]
                 .iter()
-                .all(|p| p.size % chunk_size.max(1) == 0);
+                .all(|p| p.size % chunk_size.max(1) == 0)
+            && chunk_count as u64 <= crate::upload::MAX_CHUNKS_PER_FILE;
         if aligned {
             return Ok(StoredData {
                 size: parts.iter().map(|p| p.size).sum(),

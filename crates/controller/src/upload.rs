@@ -44,6 +44,16 @@ pub struct UploadLimits {
     pub deadline: Duration,
 }
 
+impl UploadLimits {
+    /// The largest file one upload may store: the configured limit, and at most
+    /// [`MAX_CHUNKS_PER_FILE`] chunks.
+    pub fn max_file_bytes(&self) -> u64 {
+        let chunk_limit = self.chunk_size.max(1) as u64 * MAX_CHUNKS_PER_FILE;
+        self.max_bytes
+            .map_or(chunk_limit, |limit| limit.min(chunk_limit))
+    }
+}
+
 type ChunkWrite = AbortOnDropHandle<Result<ChunkId, ApiError>>;
 
 /// Most chunks one file may have: its `FileAdded` operation lists them all and must stay
@@ -69,10 +79,7 @@ where
     let mut buffer = BytesMut::with_capacity(chunk_size);
     let mut size = 0u64;
     let mut md5 = RunningMd5::default();
-    let chunk_limit = chunk_size as u64 * MAX_CHUNKS_PER_FILE;
-    let max_bytes = limits
-        .max_bytes
-        .map_or(chunk_limit, |limit| limit.min(chunk_limit));
+    let max_bytes = limits.max_file_bytes();
     while let Some(piece) = body.next().await {
         let mut piece =
             piece.map_err(|e| ApiError::InvalidRequest(format!("upload interrupted: {e}")))?;

@@ -32,6 +32,10 @@ pub struct UpArgs {
     /// How long an S3 multipart upload may stay unfinished before it is aborted.
     #[arg(long, default_value = "7d")]
     pub s3_multipart_expiry: humantime::Duration,
+    /// The largest file an upload may store, in bytes, whether in one request or as S3
+    /// multipart parts (no limit but the file format's by default).
+    #[arg(long)]
+    pub upload_max_bytes: Option<u64>,
     /// Directory for all data (kept between runs).
     #[arg(long, default_value = "redcloud-data")]
     pub data_dir: PathBuf,
@@ -82,6 +86,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         controller.cluster_listen = listeners.cluster.local_addr()?;
         controller.s3_listen = listeners.s3.local_addr()?;
         controller.s3_multipart_expiry = args.s3_multipart_expiry;
+        controller.upload_max_bytes = args.upload_max_bytes;
         controller.s3_root_domain.clone_from(&args.s3_root_domain);
         controller.tls_cert.clone_from(&args.tls_cert);
         controller.tls_key.clone_from(&args.tls_key);
