@@ -364,3 +364,101 @@ async fn per_file_calls_and_the_tag_list_over_grpc() {
         "nothing changed without a key"
     );
 }
+
+#[tokio::test]
+async fn s3_keys_over_grpc() {
+    use redcloud_proto::files::{CreateS3KeyRequest, ListS3KeysRequest, S3KeyRef};
+    let c = ClusterBuilder::new(env!("CARGO_BIN_EXE_redcloud-test-node"))
+        .start()
+        .await;
+    let mut client = FilesClient::connect(c.url()).await.unwrap();
+    let key = c.register("jo", "pw").await;
+    let other = c.register("kim", "pw").await;
+
+    for credential in [None, Some("not-a-key")] {
+        let refused = client
+            .create_s3_key(maybe_authed(CreateS3KeyRequest {}, credential))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            tonic::Code::Unauthenticated,
+            "{credential:?}"
+        );
+    }
+    let made = client
+        .create_s3_key(authed(CreateS3KeyRequest {}, &key))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(made.access_key_id.len(), 20);
+    assert_eq!(made.secret_access_key.len(), 40);
+
+    let listed = client
+        .list_s3_keys(authed(ListS3KeysRequest {}, &key))
+        .await
+        .unwrap()
+        .into_inner()
+        .keys;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].access_key_id, made.access_key_id);
+    assert_eq!(
+        listed[0].secret_access_key, "",
+        "a list never shows a secret"
+    );
+    // The same key, dated as the HTTP API dates it.
+    let over_http: serde_json::Value = c
+        .http
+        .get(format!("{}/s3-keys", c.url()))
+        .header("authorization", format!("Bearer {key}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        over_http["keys"][0]["access_key_id"],
+        made.access_key_id.as_str()
+    );
+    assert_eq!(
+        over_http["keys"][0]["created_at"],
+        listed[0].created_at.as_str()
+    );
+
+    // Another user neither sees the key nor deletes it.
+    let theirs = client
+        .list_s3_keys(authed(ListS3KeysRequest {}, &other))
+        .await
+        .unwrap()
+        .into_inner()
+        .keys;
+    assert!(theirs.is_empty());
+    let by_key = |id: &str| S3KeyRef {
+        access_key_id: id.to_owned(),
+    };
+    let foreign = client
+        .delete_s3_key(authed(by_key(&made.access_key_id), &other))
+        .await
+        .unwrap_err();
+    assert_eq!(foreign.code(), tonic::Code::NotFound);
+
+    let deleted = client
+        .delete_s3_key(authed(by_key(&made.access_key_id), &key))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(deleted.deleted, made.access_key_id);
+    let left = client
+        .list_s3_keys(authed(ListS3KeysRequest {}, &key))
+        .await
+        .unwrap()
+        .into_inner()
+        .keys;
+    assert!(left.is_empty());
+    let again = client
+        .delete_s3_key(authed(by_key(&made.access_key_id), &key))
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), tonic::Code::NotFound);
+}

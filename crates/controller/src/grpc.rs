@@ -9,10 +9,11 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use redcloud_proto::files::files_server::Files;
 use redcloud_proto::files::{
-    Account, Credentials, DeleteResponse, DownloadRequest, DownloadResponse, FileInfo, FileRef,
-    FileTags, ListResponse, ListTagsRequest, ListTagsResponse, LoginResponse, MeRequest,
-    RegisterResponse, SkippedFile, TagChange, TagChangeResponse, TagCount, TagQuery, UploadRequest,
-    download_request,
+    Account, CreateS3KeyRequest, Credentials, DeleteResponse, DeleteS3KeyResponse, DownloadRequest,
+    DownloadResponse, FileInfo, FileRef, FileTags, ListResponse, ListS3KeysRequest,
+    ListS3KeysResponse, ListTagsRequest, ListTagsResponse, LoginResponse, MeRequest,
+    RegisterResponse, S3Key, S3KeyRef, SkippedFile, TagChange, TagChangeResponse, TagCount,
+    TagQuery, UploadRequest, download_request,
 };
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
@@ -330,5 +331,51 @@ impl Files for FilesApi {
             })
             .collect();
         Ok(Response::new(ListTagsResponse { tags }))
+    }
+
+    async fn create_s3_key(
+        &self,
+        request: Request<CreateS3KeyRequest>,
+    ) -> Result<Response<S3Key>, Status> {
+        let owner = self.caller(&request).await?;
+        let key = self.state.service.create_s3_key(owner).await?;
+        Ok(Response::new(S3Key {
+            access_key_id: key.key_id,
+            secret_access_key: key.secret,
+            created_at: String::new(),
+        }))
+    }
+
+    async fn list_s3_keys(
+        &self,
+        request: Request<ListS3KeysRequest>,
+    ) -> Result<Response<ListS3KeysResponse>, Status> {
+        let owner = self.caller(&request).await?;
+        let keys = self
+            .state
+            .service
+            .s3_keys(owner)
+            .await?
+            .into_iter()
+            .map(|key| S3Key {
+                access_key_id: key.key_id,
+                secret_access_key: String::new(),
+                created_at: format_timestamp(key.created_at_ms),
+            })
+            .collect();
+        Ok(Response::new(ListS3KeysResponse { keys }))
+    }
+
+    async fn delete_s3_key(
+        &self,
+        request: Request<S3KeyRef>,
+    ) -> Result<Response<DeleteS3KeyResponse>, Status> {
+        let owner = self.caller(&request).await?;
+        let key_id = request.into_inner().access_key_id;
+        self.state
+            .service
+            .delete_s3_key(owner, key_id.clone())
+            .await?;
+        Ok(Response::new(DeleteS3KeyResponse { deleted: key_id }))
     }
 }
