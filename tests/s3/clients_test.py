@@ -527,9 +527,21 @@ class S3Clients(unittest.TestCase):
         self.s3.upload_part(Bucket="bounds", Key="k", UploadId=upload_id, PartNumber=10000, Body=b"x")
         self.s3.abort_multipart_upload(Bucket="bounds", Key="k", UploadId=upload_id)
 
-        # A user of their own, so that other tests' uploads do not count.
+        # A user of their own, so that other tests' uploads do not count. The last 40 tries
+        # come at once: they count each other, and exactly the 20 that fit get in.
         s3 = client(new_user("dave"), S3_0)
-        started = [s3.create_multipart_upload(Bucket="many", Key=f"k{i}")["UploadId"] for i in range(1000)]
+        started = [s3.create_multipart_upload(Bucket="many", Key=f"k{i}")["UploadId"] for i in range(980)]
+
+        def start(i):
+            try:
+                return s3.create_multipart_upload(Bucket="many", Key=f"at-once-{i}")["UploadId"]
+            except botocore.exceptions.ClientError as error:
+                self.assertEqual(error.response["Error"]["Code"], "InvalidArgument")
+                return None
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=40) as pool:
+            at_once = [u for u in pool.map(start, range(40)) if u is not None]
+        self.assertEqual(len(at_once), 20)
         self.assertEqual(
             error_code(lambda: s3.create_multipart_upload(Bucket="many", Key="one-more")), "InvalidArgument"
         )

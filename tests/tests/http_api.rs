@@ -1131,4 +1131,25 @@ async fn s3_keys_are_made_sealed_listed_and_deleted_everywhere() {
     )
     .await;
     assert_eq!(status, 401);
+
+    // Requests at once on one controller count each other: the limit holds exactly.
+    let carl = c.register("carl", "pw").await;
+    let tries = (0..40).map(|_| post_json(&c, "/s3-keys", Some(&carl), json!({})));
+    let made = futures_util::future::join_all(tries)
+        .await
+        .into_iter()
+        .filter(|(status, _)| *status == 201)
+        .count();
+    assert_eq!(made, 16);
+    let (status, listed) = status_json(
+        c.http
+            .get(format!("{}/s3-keys", url_of(0)))
+            .bearer_auth(&carl)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["keys"].as_array().unwrap().len(), 16);
 }

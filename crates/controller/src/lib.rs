@@ -224,6 +224,7 @@ pub async fn run(
         chunks: chunk_io,
         limits,
         registering: tokio::sync::Mutex::new(()),
+        counted_creations: tokio::sync::Mutex::new(()),
         auth: throttle::AuthGate::new(config.auth_gate()),
         clock,
         sealer: link.sealer(),

@@ -75,6 +75,7 @@ impl Service {
         tags: Vec<String>,
     ) -> Result<Uuid, ApiError> {
         check_upload(&name, Some(&tags))?;
+        let _one_at_a_time = self.counted_creations.lock().await;
         let held = self
             .read(move |r| r.multipart_uploads_of(&owner))
             .await?

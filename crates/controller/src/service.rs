@@ -40,6 +40,11 @@ pub struct Service {
     /// name. (Registrations on different controllers during a partition both keep their
     /// accounts; the later one is told of the conflict.)
     pub(crate) registering: tokio::sync::Mutex<()>,
+    /// Serialises this controller's creations that a per-user limit counts (S3 keys,
+    /// multipart uploads): the count and the append happen as one, so concurrent requests
+    /// here cannot all pass the same count. (Controllers apart in a partition each count
+    /// what they have seen.)
+    pub(crate) counted_creations: tokio::sync::Mutex<()>,
     /// Rate limits of login and registration, and the Argon2 slots.
     pub(crate) auth: AuthGate,
     /// Dates new files.
@@ -586,6 +591,7 @@ impl Service {
     /// Makes the caller a new S3 access key; the secret is returned here once and travels
     /// only sealed.
     pub async fn create_s3_key(&self, user_id: Uuid) -> Result<NewS3Key, ApiError> {
+        let _one_at_a_time = self.counted_creations.lock().await;
         let held = self.read(move |r| r.s3_keys_of(&user_id)).await?.len();
         if held >= crate::limits::S3_KEYS_PER_USER_MAX {
             return Err(crate::limits::LimitError::TooManyS3Keys {
