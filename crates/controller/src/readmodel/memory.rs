@@ -825,7 +825,6 @@ fn see(nodes: &mut HashMap<String, Node>, node_id: String, address: String, stam
     }
 }
 
-/// The entries of `map` in key order (byte order, as SQLite orders BLOB and TEXT keys).
 /// Sets the tags numbered `names` present or absent on a file's `rows`, where `stamp` is newer.
 fn set_tags_of(rows: &mut Vec<Tag>, names: &[u32], present: bool, stamp: StampBytes) {
     for &name in names {
@@ -847,6 +846,7 @@ fn set_tags_of(rows: &mut Vec<Tag>, names: &[u32], present: bool, stamp: StampBy
     }
 }
 
+/// The entries of `map` in key order (byte order, as SQLite orders BLOB and TEXT keys).
 fn sorted<K: Ord, V>(map: &HashMap<K, V>) -> Vec<(&K, &V)> {
     let mut entries: Vec<(&K, &V)> = map.iter().collect();
     entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
