@@ -461,4 +461,19 @@ async fn s3_keys_over_grpc() {
         .await
         .unwrap_err();
     assert_eq!(again.code(), tonic::Code::NotFound);
+
+    // A key id beyond the message bound is refused as it is decoded, before any lookup.
+    let oversized = client
+        .delete_s3_key(authed(by_key(&"k".repeat(5 << 20)), &key))
+        .await
+        .unwrap_err();
+    assert_eq!(oversized.code(), tonic::Code::OutOfRange, "{oversized:?}");
+    let still = client
+        .list_s3_keys(authed(ListS3KeysRequest {}, &key))
+        .await
+        .unwrap();
+    assert!(
+        still.into_inner().keys.is_empty(),
+        "the controller answers on"
+    );
 }
